@@ -1,0 +1,541 @@
+//! JOSE: signing keys, their public JWKs, JWT signing and JWT verification.
+//!
+//! Signing uses `aws-lc-rs` key pairs parsed **once** and kept in memory
+//! (re-parsing a PKCS#8 key per token would cost as much as the signature).
+//! A compact JWS is only `b64url(header) . b64url(claims) . b64url(sig)`; the
+//! header is `jsonwebtoken`'s `Header` type, serialized by serde.
+//!
+//! Verification is `jsonwebtoken`'s (JOSE parsing is not written here), with
+//! three rules on top, after RFC 8725:
+//! - the **key** decides the algorithm: the token's `alg` must equal the `alg`
+//!   of the JWK its `kid` names, so `none`, HMAC and algorithm confusion cannot
+//!   get through;
+//! - `typ` must be `at+jwt` (RFC 9068), so an ID token or other JWT signed with
+//!   the same key is not taken for an access token;
+//! - time claims are checked against an injected clock with a leeway.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{
+    EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair, RsaPublicKeyComponents, ECDSA_P256_SHA256_FIXED_SIGNING,
+    RSA_PKCS1_SHA256, RSA_PSS_SHA256,
+};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, CommonParameters, EllipticCurve, EllipticCurveKeyParameters, EllipticCurveKeyType, Jwk,
+    KeyAlgorithm, OctetKeyPairParameters, OctetKeyPairType, PublicKeyUse, RSAKeyParameters, RSAKeyType,
+    ThumbprintHash,
+};
+use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::claims::{AccessTokenClaims, ACCESS_TOKEN_TYP};
+
+/// Largest compact JWT we will even try to parse.
+pub const MAX_JWT_LEN: usize = 8 * 1024;
+
+/// The signature algorithms Portcullis signs with and accepts. Asymmetric only:
+/// `none` and HMAC are not representable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum SigningAlg {
+    /// Ed25519 (RFC 8037).
+    EdDSA,
+    /// ECDSA P-256 with SHA-256.
+    ES256,
+    /// RSASSA-PKCS1-v1_5 with SHA-256, 2048-bit keys.
+    RS256,
+    /// RSASSA-PSS with SHA-256, 2048-bit keys.
+    PS256,
+}
+
+impl SigningAlg {
+    /// Every supported algorithm.
+    pub const ALL: [SigningAlg; 4] = [Self::EdDSA, Self::ES256, Self::RS256, Self::PS256];
+
+    /// The JOSE name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::EdDSA => "EdDSA",
+            Self::ES256 => "ES256",
+            Self::RS256 => "RS256",
+            Self::PS256 => "PS256",
+        }
+    }
+
+    fn jwt_alg(self) -> Algorithm {
+        match self {
+            Self::EdDSA => Algorithm::EdDSA,
+            Self::ES256 => Algorithm::ES256,
+            Self::RS256 => Algorithm::RS256,
+            Self::PS256 => Algorithm::PS256,
+        }
+    }
+
+    fn key_alg(self) -> KeyAlgorithm {
+        match self {
+            Self::EdDSA => KeyAlgorithm::EdDSA,
+            Self::ES256 => KeyAlgorithm::ES256,
+            Self::RS256 => KeyAlgorithm::RS256,
+            Self::PS256 => KeyAlgorithm::PS256,
+        }
+    }
+}
+
+impl fmt::Display for SigningAlg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SigningAlg {
+    type Err = JoseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| JoseError::UnsupportedAlgorithm(s.chars().take(16).collect()))
+    }
+}
+
+/// Errors creating or using keys.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum JoseError {
+    /// Not one of EdDSA, ES256, RS256, PS256.
+    #[error("unsupported algorithm {0:?}: expected one of EdDSA, ES256, RS256, PS256")]
+    UnsupportedAlgorithm(String),
+    /// Key generation failed.
+    #[error("key generation failed")]
+    KeyGeneration,
+    /// Stored key bytes are not a valid key of the stated algorithm.
+    #[error("stored private key is not a valid {0} key")]
+    InvalidPrivateKey(SigningAlg),
+    /// A JWK is not usable for verification (no `alg`, symmetric, unsupported curve, bad encoding).
+    #[error("unusable JWK: {0}")]
+    InvalidJwk(String),
+    /// Signing failed.
+    #[error("signing failed")]
+    Signing,
+}
+
+enum Pair {
+    Ed(Ed25519KeyPair),
+    Ec(EcdsaKeyPair),
+    Rsa(RsaKeyPair),
+}
+
+/// A private signing key with its public JWK. `kid` is the RFC 7638 thumbprint.
+pub struct SigningKey {
+    kid: String,
+    alg: SigningAlg,
+    pair: Pair,
+    jwk: Jwk,
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKey").field("kid", &self.kid).field("alg", &self.alg).finish_non_exhaustive()
+    }
+}
+
+fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+impl SigningKey {
+    /// Generates a new key; returns it and its PKCS#8 DER encoding (to be sealed and stored).
+    pub fn generate(alg: SigningAlg) -> Result<(Self, Vec<u8>), JoseError> {
+        let rng = SystemRandom::new();
+        let der = match alg {
+            SigningAlg::EdDSA => Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| JoseError::KeyGeneration)?.as_ref().to_vec(),
+            SigningAlg::ES256 => EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                .map_err(|_| JoseError::KeyGeneration)?
+                .as_ref()
+                .to_vec(),
+            SigningAlg::RS256 | SigningAlg::PS256 => {
+                let kp = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                    .map_err(|_| JoseError::KeyGeneration)?;
+                let der: Pkcs8V1Der<'static> = kp.as_der().map_err(|_| JoseError::KeyGeneration)?;
+                der.as_ref().to_vec()
+            }
+        };
+        let key = Self::from_pkcs8(alg, &der)?;
+        Ok((key, der))
+    }
+
+    /// Loads a key from PKCS#8 DER.
+    pub fn from_pkcs8(alg: SigningAlg, der: &[u8]) -> Result<Self, JoseError> {
+        let bad = || JoseError::InvalidPrivateKey(alg);
+        let (pair, params) = match alg {
+            SigningAlg::EdDSA => {
+                let kp = Ed25519KeyPair::from_pkcs8(der).map_err(|_| bad())?;
+                let x = b64(kp.public_key().as_ref());
+                let params = AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
+                    key_type: OctetKeyPairType::OctetKeyPair,
+                    curve: EllipticCurve::Ed25519,
+                    x,
+                });
+                (Pair::Ed(kp), params)
+            }
+            SigningAlg::ES256 => {
+                let kp = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der).map_err(|_| bad())?;
+                let point = kp.public_key().as_ref();
+                // Uncompressed SEC1 point: 0x04 || x || y.
+                if point.len() != 65 || point[0] != 4 {
+                    return Err(bad());
+                }
+                let params = AlgorithmParameters::EllipticCurve(EllipticCurveKeyParameters {
+                    key_type: EllipticCurveKeyType::EC,
+                    curve: EllipticCurve::P256,
+                    x: b64(&point[1..33]),
+                    y: b64(&point[33..]),
+                });
+                (Pair::Ec(kp), params)
+            }
+            SigningAlg::RS256 | SigningAlg::PS256 => {
+                let kp = RsaKeyPair::from_pkcs8(der).map_err(|_| bad())?;
+                if kp.public_modulus_len() < 256 {
+                    return Err(bad());
+                }
+                let c = RsaPublicKeyComponents::<Vec<u8>>::from(kp.public_key());
+                let params = AlgorithmParameters::RSA(RSAKeyParameters { key_type: RSAKeyType::RSA, n: b64(&c.n), e: b64(&c.e) });
+                (Pair::Rsa(kp), params)
+            }
+        };
+        let mut jwk = Jwk { common: CommonParameters::default(), algorithm: params };
+        let kid = jwk.thumbprint(ThumbprintHash::SHA256);
+        jwk.common = CommonParameters {
+            public_key_use: Some(PublicKeyUse::Signature),
+            key_algorithm: Some(alg.key_alg()),
+            key_id: Some(kid.clone()),
+            ..CommonParameters::default()
+        };
+        Ok(Self { kid, alg, pair, jwk })
+    }
+
+    /// The key id (RFC 7638 SHA-256 thumbprint).
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The algorithm this key signs with.
+    pub fn alg(&self) -> SigningAlg {
+        self.alg
+    }
+
+    /// The public JWK (with `kid`, `alg`, `use: sig`).
+    pub fn public_jwk(&self) -> &Jwk {
+        &self.jwk
+    }
+
+    /// The raw signature over `msg`: what a JWS signature is, before base64url.
+    pub fn sign_raw(&self, msg: &[u8]) -> Result<Vec<u8>, JoseError> {
+        match &self.pair {
+            Pair::Ed(kp) => Ok(kp.sign(msg).as_ref().to_vec()),
+            Pair::Ec(kp) => Ok(kp.sign(&SystemRandom::new(), msg).map_err(|_| JoseError::Signing)?.as_ref().to_vec()),
+            Pair::Rsa(kp) => {
+                let mut sig = vec![0u8; kp.public_modulus_len()];
+                let pad = if self.alg == SigningAlg::PS256 { &RSA_PSS_SHA256 } else { &RSA_PKCS1_SHA256 };
+                kp.sign(pad, &SystemRandom::new(), msg, &mut sig).map_err(|_| JoseError::Signing)?;
+                Ok(sig)
+            }
+        }
+    }
+
+    /// Signs `claims` as a compact JWS with header `{alg, typ, kid}`.
+    pub fn sign_jwt<C: Serialize>(&self, typ: &str, claims: &C) -> Result<String, JoseError> {
+        let mut header = Header::new(self.alg.jwt_alg());
+        header.typ = Some(typ.to_owned());
+        header.kid = Some(self.kid.clone());
+        let header = serde_json::to_vec(&header).map_err(|_| JoseError::Signing)?;
+        let claims = serde_json::to_vec(claims).map_err(|_| JoseError::Signing)?;
+        let mut out = String::with_capacity((header.len() + claims.len()) * 4 / 3 + 400);
+        URL_SAFE_NO_PAD.encode_string(&header, &mut out);
+        out.push('.');
+        URL_SAFE_NO_PAD.encode_string(&claims, &mut out);
+        let sig = self.sign_raw(out.as_bytes())?;
+        out.push('.');
+        URL_SAFE_NO_PAD.encode_string(&sig, &mut out);
+        Ok(out)
+    }
+}
+
+/// A public key ready for verification; the JWK's `alg` pins the algorithm.
+#[derive(Clone)]
+pub struct VerifyingKey {
+    kid: String,
+    alg: SigningAlg,
+    key: DecodingKey,
+}
+
+impl fmt::Debug for VerifyingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifyingKey").field("kid", &self.kid).field("alg", &self.alg).finish()
+    }
+}
+
+impl VerifyingKey {
+    /// Accepts a JWK only if it names a supported asymmetric `alg` that fits its key type,
+    /// and has a `kid`.
+    pub fn from_jwk(jwk: &Jwk) -> Result<Self, JoseError> {
+        let alg = match jwk.common.key_algorithm {
+            Some(KeyAlgorithm::EdDSA) => SigningAlg::EdDSA,
+            Some(KeyAlgorithm::ES256) => SigningAlg::ES256,
+            Some(KeyAlgorithm::RS256) => SigningAlg::RS256,
+            Some(KeyAlgorithm::PS256) => SigningAlg::PS256,
+            Some(other) => return Err(JoseError::InvalidJwk(format!("alg {other:?} is not accepted"))),
+            None => return Err(JoseError::InvalidJwk("no alg: the key must pin its algorithm".into())),
+        };
+        let fits = matches!(
+            (&jwk.algorithm, alg),
+            (AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters { curve: EllipticCurve::Ed25519, .. }), SigningAlg::EdDSA)
+                | (AlgorithmParameters::EllipticCurve(EllipticCurveKeyParameters { curve: EllipticCurve::P256, .. }), SigningAlg::ES256)
+                | (AlgorithmParameters::RSA(_), SigningAlg::RS256 | SigningAlg::PS256)
+        );
+        if !fits {
+            return Err(JoseError::InvalidJwk(format!("key type does not fit alg {alg}")));
+        }
+        if let Some("enc") = jwk.common.public_key_use.as_ref().map(|u| match u {
+            PublicKeyUse::Encryption => "enc",
+            _ => "sig",
+        }) {
+            return Err(JoseError::InvalidJwk("key is for encryption".into()));
+        }
+        let kid = jwk.common.key_id.clone().ok_or_else(|| JoseError::InvalidJwk("no kid".into()))?;
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| JoseError::InvalidJwk(e.to_string()))?;
+        Ok(Self { kid, alg, key })
+    }
+
+    /// The key id.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The pinned algorithm.
+    pub fn alg(&self) -> SigningAlg {
+        self.alg
+    }
+}
+
+/// Why a JWT was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum JwtError {
+    /// Over [`MAX_JWT_LEN`].
+    #[error("token too large")]
+    TooLarge,
+    /// Not a compact JWS, bad base64 or JSON, or claims of the wrong shape.
+    #[error("malformed token: {0}")]
+    Malformed(String),
+    /// `typ` is not `at+jwt`.
+    #[error("wrong token type: expected at+jwt")]
+    WrongType,
+    /// No key with this `kid`, or no `kid` at all.
+    #[error("unknown signing key")]
+    UnknownKey,
+    /// The header's `alg` differs from the key's.
+    #[error("algorithm does not match the key")]
+    AlgorithmMismatch,
+    /// The signature does not verify.
+    #[error("invalid signature")]
+    BadSignature,
+    /// `iss` is not the expected issuer.
+    #[error("wrong issuer")]
+    WrongIssuer,
+    /// `aud` does not contain the expected audience.
+    #[error("wrong audience")]
+    WrongAudience,
+    /// `exp` is in the past (beyond the leeway).
+    #[error("token expired")]
+    Expired,
+    /// `iat` is in the future (beyond the leeway).
+    #[error("token issued in the future")]
+    IssuedInFuture,
+}
+
+/// Verifies JWT access tokens against a set of public keys, an issuer and a clock.
+#[derive(Debug, Clone)]
+pub struct JwtVerifier {
+    keys: HashMap<String, VerifyingKey>,
+    issuer: String,
+    leeway: i64,
+}
+
+impl JwtVerifier {
+    /// A verifier for tokens from `issuer`, with `leeway` seconds of clock skew allowed.
+    pub fn new(issuer: impl Into<String>, leeway: i64, keys: impl IntoIterator<Item = VerifyingKey>) -> Self {
+        Self { keys: keys.into_iter().map(|k| (k.kid.clone(), k)).collect(), issuer: issuer.into(), leeway }
+    }
+
+    /// The number of keys known.
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Verifies an RFC 9068 access token at time `now`. When `audience` is given the
+    /// token's `aud` must contain it.
+    pub fn verify_access_token(&self, token: &str, now: i64, audience: Option<&str>) -> Result<AccessTokenClaims, JwtError> {
+        let claims: AccessTokenClaims = self.verify_typed(token, ACCESS_TOKEN_TYP)?;
+        if claims.iss != self.issuer {
+            return Err(JwtError::WrongIssuer);
+        }
+        if let Some(aud) = audience {
+            if !claims.aud.contains(aud) {
+                return Err(JwtError::WrongAudience);
+            }
+        }
+        if claims.exp <= now - self.leeway {
+            return Err(JwtError::Expired);
+        }
+        if claims.iat > now + self.leeway {
+            return Err(JwtError::IssuedInFuture);
+        }
+        Ok(claims)
+    }
+
+    /// Checks size, `typ`, `kid`, pinned `alg` and signature; returns the claims unchecked
+    /// for time, issuer and audience.
+    pub fn verify_typed<C: DeserializeOwned>(&self, token: &str, typ: &str) -> Result<C, JwtError> {
+        if token.len() > MAX_JWT_LEN {
+            return Err(JwtError::TooLarge);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|e| JwtError::Malformed(e.to_string()))?;
+        let typ_ok = header.typ.as_deref().is_some_and(|t| {
+            t.eq_ignore_ascii_case(typ) || t.strip_prefix("application/").is_some_and(|s| s.eq_ignore_ascii_case(typ))
+        });
+        if !typ_ok {
+            return Err(JwtError::WrongType);
+        }
+        let key = header.kid.as_deref().and_then(|kid| self.keys.get(kid)).ok_or(JwtError::UnknownKey)?;
+        if header.alg != key.alg.jwt_alg() {
+            return Err(JwtError::AlgorithmMismatch);
+        }
+        let mut v = Validation::new(key.alg.jwt_alg());
+        v.validate_exp = false;
+        v.validate_nbf = false;
+        v.validate_aud = false;
+        v.leeway = 0;
+        v.required_spec_claims.clear();
+        let data = jsonwebtoken::decode::<C>(token, &key.key, &v).map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::InvalidSignature => JwtError::BadSignature,
+            jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => JwtError::AlgorithmMismatch,
+            _ => JwtError::Malformed(e.to_string()),
+        })?;
+        Ok(data.claims)
+    }
+}
+
+/// A JWK Set document (RFC 7517 §5).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JwkSet {
+    /// The keys.
+    pub keys: Vec<Jwk>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::claims::Audience;
+
+    fn claims(now: i64) -> AccessTokenClaims {
+        AccessTokenClaims {
+            iss: "https://issuer.test".into(),
+            sub: "client-1".into(),
+            aud: Audience::One("https://api.test".into()),
+            exp: now + 900,
+            iat: now,
+            jti: "jti-1".into(),
+            client_id: "client-1".into(),
+            scope: "read write".into(),
+        }
+    }
+
+    fn verifier_for(keys: &[&SigningKey]) -> JwtVerifier {
+        JwtVerifier::new(
+            "https://issuer.test",
+            30,
+            keys.iter().map(|k| VerifyingKey::from_jwk(k.public_jwk()).expect("jwk")),
+        )
+    }
+
+    #[test]
+    fn every_algorithm_signs_tokens_that_verify() {
+        for alg in SigningAlg::ALL {
+            let (key, der) = SigningKey::generate(alg).expect("generate");
+            let reloaded = SigningKey::from_pkcs8(alg, &der).expect("reload");
+            assert_eq!(reloaded.kid(), key.kid(), "kid is a function of the public key");
+            let now = 1_700_000_000;
+            let token = key.sign_jwt(ACCESS_TOKEN_TYP, &claims(now)).expect("sign");
+            let got = verifier_for(&[&reloaded]).verify_access_token(&token, now, Some("https://api.test"));
+            assert_eq!(got, Ok(claims(now)), "{alg}");
+            let header = jsonwebtoken::decode_header(&token).expect("header");
+            assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+            assert_eq!(header.kid.as_deref(), Some(key.kid()));
+        }
+    }
+
+    #[test]
+    fn time_issuer_and_audience_are_enforced_with_leeway() {
+        let (key, _) = SigningKey::generate(SigningAlg::ES256).expect("generate");
+        let v = verifier_for(&[&key]);
+        let now = 1_700_000_000;
+        let t = key.sign_jwt(ACCESS_TOKEN_TYP, &claims(now)).expect("sign");
+        assert!(v.verify_access_token(&t, now + 900 + 29, None).is_ok(), "inside leeway");
+        assert_eq!(v.verify_access_token(&t, now + 900 + 30, None), Err(JwtError::Expired));
+        assert_eq!(v.verify_access_token(&t, now - 31, None), Err(JwtError::IssuedInFuture));
+        assert_eq!(v.verify_access_token(&t, now, Some("https://other.test")), Err(JwtError::WrongAudience));
+        let other_iss = JwtVerifier::new("https://evil.test", 30, [VerifyingKey::from_jwk(key.public_jwk()).expect("jwk")]);
+        assert_eq!(other_iss.verify_access_token(&t, now, None), Err(JwtError::WrongIssuer));
+    }
+
+    #[test]
+    fn forged_and_confused_tokens_are_refused() {
+        let (key, _) = SigningKey::generate(SigningAlg::ES256).expect("generate");
+        let (other, _) = SigningKey::generate(SigningAlg::ES256).expect("generate");
+        let v = verifier_for(&[&key]);
+        let now = 1_700_000_000;
+        // Signed by a key the verifier does not know.
+        let t = other.sign_jwt(ACCESS_TOKEN_TYP, &claims(now)).expect("sign");
+        assert_eq!(v.verify_access_token(&t, now, None), Err(JwtError::UnknownKey));
+        // A different typ (e.g. an ID token) is not an access token.
+        let t = key.sign_jwt("JWT", &claims(now)).expect("sign");
+        assert_eq!(v.verify_access_token(&t, now, None), Err(JwtError::WrongType));
+        // alg=none with our kid.
+        let h = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"none","typ":"at+jwt","kid":"{}"}}"#, key.kid()));
+        let p = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims(now)).expect("json"));
+        assert!(v.verify_access_token(&format!("{h}.{p}."), now, None).is_err());
+        // HS256 using the public key as the secret (the classic confusion attack).
+        let h = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"HS256","typ":"at+jwt","kid":"{}"}}"#, key.kid()));
+        assert!(v.verify_access_token(&format!("{h}.{p}.AAAA"), now, None).is_err());
+        // A flipped payload byte breaks the signature.
+        let t = key.sign_jwt(ACCESS_TOKEN_TYP, &claims(now)).expect("sign");
+        let parts: Vec<&str> = t.split('.').collect();
+        let mut c = claims(now);
+        c.scope = "admin".into();
+        let forged = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(serde_json::to_vec(&c).expect("json")), parts[2]);
+        assert_eq!(v.verify_access_token(&forged, now, None), Err(JwtError::BadSignature));
+        // Garbage and oversize.
+        assert!(matches!(v.verify_access_token("a.b.c", now, None), Err(JwtError::Malformed(_))));
+        assert_eq!(v.verify_access_token(&"a".repeat(MAX_JWT_LEN + 1), now, None), Err(JwtError::TooLarge));
+    }
+
+    #[test]
+    fn unusable_jwks_are_refused() {
+        let (key, _) = SigningKey::generate(SigningAlg::RS256).expect("generate");
+        let mut jwk = key.public_jwk().clone();
+        jwk.common.key_algorithm = None;
+        assert!(VerifyingKey::from_jwk(&jwk).is_err(), "no alg");
+        jwk.common.key_algorithm = Some(KeyAlgorithm::HS256);
+        assert!(VerifyingKey::from_jwk(&jwk).is_err(), "symmetric alg");
+        jwk.common.key_algorithm = Some(KeyAlgorithm::ES256);
+        assert!(VerifyingKey::from_jwk(&jwk).is_err(), "alg does not fit an RSA key");
+        assert!("HS256".parse::<SigningAlg>().is_err());
+        assert!("none".parse::<SigningAlg>().is_err());
+    }
+}

@@ -1,0 +1,214 @@
+//! Key material held by the server.
+//!
+//! One 256-bit **master key** (from a file the operator supplies, or one created
+//! on first start) is the root. From it HKDF-SHA256 derives, with distinct labels:
+//! - the **pepper**, the HMAC-SHA256 key under which every opaque secret is stored;
+//! - the **key-encryption key**, AES-256-GCM, which seals signing private keys at rest.
+//!
+//! Deriving both from one root means one file to protect and back up; the labels
+//! keep the two uses cryptographically independent.
+
+use std::fmt;
+
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use aws_lc_rs::{hkdf, hmac};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+
+/// Why key material could not be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The master key text is not 32 bytes in base64.
+    #[error("invalid master key: expected 32 bytes, base64-encoded (44 characters)")]
+    InvalidMasterKey,
+    /// A sealed blob failed to decrypt: wrong master key, or tampered data.
+    #[error("sealed key material could not be opened (wrong master key or tampered data)")]
+    Unseal,
+    /// The system random generator or the AEAD failed.
+    #[error("cryptographic operation failed")]
+    Crypto,
+}
+
+/// The root secret. `Debug` is redacted.
+#[derive(Clone)]
+pub struct MasterKey([u8; 32]);
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MasterKey([redacted])")
+    }
+}
+
+impl MasterKey {
+    /// A fresh random master key.
+    pub fn generate() -> Result<Self, KeyError> {
+        let mut k = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut k).map_err(|_| KeyError::Crypto)?;
+        Ok(Self(k))
+    }
+
+    /// Reads the file format: base64 of 32 bytes, surrounding whitespace ignored.
+    pub fn from_base64(text: &str) -> Result<Self, KeyError> {
+        let bytes = STANDARD.decode(text.trim()).map_err(|_| KeyError::InvalidMasterKey)?;
+        let arr: [u8; 32] = bytes.try_into().map_err(|_| KeyError::InvalidMasterKey)?;
+        Ok(Self(arr))
+    }
+
+    /// The file format.
+    pub fn to_base64(&self) -> String {
+        STANDARD.encode(self.0)
+    }
+
+    fn derive(&self, label: &[u8]) -> Result<[u8; 32], KeyError> {
+        let salt = hkdf::Salt::new(hkdf::HKDF_SHA256, b"portcullis/v1");
+        let prk = salt.extract(&self.0);
+        let labels = [label];
+        let okm = prk.expand(&labels, hkdf::HKDF_SHA256).map_err(|_| KeyError::Crypto)?;
+        let mut out = [0u8; 32];
+        okm.fill(&mut out).map_err(|_| KeyError::Crypto)?;
+        Ok(out)
+    }
+
+    /// The pepper for storing opaque secrets.
+    pub fn pepper(&self) -> Result<Pepper, KeyError> {
+        let k = self.derive(b"pepper")?;
+        Ok(Pepper(hmac::Key::new(hmac::HMAC_SHA256, &k)))
+    }
+
+    /// The key that seals private keys at rest.
+    pub fn sealer(&self) -> Result<Sealer, KeyError> {
+        let k = self.derive(b"signing-key-encryption")?;
+        let key = UnboundKey::new(&AES_256_GCM, &k).map_err(|_| KeyError::Crypto)?;
+        Ok(Sealer(LessSafeKey::new(key)))
+    }
+}
+
+/// HMAC-SHA256 under the server pepper: how opaque secrets are stored.
+#[derive(Clone)]
+pub struct Pepper(hmac::Key);
+
+impl fmt::Debug for Pepper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Pepper([redacted])")
+    }
+}
+
+impl Pepper {
+    /// The stored form of `secret`: lowercase hex of HMAC-SHA256(pepper, secret).
+    ///
+    /// A fast keyed hash is right for opaque secrets: they carry 256 bits of
+    /// entropy, so there is nothing for a slow hash to protect against.
+    pub fn digest(&self, secret: &str) -> SecretDigest {
+        SecretDigest(hex::encode(hmac::sign(&self.0, secret.as_bytes()).as_ref()))
+    }
+}
+
+/// A stored secret digest (hex). Compare with [`SecretDigest::ct_eq`].
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SecretDigest(String);
+
+impl SecretDigest {
+    /// Wraps a digest read from storage.
+    pub fn from_stored(hex: String) -> Self {
+        Self(hex)
+    }
+
+    /// The hex text, for storage and indexed lookup.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Constant-time equality.
+    pub fn ct_eq(&self, other: &SecretDigest) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+    }
+}
+
+impl fmt::Debug for SecretDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A digest is not the secret, but it still identifies it; keep it out of logs.
+        f.write_str("SecretDigest(..)")
+    }
+}
+
+/// AES-256-GCM sealing of private keys. The associated data binds a blob to its key id,
+/// so a sealed key copied onto another row will not open.
+pub struct Sealer(LessSafeKey);
+
+impl fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Sealer([redacted])")
+    }
+}
+
+impl Sealer {
+    /// Encrypts `plaintext`; returns base64 of `nonce || ciphertext || tag`.
+    pub fn seal(&self, plaintext: &[u8], aad: &str) -> Result<String, KeyError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        aws_lc_rs::rand::fill(&mut nonce).map_err(|_| KeyError::Crypto)?;
+        let mut buf = plaintext.to_vec();
+        self.0
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad.as_bytes()), &mut buf)
+            .map_err(|_| KeyError::Crypto)?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&buf);
+        Ok(STANDARD.encode(out))
+    }
+
+    /// Decrypts what [`Sealer::seal`] produced with the same `aad`.
+    pub fn open(&self, sealed: &str, aad: &str) -> Result<Vec<u8>, KeyError> {
+        let raw = STANDARD.decode(sealed).map_err(|_| KeyError::Unseal)?;
+        if raw.len() < NONCE_LEN + 16 {
+            return Err(KeyError::Unseal);
+        }
+        let (nonce, ct) = raw.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| KeyError::Unseal)?;
+        let mut buf = ct.to_vec();
+        let plain = self.0.open_in_place(nonce, Aad::from(aad.as_bytes()), &mut buf).map_err(|_| KeyError::Unseal)?;
+        Ok(plain.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn master_key_text_round_trips_and_bad_text_is_refused() {
+        let k = MasterKey::generate().expect("rng");
+        let k2 = MasterKey::from_base64(&format!("  {}\n", k.to_base64())).expect("parse");
+        assert_eq!(k.pepper().expect("p").digest("x"), k2.pepper().expect("p").digest("x"));
+        assert_eq!(MasterKey::from_base64("c2hvcnQ=").err(), Some(KeyError::InvalidMasterKey));
+        assert_eq!(MasterKey::from_base64("not base64!").err(), Some(KeyError::InvalidMasterKey));
+        assert_eq!(format!("{k:?}"), "MasterKey([redacted])");
+    }
+
+    #[test]
+    fn the_pepper_is_keyed_and_digests_compare_exactly() {
+        let a = MasterKey::generate().expect("rng").pepper().expect("p");
+        let b = MasterKey::generate().expect("rng").pepper().expect("p");
+        assert!(a.digest("secret").ct_eq(&a.digest("secret")));
+        assert!(!a.digest("secret").ct_eq(&a.digest("secreT")));
+        assert!(!a.digest("secret").ct_eq(&b.digest("secret")), "another pepper, another digest");
+        assert_eq!(a.digest("s").as_str().len(), 64);
+    }
+
+    #[test]
+    fn sealed_keys_open_only_with_the_same_key_and_label() {
+        let mk = MasterKey::generate().expect("rng");
+        let s = mk.sealer().expect("sealer");
+        let blob = s.seal(b"private key bytes", "kid-1").expect("seal");
+        assert!(!blob.contains("private"));
+        assert_eq!(s.open(&blob, "kid-1").expect("open"), b"private key bytes");
+        assert_eq!(s.open(&blob, "kid-2"), Err(KeyError::Unseal));
+        let other = MasterKey::generate().expect("rng").sealer().expect("sealer");
+        assert_eq!(other.open(&blob, "kid-1"), Err(KeyError::Unseal));
+        let mut raw = STANDARD.decode(&blob).expect("b64");
+        let last = raw.len() - 1;
+        raw[last] ^= 1;
+        assert_eq!(s.open(&STANDARD.encode(raw), "kid-1"), Err(KeyError::Unseal));
+        assert_eq!(s.open("!!", "kid-1"), Err(KeyError::Unseal));
+    }
+}

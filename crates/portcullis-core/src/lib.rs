@@ -1,0 +1,25 @@
+//! Portcullis domain core: the types every other crate speaks.
+//!
+//! Layout:
+//! - [`clock`]: the `Clock` trait (system and manual clocks) so time is injectable.
+//! - [`ids`]: typed identifiers (`ClientId`, `TokenId`).
+//! - [`scope`]: OAuth scopes and scope sets (parsed, validated, subset checks).
+//! - [`secret`]: the opaque secret format (`<prefix>_<random><crc32>`) and redacting secret types.
+//! - [`keys`]: the master key, the pepper derived from it, and AEAD sealing of private keys.
+//! - [`jose`]: signing keys (EdDSA, ES256, RS256, PS256), JWKs, JWT signing and verification.
+//! - [`claims`]: RFC 9068 access-token claims.
+//! - [`oauth`]: RFC 6749 error codes.
+//! - [`duration`]: human durations such as `15m` or `90d`.
+//!
+//! No I/O, no async, no HTTP types live here.
+#![forbid(unsafe_code)]
+
+pub mod claims;
+pub mod clock;
+pub mod duration;
+pub mod ids;
+pub mod jose;
+pub mod keys;
+pub mod oauth;
+pub mod scope;
+pub mod secret;

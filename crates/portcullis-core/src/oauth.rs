@@ -1,0 +1,87 @@
+//! OAuth 2.0 error codes (RFC 6749 §5.2, RFC 7009 §2.2.1, RFC 6750 §3.1).
+
+use std::fmt;
+
+/// An error code from the OAuth registries. `Display` is the exact wire code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// Missing, repeated, or malformed parameter; or otherwise malformed request.
+    InvalidRequest,
+    /// Client authentication failed.
+    InvalidClient,
+    /// The grant (code, refresh token, credentials) is invalid, expired or revoked.
+    InvalidGrant,
+    /// The client may not use this grant type (or act on this token).
+    UnauthorizedClient,
+    /// The grant type is not supported by the server.
+    UnsupportedGrantType,
+    /// The requested scope is invalid, unknown, or exceeds what the client may have.
+    InvalidScope,
+    /// RFC 7009: the server does not revoke this kind of token.
+    UnsupportedTokenType,
+    /// RFC 6750: the access token is invalid.
+    InvalidToken,
+    /// RFC 6750: the token lacks a required scope.
+    InsufficientScope,
+    /// The server failed; details are in its logs, not the response.
+    ServerError,
+    /// The server is overloaded or in maintenance.
+    TemporarilyUnavailable,
+}
+
+impl ErrorCode {
+    /// The wire code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidClient => "invalid_client",
+            Self::InvalidGrant => "invalid_grant",
+            Self::UnauthorizedClient => "unauthorized_client",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::InvalidScope => "invalid_scope",
+            Self::UnsupportedTokenType => "unsupported_token_type",
+            Self::InvalidToken => "invalid_token",
+            Self::InsufficientScope => "insufficient_scope",
+            Self::ServerError => "server_error",
+            Self::TemporarilyUnavailable => "temporarily_unavailable",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Grant types Portcullis supports (RFC 6749 §4). Later grants join as they are built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum GrantType {
+    /// `client_credentials` (RFC 6749 §4.4).
+    ClientCredentials,
+}
+
+impl GrantType {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientCredentials => "client_credentials",
+        }
+    }
+
+    /// Parses a wire name; `None` for grants this server does not support.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "client_credentials" => Some(Self::ClientCredentials),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for GrantType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -18,6 +18,8 @@ pub enum ErrorCode {
     UnsupportedGrantType,
     /// The requested scope is invalid, unknown, or exceeds what the client may have.
     InvalidScope,
+    /// RFC 8707: the requested `resource` is invalid, unknown, or not allowed to the client.
+    InvalidTarget,
     /// RFC 7009: the server does not revoke this kind of token.
     UnsupportedTokenType,
     /// RFC 6750: the access token is invalid.
@@ -40,6 +42,7 @@ impl ErrorCode {
             Self::UnauthorizedClient => "unauthorized_client",
             Self::UnsupportedGrantType => "unsupported_grant_type",
             Self::InvalidScope => "invalid_scope",
+            Self::InvalidTarget => "invalid_target",
             Self::UnsupportedTokenType => "unsupported_token_type",
             Self::InvalidToken => "invalid_token",
             Self::InsufficientScope => "insufficient_scope",

@@ -1,1 +1,104 @@
+//! Portcullis persistence.
+//!
+//! - [`Store`]: the repository trait the service layer talks to (`Arc<dyn Store>`);
+//!   the backend is chosen once, at connect time, never per method.
+//! - [`rows`]: plain records as stored. No policy lives here: the service decides,
+//!   the store remembers.
+//! - [`sqlite`]: the embedded default (WAL, `synchronous=FULL`, so an acknowledged
+//!   write survives `kill -9` and power loss alike).
+//! - [`StoreError`]: every backend error converted once.
+//!
+//! Migrations live in `migrations/sqlite` in SQL that PostgreSQL also accepts.
+#![forbid(unsafe_code)]
 
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+
+pub mod rows;
+pub mod sqlite;
+
+pub use rows::{ClientRow, OpaqueTokenRow, RevokedJti, SigningKeyRow, SigningKeyState};
+pub use sqlite::SqliteStore;
+
+/// Storage failures, converted once from the backend's errors.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The row asked for does not exist.
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness or check constraint refused the write.
+    #[error("conflict on {constraint}")]
+    Conflict {
+        /// What was violated, as the database names it.
+        constraint: String,
+    },
+    /// The database could not be reached or timed out.
+    #[error("database unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    /// Any other backend failure.
+    #[error("database error")]
+    Backend(#[source] sqlx::Error),
+    /// Migrations failed to apply.
+    #[error("database migration failed")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::RowNotFound => Self::NotFound,
+            sqlx::Error::Database(ref db) if db.is_unique_violation() || db.is_check_violation() => {
+                Self::Conflict { constraint: db.constraint().unwrap_or(db.message()).to_owned() }
+            }
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => Self::Unavailable(e),
+            other => Self::Backend(other),
+        }
+    }
+}
+
+/// Result alias for store operations.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Everything the service layer persists.
+#[async_trait]
+pub trait Store: Send + Sync + Debug + 'static {
+    /// Cheap round trip, for `/readyz`.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Adds a signing key.
+    async fn insert_signing_key(&self, key: &SigningKeyRow) -> StoreResult<()>;
+    /// All signing keys, oldest first.
+    async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKeyRow>>;
+    /// Atomically makes `next` the active key for its algorithm and retires whatever was active.
+    async fn activate_signing_key(&self, next_kid: &str, now: i64) -> StoreResult<()>;
+    /// Deletes a (retired) key.
+    async fn delete_signing_key(&self, kid: &str) -> StoreResult<()>;
+
+    /// Adds a client.
+    async fn insert_client(&self, client: &ClientRow) -> StoreResult<()>;
+    /// One client by id.
+    async fn get_client(&self, id: &str) -> StoreResult<Option<ClientRow>>;
+    /// All clients, oldest first.
+    async fn list_clients(&self) -> StoreResult<Vec<ClientRow>>;
+    /// Deletes a client and every opaque token issued to it; false when it did not exist.
+    async fn delete_client(&self, id: &str) -> StoreResult<bool>;
+    /// Replaces a client's secret digest; false when the client does not exist.
+    async fn set_client_secret(&self, id: &str, digest: &str, hint: &str, now: i64) -> StoreResult<bool>;
+
+    /// Records an issued opaque token (its digest, never the token).
+    async fn insert_opaque_token(&self, token: &OpaqueTokenRow) -> StoreResult<()>;
+    /// Looks an opaque token up by digest.
+    async fn find_opaque_token(&self, digest: &str) -> StoreResult<Option<OpaqueTokenRow>>;
+    /// Marks an opaque token revoked; false when it was unknown or already revoked.
+    async fn revoke_opaque_token(&self, id: &str, now: i64) -> StoreResult<bool>;
+
+    /// Puts a JWT's `jti` on the deny list until its expiry (idempotent).
+    async fn insert_revoked_jti(&self, entry: &RevokedJti) -> StoreResult<()>;
+    /// Deny-listed `jti`s that have not expired at `now`.
+    async fn list_revoked_jtis(&self, now: i64) -> StoreResult<Vec<RevokedJti>>;
+
+    /// Deletes tokens and deny-list entries that expired before `before`; returns rows removed.
+    async fn purge_expired(&self, before: i64) -> StoreResult<u64>;
+}

@@ -1,0 +1,148 @@
+//! Records as stored. Lists are kept as JSON text so one schema fits SQLite and PostgreSQL.
+
+use std::fmt;
+
+/// Where a signing key is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigningKeyState {
+    /// Published in the JWKS, not yet signing: verifiers learn it ahead of use.
+    Next,
+    /// Signing new tokens (one per algorithm).
+    Active,
+    /// No longer signing; published until every token it signed has expired.
+    Retired,
+}
+
+impl SigningKeyState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Next => "next",
+            Self::Active => "active",
+            Self::Retired => "retired",
+        }
+    }
+
+    /// Parses the stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "next" => Some(Self::Next),
+            "active" => Some(Self::Active),
+            "retired" => Some(Self::Retired),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for SigningKeyState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A signing key as stored: public JWK in clear, private key sealed under the master key.
+#[derive(Clone, sqlx::FromRow)]
+pub struct SigningKeyRow {
+    /// RFC 7638 thumbprint.
+    pub kid: String,
+    /// JOSE algorithm name.
+    pub alg: String,
+    /// The public JWK, JSON.
+    pub public_jwk: String,
+    /// AES-256-GCM sealed PKCS#8, base64.
+    pub private_key_sealed: String,
+    /// `next`, `active` or `retired`.
+    pub state: String,
+    /// When generated.
+    pub created_at: i64,
+    /// When it starts (or started) signing.
+    pub activate_at: i64,
+    /// When it stopped signing.
+    pub retired_at: Option<i64>,
+}
+
+impl fmt::Debug for SigningKeyRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKeyRow")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("state", &self.state)
+            .field("created_at", &self.created_at)
+            .field("activate_at", &self.activate_at)
+            .field("retired_at", &self.retired_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An OAuth client as stored.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ClientRow {
+    /// Client id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// HMAC-SHA256 of the secret under the pepper (hex); `None` for public clients.
+    pub secret_digest: Option<String>,
+    /// Display hint of the secret (prefix + last 4).
+    pub secret_hint: Option<String>,
+    /// Allowed grant types, space-separated.
+    pub grant_types: String,
+    /// Registered redirect URIs, JSON array.
+    pub redirect_uris: String,
+    /// Allowed scopes, space-separated.
+    pub scopes: String,
+    /// Scopes granted when none are requested, space-separated.
+    pub default_scopes: String,
+    /// Audiences the client may request with `resource`, JSON array.
+    pub audiences: String,
+    /// Audience used when none is requested.
+    pub default_audience: Option<String>,
+    /// `jwt` or `opaque`.
+    pub token_format: String,
+    /// JOSE algorithm for JWT access tokens.
+    pub access_token_alg: String,
+    /// Access token lifetime, seconds.
+    pub access_token_ttl: i64,
+    /// Created, seconds since the epoch.
+    pub created_at: i64,
+    /// Last changed, seconds since the epoch.
+    pub updated_at: i64,
+}
+
+/// An opaque token as stored: its digest and what it grants, never the token.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct OpaqueTokenRow {
+    /// Token id (reported as `jti` by introspection).
+    pub id: String,
+    /// HMAC-SHA256 of the token under the pepper (hex).
+    pub digest: String,
+    /// `access_token` for now; refresh tokens and PATs join later.
+    pub kind: String,
+    /// Client it was issued to.
+    pub client_id: String,
+    /// Subject.
+    pub subject: String,
+    /// Granted scopes, space-separated.
+    pub scope: String,
+    /// Audiences, JSON array.
+    pub audience: String,
+    /// Issued, seconds since the epoch.
+    pub issued_at: i64,
+    /// Expires, seconds since the epoch.
+    pub expires_at: i64,
+    /// Revoked, when it was.
+    pub revoked_at: Option<i64>,
+}
+
+/// A deny-listed JWT id.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct RevokedJti {
+    /// The token's `jti`.
+    pub jti: String,
+    /// Client it was issued to.
+    pub client_id: String,
+    /// The token's `exp`; the entry is useless after it.
+    pub expires_at: i64,
+    /// When it was revoked.
+    pub revoked_at: i64,
+}

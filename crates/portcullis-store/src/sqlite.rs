@@ -1,0 +1,229 @@
+//! The embedded SQLite backend.
+//!
+//! WAL journal so readers never wait for the writer; `synchronous = FULL` so a
+//! commit is on disk before we answer (invariant 3: an acknowledged revocation
+//! survives `kill -9` and power loss); a busy timeout instead of `SQLITE_BUSY`
+//! errors when the CLI writes while the server runs.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlitePool;
+
+use crate::{ClientRow, OpaqueTokenRow, RevokedJti, SigningKeyRow, Store, StoreError, StoreResult};
+
+/// The SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating with `?mode=rwc`) the database at `url` and applies migrations.
+    pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
+        let opts = SqliteConnectOptions::from_str(url)?
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(opts)
+            .await?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies pending migrations (idempotent).
+    pub async fn migrate(&self) -> StoreResult<()> {
+        sqlx::migrate!("./migrations/sqlite").run(&self.pool).await.map_err(StoreError::Migrate)
+    }
+
+    /// The pool, for tests and integrity checks.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn insert_signing_key(&self, k: &SigningKeyRow) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, public_jwk, private_key_sealed, state, created_at, activate_at, retired_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&k.kid)
+        .bind(&k.alg)
+        .bind(&k.public_jwk)
+        .bind(&k.private_key_sealed)
+        .bind(&k.state)
+        .bind(k.created_at)
+        .bind(k.activate_at)
+        .bind(k.retired_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKeyRow>> {
+        Ok(sqlx::query_as::<_, SigningKeyRow>("SELECT * FROM signing_keys ORDER BY created_at, kid")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn activate_signing_key(&self, next_kid: &str, now: i64) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let alg: String = sqlx::query_scalar("SELECT alg FROM signing_keys WHERE kid = ?")
+            .bind(next_kid)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        sqlx::query("UPDATE signing_keys SET state = 'retired', retired_at = ? WHERE alg = ? AND state = 'active' AND kid <> ?")
+            .bind(now)
+            .bind(&alg)
+            .bind(next_kid)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE signing_keys SET state = 'active', activate_at = MIN(activate_at, ?) WHERE kid = ?")
+            .bind(now)
+            .bind(next_kid)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_signing_key(&self, kid: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM signing_keys WHERE kid = ?").bind(kid).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn insert_client(&self, c: &ClientRow) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO clients (id, name, secret_digest, secret_hint, grant_types, redirect_uris, scopes, default_scopes,
+                                  audiences, default_audience, token_format, access_token_alg, access_token_ttl, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&c.id)
+        .bind(&c.name)
+        .bind(&c.secret_digest)
+        .bind(&c.secret_hint)
+        .bind(&c.grant_types)
+        .bind(&c.redirect_uris)
+        .bind(&c.scopes)
+        .bind(&c.default_scopes)
+        .bind(&c.audiences)
+        .bind(&c.default_audience)
+        .bind(&c.token_format)
+        .bind(&c.access_token_alg)
+        .bind(c.access_token_ttl)
+        .bind(c.created_at)
+        .bind(c.updated_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_client(&self, id: &str) -> StoreResult<Option<ClientRow>> {
+        Ok(sqlx::query_as::<_, ClientRow>("SELECT * FROM clients WHERE id = ?").bind(id).fetch_optional(&self.pool).await?)
+    }
+
+    async fn list_clients(&self) -> StoreResult<Vec<ClientRow>> {
+        Ok(sqlx::query_as::<_, ClientRow>("SELECT * FROM clients ORDER BY created_at, id").fetch_all(&self.pool).await?)
+    }
+
+    async fn delete_client(&self, id: &str) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM opaque_tokens WHERE client_id = ?").bind(id).execute(&mut *tx).await?;
+        let n = sqlx::query("DELETE FROM clients WHERE id = ?").bind(id).execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    async fn set_client_secret(&self, id: &str, digest: &str, hint: &str, now: i64) -> StoreResult<bool> {
+        let n = sqlx::query("UPDATE clients SET secret_digest = ?, secret_hint = ?, updated_at = ? WHERE id = ?")
+            .bind(digest)
+            .bind(hint)
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n > 0)
+    }
+
+    async fn insert_opaque_token(&self, t: &OpaqueTokenRow) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO opaque_tokens (id, digest, kind, client_id, subject, scope, audience, issued_at, expires_at, revoked_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&t.id)
+        .bind(&t.digest)
+        .bind(&t.kind)
+        .bind(&t.client_id)
+        .bind(&t.subject)
+        .bind(&t.scope)
+        .bind(&t.audience)
+        .bind(t.issued_at)
+        .bind(t.expires_at)
+        .bind(t.revoked_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn find_opaque_token(&self, digest: &str) -> StoreResult<Option<OpaqueTokenRow>> {
+        Ok(sqlx::query_as::<_, OpaqueTokenRow>("SELECT * FROM opaque_tokens WHERE digest = ?")
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn revoke_opaque_token(&self, id: &str, now: i64) -> StoreResult<bool> {
+        let n = sqlx::query("UPDATE opaque_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n > 0)
+    }
+
+    async fn insert_revoked_jti(&self, e: &RevokedJti) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO revoked_jtis (jti, client_id, expires_at, revoked_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (jti) DO NOTHING",
+        )
+        .bind(&e.jti)
+        .bind(&e.client_id)
+        .bind(e.expires_at)
+        .bind(e.revoked_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_revoked_jtis(&self, now: i64) -> StoreResult<Vec<RevokedJti>> {
+        Ok(sqlx::query_as::<_, RevokedJti>("SELECT * FROM revoked_jtis WHERE expires_at > ?")
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn purge_expired(&self, before: i64) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await?;
+        let a = sqlx::query("DELETE FROM opaque_tokens WHERE expires_at < ?").bind(before).execute(&mut *tx).await?;
+        let b = sqlx::query("DELETE FROM revoked_jtis WHERE expires_at < ?").bind(before).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(a.rows_affected() + b.rows_affected())
+    }
+}

@@ -1,0 +1,30 @@
+//! The SQLite migrations are written in portable SQL; this proves PostgreSQL accepts them.
+
+use sqlx::postgres::PgPoolOptions;
+use sqlx::Executor;
+
+#[tokio::test]
+async fn the_migrations_apply_on_postgres_unchanged() {
+    let Ok(url) = std::env::var("PORTCULLIS_TEST_DATABASE_URL") else {
+        eprintln!("skipped: postgres (set PORTCULLIS_TEST_DATABASE_URL to run)");
+        return;
+    };
+    let pool = PgPoolOptions::new().max_connections(1).connect(&url).await.expect("postgres reachable");
+    let schema = format!("pc_mig_{}", uuid::Uuid::new_v4().simple());
+    pool.execute(format!("CREATE SCHEMA {schema}").as_str()).await.expect("schema");
+    pool.execute(format!("SET search_path TO {schema}").as_str()).await.expect("search_path");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+    let mut files: Vec<_> = std::fs::read_dir(dir).expect("dir").map(|e| e.expect("entry").path()).collect();
+    files.sort();
+    let mut result = Ok(());
+    for f in &files {
+        let sql = std::fs::read_to_string(f).expect("read");
+        if let Err(e) = sqlx::raw_sql(&sql).execute(&pool).await {
+            result = Err(format!("{}: {e}", f.display()));
+            break;
+        }
+    }
+    pool.execute(format!("DROP SCHEMA {schema} CASCADE").as_str()).await.expect("drop");
+    assert!(!files.is_empty());
+    result.expect("postgres accepts the migration");
+}

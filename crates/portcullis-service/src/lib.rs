@@ -1,1 +1,164 @@
+//! Portcullis decisions, shared by the HTTP server and the CLI.
+//!
+//! - [`Authority`]: the root object (store, clock, pepper, key ring, config) that
+//!   every use case hangs off. Built once at start, passed in, never global.
+//! - [`keys`]: signing-key life cycle: first keys, scheduled rotation with the next
+//!   key published ahead of use, retirement and removal; the in-memory key ring.
+//! - [`clients`]: OAuth client registration and client authentication.
+//! - [`tokens`]: `client_credentials` issuance, introspection, revocation.
+//! - [`error`]: [`ServiceError`], which the server maps to HTTP and the CLI to exit codes.
+#![forbid(unsafe_code)]
 
+pub mod clients;
+pub mod error;
+pub mod keys;
+pub mod tokens;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use portcullis_core::clock::Clock;
+use portcullis_core::jose::SigningAlg;
+use portcullis_core::keys::{MasterKey, Pepper, Sealer};
+use portcullis_store::Store;
+
+pub use error::ServiceError;
+pub use keys::KeyRing;
+
+/// Service-level settings (a projection of the server's config).
+#[derive(Debug, Clone)]
+pub struct AuthorityConfig {
+    /// The issuer URL, exactly as it appears in `iss`.
+    pub issuer: String,
+    /// Clock skew tolerated on `exp`/`iat`, seconds.
+    pub leeway: i64,
+    /// Algorithm of new clients' JWT access tokens when none is given.
+    pub default_alg: SigningAlg,
+    /// Access-token lifetime of new clients when none is given.
+    pub default_access_token_ttl: Duration,
+    /// Longest access-token lifetime a client may have; retired keys stay published this long.
+    pub max_access_token_ttl: Duration,
+    /// How long a signing key signs before the next one takes over.
+    pub rotation_interval: Duration,
+    /// How long a next key is published before it signs (at least the JWKS cache lifetime).
+    pub publish_ahead: Duration,
+}
+
+impl AuthorityConfig {
+    /// Defaults for `issuer`, as `portcullis serve` uses them.
+    pub fn with_issuer(issuer: impl Into<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            leeway: 30,
+            default_alg: SigningAlg::ES256,
+            default_access_token_ttl: Duration::from_secs(15 * 60),
+            max_access_token_ttl: Duration::from_secs(24 * 3600),
+            rotation_interval: Duration::from_secs(90 * 86_400),
+            publish_ahead: Duration::from_secs(86_400),
+        }
+    }
+}
+
+/// The token authority: everything a decision needs.
+#[derive(Debug)]
+pub struct Authority {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    pepper: Pepper,
+    sealer: Sealer,
+    config: AuthorityConfig,
+    keyring: RwLock<Arc<KeyRing>>,
+    /// Revoked JWT ids and their expiry: checked on every JWT introspection.
+    revoked_jtis: RwLock<HashMap<String, i64>>,
+}
+
+impl Authority {
+    /// Builds the authority and loads keys and the deny list from the store.
+    /// Does not create keys: call [`Authority::ensure_signing_keys`] where that is wanted.
+    pub async fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        master_key: &MasterKey,
+        config: AuthorityConfig,
+    ) -> Result<Self, ServiceError> {
+        let pepper = master_key.pepper().map_err(anyhow::Error::from)?;
+        let sealer = master_key.sealer().map_err(anyhow::Error::from)?;
+        let keyring = RwLock::new(Arc::new(KeyRing::empty(&config.issuer, config.leeway)));
+        let me = Self { store, clock, pepper, sealer, config, keyring, revoked_jtis: RwLock::new(HashMap::new()) };
+        me.reload_keyring().await?;
+        me.reload_revocations().await?;
+        Ok(me)
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &AuthorityConfig {
+        &self.config
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The current time.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// The key ring now in use.
+    pub fn keyring(&self) -> Arc<KeyRing> {
+        match self.keyring.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Database reachable?
+    pub async fn ready(&self) -> Result<(), ServiceError> {
+        Ok(self.store.ping().await?)
+    }
+
+    /// Reloads the deny list of revoked JWT ids from the store.
+    pub async fn reload_revocations(&self) -> Result<(), ServiceError> {
+        let now = self.now();
+        let rows = self.store.list_revoked_jtis(now).await?;
+        let map = rows.into_iter().map(|r| (r.jti, r.expires_at)).collect();
+        match self.revoked_jtis.write() {
+            Ok(mut g) => *g = map,
+            Err(p) => *p.into_inner() = map,
+        }
+        Ok(())
+    }
+
+    fn is_jti_revoked(&self, jti: &str) -> bool {
+        match self.revoked_jtis.read() {
+            Ok(g) => g.contains_key(jti),
+            Err(p) => p.into_inner().contains_key(jti),
+        }
+    }
+
+    fn remember_revoked_jti(&self, jti: String, exp: i64) {
+        let now = self.now();
+        let mut g = match self.revoked_jtis.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        g.retain(|_, e| *e > now);
+        g.insert(jti, exp);
+    }
+
+    /// Housekeeping: removes expired tokens and deny-list entries.
+    pub async fn purge_expired(&self) -> Result<u64, ServiceError> {
+        let now = self.now();
+        let n = self.store.purge_expired(now - self.config.leeway).await?;
+        {
+            let mut g = match self.revoked_jtis.write() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            g.retain(|_, e| *e > now);
+        }
+        Ok(n)
+    }
+}

@@ -1,0 +1,313 @@
+//! Access tokens: issuance (`client_credentials`), introspection (RFC 7662) and
+//! revocation (RFC 7009).
+//!
+//! JWT access tokens are RFC 9068 tokens signed by the active key of the
+//! client's algorithm; they are not stored, and are revoked by putting their
+//! `jti` on a deny list kept until their `exp`. Opaque tokens (`pcat_…`) are
+//! stored as a keyed hash and revoked in place. Either way the revocation is
+//! committed to the database before the caller hears "done", and the in-memory
+//! deny list is updated in the same call, so introspection refuses the token at once.
+
+use anyhow::Context;
+use portcullis_core::claims::{AccessTokenClaims, Audience, ACCESS_TOKEN_TYP};
+use portcullis_core::ids::TokenId;
+use portcullis_core::oauth::GrantType;
+use portcullis_core::scope::ScopeSet;
+use portcullis_core::secret::{OpaqueSecret, SecretString, ACCESS_TOKEN_PREFIX};
+use portcullis_store::{OpaqueTokenRow, RevokedJti};
+use serde::Serialize;
+
+use crate::clients::{Client, TokenFormat};
+use crate::{Authority, ServiceError};
+
+/// The `access_token` kind stored for opaque access tokens.
+const KIND_ACCESS: &str = "access_token";
+
+/// What the client asked for at the token endpoint, already parsed.
+#[derive(Debug, Clone, Default)]
+pub struct ClientCredentialsRequest {
+    /// The `scope` parameter, when present.
+    pub scope: Option<ScopeSet>,
+    /// Every `resource` parameter (RFC 8707), in order.
+    pub resources: Vec<String>,
+}
+
+/// An issued access token.
+#[derive(Debug)]
+pub struct IssuedToken {
+    /// The token (a secret: shown to the client only).
+    pub access_token: SecretString,
+    /// Seconds until expiry.
+    pub expires_in: i64,
+    /// Granted scopes.
+    pub scope: ScopeSet,
+    /// Token id (`jti`).
+    pub token_id: String,
+    /// The format issued.
+    pub format: TokenFormat,
+}
+
+/// An RFC 7662 introspection answer. Inactive answers carry nothing else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Introspection {
+    /// Whether the token is usable now.
+    pub active: bool,
+    /// Granted scopes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// Client the token was issued to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Subject.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// Expiry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    /// Issued at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    /// Issuer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// Audiences.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aud: Option<Audience>,
+    /// Token id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// `Bearer`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<String>,
+}
+
+impl Introspection {
+    /// `{"active": false}`.
+    pub fn inactive() -> Self {
+        Self {
+            active: false,
+            scope: None,
+            client_id: None,
+            sub: None,
+            exp: None,
+            iat: None,
+            iss: None,
+            aud: None,
+            jti: None,
+            token_type: None,
+        }
+    }
+}
+
+/// What revocation did, for metrics and logs (the client always hears 200).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revoked {
+    /// A live token was revoked now.
+    Now,
+    /// Unknown, malformed, expired or already revoked: nothing to do.
+    Nothing,
+}
+
+/// The token as introspection or revocation sees it.
+enum Known {
+    Jwt(AccessTokenClaims),
+    Opaque(OpaqueTokenRow),
+}
+
+impl Known {
+    fn client_id(&self) -> &str {
+        match self {
+            Self::Jwt(c) => &c.client_id,
+            Self::Opaque(r) => &r.client_id,
+        }
+    }
+}
+
+fn looks_like_jwt(token: &str) -> bool {
+    token.bytes().filter(|b| *b == b'.').count() == 2
+}
+
+impl Authority {
+    /// `grant_type=client_credentials` for an authenticated client.
+    pub async fn issue_client_credentials(
+        &self,
+        client: &Client,
+        req: ClientCredentialsRequest,
+    ) -> Result<IssuedToken, ServiceError> {
+        if !client.grant_types.contains(&GrantType::ClientCredentials) {
+            return Err(ServiceError::UnauthorizedClient("this client may not use the client_credentials grant".into()));
+        }
+        let scope = match req.scope {
+            Some(s) if !s.is_empty() => {
+                if !s.is_subset(&client.scopes) {
+                    return Err(ServiceError::InvalidScope("the requested scope exceeds what this client may be granted".into()));
+                }
+                s
+            }
+            _ => client.default_scopes.clone(),
+        };
+        let aud = if req.resources.is_empty() {
+            Audience::One(client.default_audience.clone().unwrap_or_else(|| self.config.issuer.clone()))
+        } else {
+            let mut list: Vec<String> = Vec::new();
+            for r in req.resources {
+                if !client.audiences.contains(&r) {
+                    return Err(ServiceError::InvalidTarget(format!("resource {r:?} is not allowed for this client")));
+                }
+                if !list.contains(&r) {
+                    list.push(r);
+                }
+            }
+            if list.len() == 1 {
+                Audience::One(list.remove(0))
+            } else {
+                Audience::Many(list)
+            }
+        };
+        let now = self.now();
+        let ttl = client.access_token_ttl.as_secs() as i64;
+        let jti = TokenId::new().to_string();
+        let access_token = match client.token_format {
+            TokenFormat::Jwt => {
+                let claims = AccessTokenClaims {
+                    iss: self.config.issuer.clone(),
+                    sub: client.id.to_string(),
+                    aud,
+                    exp: now + ttl,
+                    iat: now,
+                    jti: jti.clone(),
+                    client_id: client.id.to_string(),
+                    scope: scope.to_string(),
+                };
+                let ring = self.keyring();
+                let key = ring
+                    .signer(client.access_token_alg)
+                    .with_context(|| format!("no active {} signing key", client.access_token_alg))?;
+                SecretString::new(key.sign_jwt(ACCESS_TOKEN_TYP, &claims).context("signing an access token")?)
+            }
+            TokenFormat::Opaque => {
+                let secret = OpaqueSecret::generate(ACCESS_TOKEN_PREFIX);
+                let row = OpaqueTokenRow {
+                    id: jti.clone(),
+                    digest: self.pepper.digest(secret.expose()).as_str().to_owned(),
+                    kind: KIND_ACCESS.into(),
+                    client_id: client.id.to_string(),
+                    subject: client.id.to_string(),
+                    scope: scope.to_string(),
+                    audience: serde_json::to_string(&aud.to_vec()).context("json")?,
+                    issued_at: now,
+                    expires_at: now + ttl,
+                    revoked_at: None,
+                };
+                self.store.insert_opaque_token(&row).await?;
+                SecretString::new(secret.expose())
+            }
+        };
+        Ok(IssuedToken { access_token, expires_in: ttl, scope, token_id: jti, format: client.token_format })
+    }
+
+    /// Finds a live token: signature/checksum valid, not expired, not revoked,
+    /// and its client still registered. `None` for everything else.
+    async fn find_live(&self, token: &str) -> Result<Option<Known>, ServiceError> {
+        let now = self.now();
+        let known = if looks_like_jwt(token) {
+            let ring = self.keyring();
+            match ring.verifier().verify_access_token(token, now, None) {
+                Ok(c) if !self.is_jti_revoked(&c.jti) => Known::Jwt(c),
+                _ => return Ok(None),
+            }
+        } else {
+            // Checksum first: typos and fabrications never reach the database.
+            let Ok(secret) = OpaqueSecret::parse(token, ACCESS_TOKEN_PREFIX) else {
+                return Ok(None);
+            };
+            let digest = self.pepper.digest(secret.expose());
+            match self.store.find_opaque_token(digest.as_str()).await? {
+                Some(r) if r.revoked_at.is_none() && r.expires_at > now && r.kind == KIND_ACCESS => Known::Opaque(r),
+                _ => return Ok(None),
+            }
+        };
+        if self.store.get_client(known.client_id()).await?.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(known))
+    }
+
+    /// RFC 7662 introspection by an authenticated client. A client sees tokens
+    /// issued to it, and tokens whose audience is one of its registered audiences
+    /// (a resource server registers its own URI). Anything else is `active: false`,
+    /// exactly as for an unknown token, so the answer never tells why.
+    pub async fn introspect(&self, caller: &Client, token: &str) -> Result<Introspection, ServiceError> {
+        let Some(known) = self.find_live(token).await? else {
+            return Ok(Introspection::inactive());
+        };
+        let (aud, answer) = match known {
+            Known::Jwt(c) => {
+                let a = c.aud.clone();
+                let i = Introspection {
+                    active: true,
+                    scope: Some(c.scope),
+                    client_id: Some(c.client_id),
+                    sub: Some(c.sub),
+                    exp: Some(c.exp),
+                    iat: Some(c.iat),
+                    iss: Some(c.iss),
+                    aud: Some(c.aud),
+                    jti: Some(c.jti),
+                    token_type: Some("Bearer".into()),
+                };
+                (a, i)
+            }
+            Known::Opaque(r) => {
+                let list: Vec<String> = serde_json::from_str(&r.audience).context("stored token audience")?;
+                let a = if list.len() == 1 { Audience::One(list[0].clone()) } else { Audience::Many(list) };
+                let i = Introspection {
+                    active: true,
+                    scope: Some(r.scope),
+                    client_id: Some(r.client_id),
+                    sub: Some(r.subject),
+                    exp: Some(r.expires_at),
+                    iat: Some(r.issued_at),
+                    iss: Some(self.config.issuer.clone()),
+                    aud: Some(a.clone()),
+                    jti: Some(r.id),
+                    token_type: Some("Bearer".into()),
+                };
+                (a, i)
+            }
+        };
+        let own = answer.client_id.as_deref() == Some(&caller.id.to_string());
+        let audience_of_caller = caller.audiences.iter().any(|a| aud.contains(a));
+        if own || audience_of_caller {
+            Ok(answer)
+        } else {
+            Ok(Introspection::inactive())
+        }
+    }
+
+    /// RFC 7009 revocation by an authenticated client. Unknown, malformed and
+    /// expired tokens are "revoked" trivially (the RFC's 200); a live token issued
+    /// to another client is refused with [`ServiceError::UnauthorizedClient`].
+    pub async fn revoke(&self, caller: &Client, token: &str) -> Result<Revoked, ServiceError> {
+        let Some(known) = self.find_live(token).await? else {
+            return Ok(Revoked::Nothing);
+        };
+        if known.client_id() != caller.id.to_string() {
+            return Err(ServiceError::UnauthorizedClient("the token was not issued to this client".into()));
+        }
+        let now = self.now();
+        match known {
+            Known::Jwt(c) => {
+                let entry = RevokedJti { jti: c.jti.clone(), client_id: c.client_id, expires_at: c.exp, revoked_at: now };
+                self.store.insert_revoked_jti(&entry).await?;
+                self.remember_revoked_jti(c.jti.clone(), c.exp);
+                tracing::info!(jti = %c.jti, "access token revoked");
+            }
+            Known::Opaque(r) => {
+                self.store.revoke_opaque_token(&r.id, now).await?;
+                tracing::info!(jti = %r.id, "access token revoked");
+            }
+        }
+        Ok(Revoked::Now)
+    }
+}

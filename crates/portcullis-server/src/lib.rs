@@ -1,1 +1,152 @@
+//! The Portcullis HTTP server.
+//!
+//! - [`config`]: typed settings from defaults, TOML and `PORTCULLIS_*` variables.
+//! - [`bootstrap`]: database + master key + authority, shared with the CLI.
+//! - [`router`]: every route and the middleware stack (request id, tracing, metrics, timeout).
+//! - [`http`]: handlers; [`extract`]: strict form parsing and client authentication;
+//!   [`error`]: the OAuth error envelope.
+//! - [`serve`]: listen (plain or TLS), run background jobs, shut down gracefully.
+#![forbid(unsafe_code)]
 
+pub mod bootstrap;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod http;
+pub mod metrics;
+pub mod router;
+pub mod state;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use portcullis_core::clock::{Clock, SystemClock};
+use portcullis_service::Authority;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use config::Settings;
+pub use router::router;
+pub use state::AppState;
+
+/// Opens everything and prepares keys: what `serve` does before it listens.
+pub async fn prepare(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Authority>> {
+    let auth = bootstrap::open(settings, clock).await?;
+    let created = auth.ensure_signing_keys().await?;
+    if !created.is_empty() {
+        tracing::info!(count = created.len(), "created signing keys");
+    }
+    let report = auth.rotate_due().await?;
+    if !report.is_empty() {
+        tracing::info!(?report, "key rotation");
+    }
+    Ok(auth)
+}
+
+/// Periodic work: due key rotations (and key reloads, so keys rotated by the CLI
+/// are picked up) every `keys.check_interval`; purging expired tokens every
+/// `tokens.cleanup_interval`.
+pub fn spawn_jobs(auth: Arc<Authority>, settings: &Settings) -> tokio::task::JoinHandle<()> {
+    let check = settings.keys.check_interval;
+    let cleanup = settings.tokens.cleanup_interval;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(check);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_cleanup = Instant::now();
+        loop {
+            tick.tick().await;
+            match auth.rotate_due().await {
+                Ok(r) if !r.is_empty() => tracing::info!(report = ?r, "key rotation"),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %format!("{:#}", anyhow::Error::new(e)), "key rotation failed"),
+            }
+            if last_cleanup.elapsed() >= cleanup {
+                last_cleanup = Instant::now();
+                match auth.purge_expired().await {
+                    Ok(n) => tracing::debug!(removed = n, "expired tokens purged"),
+                    Err(e) => tracing::error!(error = %format!("{:#}", anyhow::Error::new(e)), "purge failed"),
+                }
+            }
+        }
+    })
+}
+
+/// Runs the server until `shutdown` resolves, then lets in-flight requests finish
+/// (up to `server.shutdown_grace`).
+pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let auth = prepare(&settings, Arc::new(SystemClock)).await?;
+    let jobs = spawn_jobs(auth.clone(), &settings);
+    let app = router(AppState::new(auth, settings.clone())).into_make_service_with_connect_info::<SocketAddr>();
+    let grace = settings.server.shutdown_grace;
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutdown requested: finishing in-flight requests");
+        let _ = tx.send(true);
+    });
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+    let result = match (&settings.server.tls_cert_file, &settings.server.tls_key_file) {
+        (Some(cert), Some(key)) => {
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                .await
+                .with_context(|| format!("loading server.tls_cert_file {} / server.tls_key_file {}", cert.display(), key.display()))?;
+            let handle = axum_server::Handle::new();
+            let h = handle.clone();
+            let rx2 = rx.clone();
+            tokio::spawn(async move {
+                stopped(rx2).await;
+                h.graceful_shutdown(Some(grace));
+            });
+            let listener = std::net::TcpListener::bind(settings.server.listen)
+                .with_context(|| format!("cannot listen on server.listen {}", settings.server.listen))?;
+            listener.set_nonblocking(true)?;
+            let addr = listener.local_addr()?;
+            tracing::info!(issuer = %settings.server.issuer, ready_ms = started.elapsed().as_millis() as u64, "listening on https://{addr}");
+            axum_server::from_tcp_rustls(listener, tls).handle(handle).serve(app).await.context("server failed")
+        }
+        _ => {
+            let listener = TcpListener::bind(settings.server.listen)
+                .await
+                .with_context(|| format!("cannot listen on server.listen {}", settings.server.listen))?;
+            let addr = listener.local_addr()?;
+            tracing::info!(issuer = %settings.server.issuer, ready_ms = started.elapsed().as_millis() as u64, "listening on http://{addr}");
+            let server = axum::serve(listener, app).with_graceful_shutdown(stopped(rx.clone()));
+            tokio::select! {
+                r = server => r.context("server failed"),
+                _ = async { stopped(rx.clone()).await; tokio::time::sleep(grace).await } => {
+                    tracing::warn!(grace = ?grace, "shutdown grace expired; dropping remaining connections");
+                    Ok(())
+                }
+            }
+        }
+    };
+    jobs.abort();
+    tracing::info!("stopped");
+    result
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -28,11 +28,22 @@ pub struct KeyRing {
     signers: HashMap<SigningAlg, Arc<SigningKey>>,
     verifier: JwtVerifier,
     jwks: Vec<jsonwebtoken::jwk::Jwk>,
+    jwks_document: String,
 }
 
 impl KeyRing {
     pub(crate) fn empty(issuer: &str, leeway: i64) -> Self {
-        Self { signers: HashMap::new(), verifier: JwtVerifier::new(issuer, leeway, []), jwks: Vec::new() }
+        Self {
+            signers: HashMap::new(),
+            verifier: JwtVerifier::new(issuer, leeway, []),
+            jwks: Vec::new(),
+            jwks_document: r#"{"keys":[]}"#.into(),
+        }
+    }
+
+    /// The JWK Set document, serialized once per key change (served as-is at `/jwks.json`).
+    pub fn jwks_document(&self) -> &str {
+        &self.jwks_document
     }
 
     /// The active key for `alg`.
@@ -238,10 +249,12 @@ impl Authority {
                 signers.insert(alg, Arc::new(key));
             }
         }
+        let jwks_document = serde_json::to_string(&serde_json::json!({ "keys": &jwks })).context("serializing the JWKS")?;
         let ring = KeyRing {
             signers,
             verifier: JwtVerifier::new(self.config.issuer.clone(), self.config.leeway, verifying),
             jwks,
+            jwks_document,
         };
         match self.keyring.write() {
             Ok(mut g) => *g = Arc::new(ring),

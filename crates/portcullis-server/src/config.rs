@@ -1,0 +1,403 @@
+//! Configuration: defaults → TOML file (`--config`) → `PORTCULLIS_<SECTION>_<KEY>`
+//! environment variables, into one typed [`Settings`] that refuses unknown keys.
+//!
+//! The environment name is split at the first `_` after the prefix, because
+//! section names have none: `PORTCULLIS_KEYS_MASTER_KEY_FILE` is `keys.master_key_file`.
+//! `PORTCULLIS_TEST_*` is reserved for the test suite and ignored here.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use portcullis_core::duration::{format_duration, parse_duration};
+use portcullis_core::jose::SigningAlg;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Every setting.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// `[server]`
+    pub server: ServerSettings,
+    /// `[database]`
+    pub database: DatabaseSettings,
+    /// `[keys]`
+    pub keys: KeySettings,
+    /// `[tokens]`
+    pub tokens: TokenSettings,
+    /// `[log]`
+    pub log: LogSettings,
+}
+
+/// `[server]`: where and how to listen.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Issuer URL: `iss` of every token and the base of every endpoint URL.
+    pub issuer: String,
+    /// PEM certificate chain; TLS is on when this and `tls_key_file` are set.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key.
+    pub tls_key_file: Option<PathBuf>,
+    /// Largest request body accepted, bytes.
+    pub max_body_bytes: usize,
+    /// A request taking longer is answered 503.
+    #[serde(with = "dur")]
+    pub request_timeout: Duration,
+    /// On SIGTERM/Ctrl-C, in-flight requests get this long to finish.
+    #[serde(with = "dur")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            issuer: "http://127.0.0.1:8080".into(),
+            tls_cert_file: None,
+            tls_key_file: None,
+            max_body_bytes: 16 * 1024,
+            request_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[database]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// `sqlite://path?mode=rwc` (PostgreSQL arrives with the cluster work).
+    pub url: String,
+    /// Connection pool size.
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self { url: "sqlite://portcullis.db?mode=rwc".into(), max_connections: 8 }
+    }
+}
+
+/// `[keys]`: the master key and signing-key rotation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeySettings {
+    /// File holding the base64 master key; created (0600) on first start when missing.
+    pub master_key_file: PathBuf,
+    /// Algorithm of JWT access tokens for clients that do not choose one.
+    pub access_token_alg: SigningAlg,
+    /// How long a signing key signs before the next takes over.
+    #[serde(with = "dur")]
+    pub rotation_interval: Duration,
+    /// How long the next key is published before it signs (≥ `jwks_max_age`).
+    #[serde(with = "dur")]
+    pub publish_ahead: Duration,
+    /// `Cache-Control: max-age` of the JWKS.
+    #[serde(with = "dur")]
+    pub jwks_max_age: Duration,
+    /// How often the server checks for due rotations and reloads keys.
+    #[serde(with = "dur")]
+    pub check_interval: Duration,
+}
+
+impl Default for KeySettings {
+    fn default() -> Self {
+        Self {
+            master_key_file: PathBuf::from("portcullis.master.key"),
+            access_token_alg: SigningAlg::ES256,
+            rotation_interval: Duration::from_secs(90 * 86_400),
+            publish_ahead: Duration::from_secs(86_400),
+            jwks_max_age: Duration::from_secs(300),
+            check_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// `[tokens]`: lifetimes and clock skew.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenSettings {
+    /// Default access-token lifetime for new clients.
+    #[serde(with = "dur")]
+    pub access_token_ttl: Duration,
+    /// Longest access-token lifetime any client may have.
+    #[serde(with = "dur")]
+    pub max_access_token_ttl: Duration,
+    /// Clock skew tolerated on `exp`/`iat`.
+    #[serde(with = "dur_or_zero")]
+    pub leeway: Duration,
+    /// How often expired tokens and deny-list entries are purged.
+    #[serde(with = "dur")]
+    pub cleanup_interval: Duration,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        Self {
+            access_token_ttl: Duration::from_secs(15 * 60),
+            max_access_token_ttl: Duration::from_secs(86_400),
+            leeway: Duration::from_secs(30),
+            cleanup_interval: Duration::from_secs(3_600),
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `tracing` filter, e.g. `info` or `portcullis=debug,info`.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self { level: "info".into(), format: LogFormat::Text }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+mod dur {
+    use super::*;
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_duration(*d))
+    }
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+mod dur_or_zero {
+    use super::*;
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_duration(*d))
+    }
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        if matches!(s.trim(), "0" | "0s") {
+            return Ok(Duration::ZERO);
+        }
+        parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A configuration that cannot be used; the message names the key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+/// Maps an environment variable name (already stripped of `PORTCULLIS_` and lowercased)
+/// to a dotted key: the section is everything before the first `_`.
+pub fn env_key(name: &str) -> String {
+    name.replacen('_', ".", 1)
+}
+
+impl Settings {
+    /// Loads defaults, then `file` (if given), then the process environment, and validates.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(file, Env::prefixed("PORTCULLIS_"))
+    }
+
+    fn load_from(file: Option<&Path>, env: Env) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(f) = file {
+            if !f.exists() {
+                return Err(ConfigError(format!("config file {} does not exist", f.display())));
+            }
+            fig = fig.merge(Toml::file_exact(f));
+        }
+        let env = env.filter(|k| !k.as_str().starts_with("test_")).map(|k| env_key(k.as_str()).into());
+        let settings: Settings = fig.merge(env).extract().map_err(|e| {
+            let msgs: Vec<String> = e
+                .into_iter()
+                .map(|e| {
+                    let key = e.path.join(".");
+                    let kind = e.kind.to_string();
+                    if key.is_empty() {
+                        kind
+                    } else {
+                        format!("{key}: {kind}")
+                    }
+                })
+                .collect();
+            ConfigError(msgs.join("; "))
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Cross-field checks that serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |m: String| Err(ConfigError(m));
+        let iss = url::Url::parse(&self.server.issuer)
+            .map_err(|e| ConfigError(format!("server.issuer: {:?} is not an absolute URL ({e})", self.server.issuer)))?;
+        if !matches!(iss.scheme(), "https" | "http") || iss.host().is_none() {
+            return err("server.issuer: must be an http(s) URL with a host".into());
+        }
+        if iss.query().is_some() || iss.fragment().is_some() {
+            return err("server.issuer: must not have a query or fragment (RFC 8414 §2)".into());
+        }
+        if self.server.issuer.ends_with('/') {
+            return err("server.issuer: must not end with '/' (endpoint URLs are appended to it)".into());
+        }
+        if iss.scheme() == "http" && !is_loopback_host(&iss) {
+            return err("server.issuer: plain http is only allowed for a loopback host; use https".into());
+        }
+        match (&self.server.tls_cert_file, &self.server.tls_key_file) {
+            (Some(_), None) => return err("server.tls_key_file: required when server.tls_cert_file is set".into()),
+            (None, Some(_)) => return err("server.tls_cert_file: required when server.tls_key_file is set".into()),
+            _ => {}
+        }
+        if self.server.max_body_bytes < 1024 || self.server.max_body_bytes > 10 * 1024 * 1024 {
+            return err("server.max_body_bytes: must be between 1024 and 10485760".into());
+        }
+        if !self.database.url.starts_with("sqlite:") {
+            return err(format!(
+                "database.url: {:?} is not supported yet: use sqlite://PATH?mode=rwc",
+                redact_url(&self.database.url)
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return err("database.max_connections: must be at least 1".into());
+        }
+        if self.keys.publish_ahead < self.keys.jwks_max_age {
+            return err("keys.publish_ahead: must be at least keys.jwks_max_age, so verifiers see a key before it signs".into());
+        }
+        if self.keys.rotation_interval <= self.keys.publish_ahead {
+            return err("keys.rotation_interval: must be longer than keys.publish_ahead".into());
+        }
+        if self.tokens.access_token_ttl > self.tokens.max_access_token_ttl {
+            return err("tokens.access_token_ttl: must not exceed tokens.max_access_token_ttl".into());
+        }
+        if self.tokens.access_token_ttl < Duration::from_secs(60) {
+            return err("tokens.access_token_ttl: must be at least 1m".into());
+        }
+        if self.tokens.leeway > Duration::from_secs(300) {
+            return err("tokens.leeway: must be at most 5m".into());
+        }
+        Ok(())
+    }
+}
+
+fn is_loopback_host(u: &url::Url) -> bool {
+    match u.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+/// Strips credentials from a URL for messages.
+fn redact_url(s: &str) -> String {
+    match url::Url::parse(s) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("redacted"));
+            }
+            u.to_string()
+        }
+        Err(_) => "<unparsable url>".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn env_of(vars: &[(&str, &str)]) -> Env {
+        // figment reads the real environment; use a unique prefix per test so tests stay hermetic.
+        let prefix = format!("PCTEST{}_", uuid::Uuid::new_v4().simple());
+        for (k, v) in vars {
+            std::env::set_var(format!("{prefix}{k}"), v);
+        }
+        Env::prefixed(Box::leak(prefix.into_boxed_str()))
+    }
+
+    #[test]
+    fn env_names_split_at_the_first_underscore() {
+        for (name, key) in [
+            ("server_listen", "server.listen"),
+            ("server_issuer", "server.issuer"),
+            ("database_url", "database.url"),
+            ("keys_master_key_file", "keys.master_key_file"),
+            ("redis_url", "redis.url"),
+            ("tokens_max_access_token_ttl", "tokens.max_access_token_ttl"),
+        ] {
+            assert_eq!(env_key(name), key);
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_design() {
+        let s = Settings::load_from(None, env_of(&[])).expect("defaults");
+        assert_eq!(s.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.server.issuer, "http://127.0.0.1:8080");
+        assert_eq!(s.database.url, "sqlite://portcullis.db?mode=rwc");
+        assert_eq!(s.keys.access_token_alg, SigningAlg::ES256);
+        assert_eq!(s.tokens.access_token_ttl, Duration::from_secs(900));
+        assert_eq!(s.keys.rotation_interval, Duration::from_secs(90 * 86_400));
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file() {
+        let mut f = tempfile::NamedTempFile::new().expect("tmp");
+        writeln!(f, "[server]\nlisten = \"127.0.0.1:9000\"\n[tokens]\naccess_token_ttl = \"10m\"").expect("write");
+        let s = Settings::load_from(Some(f.path()), env_of(&[("SERVER_LISTEN", "127.0.0.1:9100"), ("KEYS_MASTER_KEY_FILE", "/tmp/mk")]))
+            .expect("load");
+        assert_eq!(s.server.listen.port(), 9100);
+        assert_eq!(s.tokens.access_token_ttl, Duration::from_secs(600));
+        assert_eq!(s.keys.master_key_file, PathBuf::from("/tmp/mk"));
+    }
+
+    #[test]
+    fn bad_values_are_refused_naming_the_key() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("SERVER_LISTEN", "nope")], "server.listen"),
+            (&[("SERVER_BOGUS", "1")], "bogus"),
+            (&[("TOKENS_ACCESS_TOKEN_TTL", "soon")], "tokens.access_token_ttl"),
+            (&[("KEYS_ACCESS_TOKEN_ALG", "HS256")], "keys.access_token_alg"),
+            (&[("SERVER_ISSUER", "not a url")], "server.issuer"),
+            (&[("SERVER_ISSUER", "http://auth.example.com")], "server.issuer"),
+            (&[("SERVER_ISSUER", "https://auth.example.com/")], "server.issuer"),
+            (&[("SERVER_TLS_CERT_FILE", "/x.pem")], "server.tls_key_file"),
+            (&[("DATABASE_URL", "mysql://u:pw@h/db")], "database.url"),
+            (&[("KEYS_PUBLISH_AHEAD", "1m")], "keys.publish_ahead"),
+            (&[("TOKENS_ACCESS_TOKEN_TTL", "2d")], "tokens.access_token_ttl"),
+            (&[("LOG_FORMAT", "xml")], "log.format"),
+        ];
+        for (vars, key) in cases {
+            let e = Settings::load_from(None, env_of(vars)).expect_err(key).to_string();
+            assert!(e.contains(key), "{key}: {e}");
+            assert!(!e.contains("pw@"), "credentials never echoed: {e}");
+        }
+        let e = Settings::load_from(Some(Path::new("/nonexistent/portcullis.toml")), env_of(&[])).expect_err("missing");
+        assert!(e.to_string().contains("does not exist"));
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_refused() {
+        let mut f = tempfile::NamedTempFile::new().expect("tmp");
+        writeln!(f, "[server]\nlisten_addr = \"127.0.0.1:9000\"").expect("write");
+        let e = Settings::load_from(Some(f.path()), env_of(&[])).expect_err("unknown").to_string();
+        assert!(e.contains("listen_addr"), "{e}");
+    }
+}

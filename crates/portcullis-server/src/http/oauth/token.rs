@@ -1,0 +1,71 @@
+//! `POST /oauth/token` (RFC 6749 §3.2). Grants: `client_credentials`.
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use portcullis_core::oauth::{ErrorCode, GrantType};
+use portcullis_core::scope::ScopeSet;
+use portcullis_service::tokens::ClientCredentialsRequest;
+use serde::Serialize;
+
+use super::{echo, no_store};
+use crate::error::OAuthError;
+use crate::extract::{client_credentials, OAuthForm};
+use crate::state::AppState;
+
+#[derive(Serialize)]
+struct TokenResponse<'a> {
+    access_token: &'a str,
+    token_type: &'static str,
+    expires_in: i64,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    scope: &'a str,
+}
+
+/// Checks an RFC 8707 `resource`: an absolute URI without a fragment.
+fn resource(r: &str) -> Result<String, OAuthError> {
+    match url::Url::parse(r) {
+        Ok(u) if u.fragment().is_none() && !u.cannot_be_a_base() => Ok(r.to_owned()),
+        _ => Err(OAuthError::new(
+            ErrorCode::InvalidTarget,
+            format!("resource {} must be an absolute URI without a fragment", echo(r)),
+        )),
+    }
+}
+
+/// The token endpoint.
+pub async fn token(State(state): State<AppState>, headers: HeaderMap, mut form: OAuthForm) -> Result<Response, OAuthError> {
+    let grant = form.require("grant_type")?;
+    let Some(grant) = GrantType::parse(grant) else {
+        return Err(OAuthError::new(
+            ErrorCode::UnsupportedGrantType,
+            format!("grant_type {} is not supported (supported: client_credentials)", echo(grant)),
+        ));
+    };
+    let creds = client_credentials(&headers, &mut form)?;
+    let basic = creds.basic;
+    let auth = state.authority();
+    let client = auth.authenticate_client(&creds.client_id, &creds.secret).await.map_err(|e| OAuthError::from_service(e, basic))?;
+    let scope = form
+        .get("scope")
+        .map(ScopeSet::parse)
+        .transpose()
+        .map_err(|e| OAuthError::new(ErrorCode::InvalidScope, e.to_string()))?;
+    let resources = form.resources().iter().map(|r| resource(r)).collect::<Result<Vec<_>, _>>()?;
+    let issued = match grant {
+        GrantType::ClientCredentials => auth
+            .issue_client_credentials(&client, ClientCredentialsRequest { scope, resources })
+            .await
+            .map_err(|e| OAuthError::from_service(e, basic))?,
+        _ => return Err(OAuthError::new(ErrorCode::UnsupportedGrantType, "grant_type is not supported")),
+    };
+    state.metrics().token_issued(grant.as_str(), issued.format.as_str());
+    tracing::info!(client_id = %client.id, jti = %issued.token_id, grant_type = grant.as_str(), "access token issued");
+    let scope = issued.scope.to_string();
+    Ok(no_store(TokenResponse {
+        access_token: issued.access_token.expose(),
+        token_type: "Bearer",
+        expires_in: issued.expires_in,
+        scope: &scope,
+    }))
+}

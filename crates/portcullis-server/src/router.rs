@@ -1,0 +1,67 @@
+//! Every route, and the middleware stack around them.
+
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{middleware, Json, Router};
+use serde_json::json;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::http::discovery::{self, INTROSPECT_PATH, JWKS_PATH, REVOKE_PATH, TOKEN_PATH};
+use crate::http::{oauth, ops};
+use crate::metrics;
+use crate::state::AppState;
+
+/// The request-id header, set when absent and echoed on the response.
+pub const REQUEST_ID: &str = "x-request-id";
+
+async fn not_found() -> Response {
+    let mut res = (
+        StatusCode::NOT_FOUND,
+        Json(json!({"type": "about:blank", "title": "Not Found", "status": 404})),
+    )
+        .into_response();
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    res
+}
+
+/// Builds the application.
+pub fn router(state: AppState) -> Router {
+    let timeout = state.settings().server.request_timeout;
+    let header_name = header::HeaderName::from_static(REQUEST_ID);
+    // Spans carry the method, the route template or bare path (never the query
+    // string, never headers: they may hold credentials) and the request id.
+    let trace = TraceLayer::new_for_http().make_span_with(|req: &Request| {
+        let rid = req.extensions().get::<RequestId>().and_then(|r| r.header_value().to_str().ok()).unwrap_or("-");
+        tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %rid)
+    });
+    Router::new()
+        .route("/.well-known/oauth-authorization-server", get(discovery::metadata))
+        .route("/.well-known/openid-configuration", get(discovery::metadata))
+        .route(JWKS_PATH, get(discovery::jwks))
+        .route(TOKEN_PATH, post(oauth::token::token))
+        .route(INTROSPECT_PATH, post(oauth::introspect::introspect))
+        .route(REVOKE_PATH, post(oauth::revoke::revoke))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(not_found)
+        .route_layer(middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(header_name.clone(), MakeRequestUuid))
+                .layer(trace)
+                .layer(PropagateRequestIdLayer::new(header_name))
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                ))
+                .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout)),
+        )
+        .with_state(state)
+}

@@ -1,0 +1,141 @@
+use crate::util::{cli, json_ok, run};
+
+#[test]
+fn client_lifecycle_through_the_cli() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let created = json_ok(&run(cli(dir.path()).args([
+        "client", "create", "--name", "billing", "--grant-type", "client_credentials", "--scope", "read", "--scope",
+        "write", "--token-format", "opaque", "--access-token-ttl", "10m",
+    ])));
+    let id = created["client_id"].as_str().expect("id").to_owned();
+    let secret = created["client_secret"].as_str().expect("secret").to_owned();
+    assert!(secret.starts_with("pcs_"));
+    assert_eq!(created["access_token_ttl"], 600);
+    assert_eq!(created["token_format"], "opaque");
+
+    let list = run(cli(dir.path()).args(["client", "list"]));
+    let listed = json_ok(&list);
+    assert_eq!(listed.as_array().map(Vec::len), Some(1));
+    assert!(!String::from_utf8_lossy(&list.stdout).contains(&secret), "list never shows the secret");
+    let shown = json_ok(&run(cli(dir.path()).args(["client", "show", &id])));
+    assert_eq!(shown["name"], "billing");
+    assert!(shown.get("client_secret").is_none());
+
+    let table = run(cli(dir.path()).args(["--output", "table", "client", "list"]));
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.starts_with("CLIENT_ID"), "{text}");
+    assert!(text.contains("billing"));
+
+    let rotated = json_ok(&run(cli(dir.path()).args(["client", "rotate-secret", &id])));
+    assert_ne!(rotated["client_secret"].as_str(), Some(secret.as_str()));
+
+    json_ok(&run(cli(dir.path()).args(["client", "delete", &id])));
+    let gone = run(cli(dir.path()).args(["client", "show", &id]));
+    assert!(!gone.status.success());
+    let err = String::from_utf8_lossy(&gone.stderr);
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.contains("not found"), "{err}");
+}
+
+#[test]
+fn bad_cli_input_fails_with_one_line_naming_the_problem() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // First use creates the master key and says so loudly; that warning is checked elsewhere.
+    let first = run(cli(dir.path()).args(["signing-key", "list"]));
+    assert!(String::from_utf8_lossy(&first.stderr).contains("CREATED A NEW MASTER KEY"));
+    let cases: &[(&[&str], &str)] = &[
+        (&["client", "create", "--name", "x", "--grant-type", "implicit"], "grant_type"),
+        (&["client", "create", "--name", "x", "--grant-type", "client_credentials", "--access-token-ttl", "soon"], "--access-token-ttl"),
+        (&["client", "create", "--name", "x", "--grant-type", "client_credentials", "--access-token-alg", "HS256"], "access_token_alg"),
+        (&["client", "create", "--name", "x", "--grant-type", "client_credentials", "--audience", "nope"], "audience"),
+        (&["signing-key", "rotate", "--alg", "none"], "--alg"),
+    ];
+    for (args, needle) in cases {
+        let out = run(cli(dir.path()).args(*args));
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "nothing on stdout on failure");
+    }
+    let listed = json_ok(&run(cli(dir.path()).args(["client", "list"])));
+    assert_eq!(listed, serde_json::json!([]), "nothing was written");
+    let out = run(cli(dir.path()).args(["client", "create", "--grant-type", "client_credentials"]));
+    assert_eq!(out.status.code(), Some(2), "clap usage error for a missing --name");
+}
+
+#[test]
+fn signing_keys_list_and_rotate() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let keys = json_ok(&run(cli(dir.path()).args(["signing-key", "list"])));
+    let keys = keys.as_array().expect("array");
+    assert_eq!(keys.len(), 4);
+    let algs: Vec<&str> = keys.iter().map(|k| k["alg"].as_str().expect("alg")).collect();
+    for a in ["EdDSA", "ES256", "RS256", "PS256"] {
+        assert!(algs.contains(&a), "{a}");
+    }
+    let r = json_ok(&run(cli(dir.path()).args(["signing-key", "rotate", "--alg", "ES256"])));
+    assert_eq!(r[0]["alg"], "ES256");
+    let keys = json_ok(&run(cli(dir.path()).args(["signing-key", "list"])));
+    let next: Vec<_> = keys.as_array().expect("array").iter().filter(|k| k["state"] == "next").collect();
+    assert_eq!(next.len(), 1);
+    let again = run(cli(dir.path()).args(["signing-key", "rotate", "--alg", "ES256"]));
+    assert!(!again.status.success(), "second scheduled rotation refused");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--immediate"));
+    json_ok(&run(cli(dir.path()).args(["signing-key", "rotate", "--alg", "ES256", "--immediate"])));
+    let keys = json_ok(&run(cli(dir.path()).args(["signing-key", "list"])));
+    let states: Vec<(&str, &str)> = keys
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|k| k["alg"] == "ES256")
+        .map(|k| (k["state"].as_str().expect("s"), k["kid"].as_str().expect("k")))
+        .collect();
+    assert_eq!(states.iter().filter(|(s, _)| *s == "active").count(), 1);
+    assert_eq!(states.iter().filter(|(s, _)| *s == "retired").count(), 1);
+}
+
+#[test]
+fn a_lost_master_key_is_refused_rather_than_replaced() {
+    let dir = tempfile::tempdir().expect("tmp");
+    json_ok(&run(cli(dir.path()).args(["signing-key", "list"])));
+    let mk = dir.path().join("master.key");
+    let mode = std::fs::metadata(&mk).expect("master key exists");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(mode.permissions().mode() & 0o777, 0o600);
+    }
+    let _ = mode;
+    std::fs::remove_file(&mk).expect("rm");
+    let out = run(cli(dir.path()).args(["client", "list"]));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("keys.master_key_file"));
+    assert!(!mk.exists(), "no new key was written over the old state");
+    // A different master key cannot open the sealed signing keys.
+    std::fs::write(&mk, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=").expect("write");
+    let out = run(cli(dir.path()).args(["signing-key", "list"]));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("master key"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn an_invalid_configuration_is_refused_at_start_naming_the_key() {
+    let dir = tempfile::tempdir().expect("tmp");
+    for (var, val, key) in [
+        ("PORTCULLIS_SERVER_LISTEN", "not-an-address", "server.listen"),
+        ("PORTCULLIS_TOKENS_LEEWAY", "forever", "tokens.leeway"),
+        ("PORTCULLIS_SERVER_ISSUER", "ftp://x", "server.issuer"),
+        ("PORTCULLIS_SERVER_NOPE", "1", "nope"),
+    ] {
+        let out = run(cli(dir.path()).arg("serve").env(var, val));
+        assert!(!out.status.success(), "{var}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "{var}: {err}");
+    }
+    let cfg = dir.path().join("p.toml");
+    std::fs::write(&cfg, "[server]\nlisten = 5\n").expect("write");
+    let out = run(cli(dir.path()).args(["--config", cfg.to_str().expect("utf8"), "serve"]));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("server.listen"));
+}

@@ -1,0 +1,12 @@
+//! Integration tests for the whole system: HTTP over loopback against a real SQLite
+//! file (`TestApp`), and the real `portcullis` executable for the CLI, crash
+//! durability, logging and shutdown.
+
+mod cli;
+mod discovery;
+mod introspect;
+mod ops;
+mod process;
+mod revoke;
+mod token;
+mod util;

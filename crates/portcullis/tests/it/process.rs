@@ -1,0 +1,236 @@
+//! Tests of the real server process: crash durability (invariant 3), secrets never
+//! in logs (invariant 1), graceful shutdown, TLS.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::util::{cli, free_port, json_ok, run};
+
+struct Server {
+    child: Child,
+    base: String,
+    logs: Arc<Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(dir: &Path, port: u16, extra: &[(&str, &str)]) -> Server {
+        let mut c = cli(dir);
+        c.arg("serve")
+            .env("PORTCULLIS_SERVER_LISTEN", format!("127.0.0.1:{port}"))
+            .env("PORTCULLIS_SERVER_ISSUER", format!("http://127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in extra {
+            c.env(k, v);
+        }
+        Self::spawn(c, format!("http://127.0.0.1:{port}"))
+    }
+
+    fn spawn(mut c: Command, base: String) -> Server {
+        let mut child = c.spawn().expect("spawn server");
+        let stderr = child.stderr.take().expect("stderr");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let l2 = logs.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                l2.lock().expect("lock").push(line);
+            }
+        });
+        let s = Server { child, base, logs, reader: Some(reader) };
+        s.wait_for_log("listening on", Duration::from_secs(30));
+        s
+    }
+
+    fn wait_for_log(&self, needle: &str, within: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if self.logs.lock().expect("lock").iter().any(|l| l.contains(needle)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("no log line with {needle:?}; logs: {:#?}", self.logs.lock().expect("lock"));
+    }
+
+    fn kill9(mut self) -> String {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("wait");
+        self.finish()
+    }
+
+    fn finish(&mut self) -> String {
+        if let Some(r) = self.reader.take() {
+            r.join().expect("reader");
+        }
+        self.logs.lock().expect("lock").join("\n")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::new()
+}
+
+fn create_client(dir: &Path, format: &str) -> (String, String) {
+    let v = json_ok(&run(cli(dir).args([
+        "client", "create", "--name", format, "--grant-type", "client_credentials", "--scope", "read", "--token-format", format,
+    ])));
+    (v["client_id"].as_str().expect("id").into(), v["client_secret"].as_str().expect("secret").into())
+}
+
+fn token(s: &Server, id: &str, secret: &str) -> String {
+    let r = http()
+        .post(format!("{}/oauth/token", s.base))
+        .basic_auth(id, Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .expect("token");
+    assert_eq!(r.status(), 200);
+    r.json::<Value>().expect("json")["access_token"].as_str().expect("token").into()
+}
+
+fn post(s: &Server, path: &str, id: &str, secret: &str, token: &str) -> reqwest::blocking::Response {
+    http().post(format!("{}{path}", s.base)).basic_auth(id, Some(secret)).form(&[("token", token)]).send().expect("post")
+}
+
+fn active(s: &Server, id: &str, secret: &str, token: &str) -> bool {
+    post(s, "/oauth/introspect", id, secret, token).json::<Value>().expect("json")["active"] == true
+}
+
+#[test]
+fn an_acknowledged_revocation_survives_kill_9() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (jid, jsec) = create_client(dir.path(), "jwt");
+    let (oid, osec) = create_client(dir.path(), "opaque");
+    let port = free_port();
+    let s = Server::start(dir.path(), port, &[]);
+    let jwt = token(&s, &jid, &jsec);
+    let keep = token(&s, &jid, &jsec);
+    let opaque = token(&s, &oid, &osec);
+    assert_eq!(post(&s, "/oauth/revoke", &jid, &jsec, &jwt).status(), 200);
+    assert_eq!(post(&s, "/oauth/revoke", &oid, &osec, &opaque).status(), 200);
+    // SIGKILL right after the 200s: no shutdown hook runs.
+    s.kill9();
+    let s = Server::start(dir.path(), port, &[]);
+    assert!(!active(&s, &jid, &jsec, &jwt), "revoked JWT still revoked after kill -9");
+    assert!(!active(&s, &oid, &osec, &opaque), "revoked opaque token still revoked after kill -9");
+    assert!(active(&s, &jid, &jsec, &keep), "the unrevoked token and the signing keys survived too");
+    let check = std::process::Command::new("sqlite3").arg(dir.path().join("p.db")).arg("PRAGMA integrity_check").output();
+    if let Ok(o) = check {
+        if o.status.success() {
+            assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "ok");
+        }
+    }
+}
+
+#[test]
+fn no_secret_ever_appears_in_a_log_line() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (id, secret) = create_client(dir.path(), "opaque");
+    let (jid, jsecret) = create_client(dir.path(), "jwt");
+    let port = free_port();
+    let s = Server::start(dir.path(), port, &[("PORTCULLIS_LOG_LEVEL", "trace")]);
+    let opaque = token(&s, &id, &secret);
+    let jwt = token(&s, &jid, &jsecret);
+    // client_secret_post too, and a failed authentication with a near-miss secret.
+    let r = http()
+        .post(format!("{}/oauth/token", s.base))
+        .form(&[("grant_type", "client_credentials"), ("client_id", &id), ("client_secret", &secret)])
+        .send()
+        .expect("post");
+    assert_eq!(r.status(), 200);
+    let near_miss = format!("{}x", &secret[..secret.len() - 1]);
+    assert_eq!(post(&s, "/oauth/introspect", &id, &near_miss, &opaque).status(), 401);
+    assert!(active(&s, &id, &secret, &opaque));
+    assert!(active(&s, &jid, &jsecret, &jwt));
+    assert_eq!(post(&s, "/oauth/revoke", &id, &secret, &opaque).status(), 200);
+    assert_eq!(post(&s, "/oauth/revoke", &jid, &jsecret, &jwt).status(), 200);
+    let logs = s.kill9();
+    assert!(logs.lines().count() > 10, "trace logging produced output: {logs}");
+    let master = std::fs::read_to_string(dir.path().join("master.key")).expect("mk");
+    let jwt_sig = jwt.rsplit('.').next().expect("sig");
+    for (what, needle) in [
+        ("client secret", secret.as_str()),
+        ("client secret body", &secret[4..]),
+        ("near-miss secret", near_miss.as_str()),
+        ("other client secret", jsecret.as_str()),
+        ("opaque token", opaque.as_str()),
+        ("opaque token body", &opaque[5..]),
+        ("JWT signature", jwt_sig),
+        ("master key", master.trim()),
+    ] {
+        assert!(!logs.contains(needle), "{what} leaked into the logs");
+    }
+}
+
+#[test]
+fn sigterm_lets_an_in_flight_request_finish() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (id, secret) = create_client(dir.path(), "jwt");
+    let port = free_port();
+    let mut s = Server::start(dir.path(), port, &[]);
+    let body = format!("grant_type=client_credentials&client_id={id}&client_secret={secret}");
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(
+        conn,
+        "POST /oauth/token HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        body.len(),
+        &body[..10]
+    )
+    .expect("write head");
+    conn.flush().expect("flush");
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = s.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    s.wait_for_log("shutdown requested", Duration::from_secs(10));
+    conn.write_all(body[10..].as_bytes()).expect("rest of body");
+    let mut resp = String::new();
+    conn.read_to_string(&mut resp).expect("response");
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let status = s.child.wait().expect("exit");
+    assert!(status.success(), "clean exit after SIGTERM: {status:?}");
+    let logs = s.finish();
+    assert!(logs.contains("stopped"));
+    // New connections are refused once it has stopped.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}
+
+#[test]
+fn tls_is_served_when_a_certificate_is_configured() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+    let cert_pem = cert.cert.pem();
+    std::fs::write(dir.path().join("cert.pem"), &cert_pem).expect("cert");
+    std::fs::write(dir.path().join("key.pem"), cert.key_pair.serialize_pem()).expect("key");
+    let port = free_port();
+    let mut c = cli(dir.path());
+    c.arg("serve")
+        .env("PORTCULLIS_SERVER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("PORTCULLIS_SERVER_ISSUER", format!("https://localhost:{port}"))
+        .env("PORTCULLIS_SERVER_TLS_CERT_FILE", dir.path().join("cert.pem"))
+        .env("PORTCULLIS_SERVER_TLS_KEY_FILE", dir.path().join("key.pem"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let s = Server::spawn(c, format!("https://localhost:{port}"));
+    let client = reqwest::blocking::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert_pem.as_bytes()).expect("pem"))
+        .resolve("localhost", ([127, 0, 0, 1], port).into())
+        .build()
+        .expect("client");
+    let d: Value = client.get(format!("{}/.well-known/oauth-authorization-server", s.base)).send().expect("https").json().expect("json");
+    assert_eq!(d["issuer"], format!("https://localhost:{port}"));
+    let plain = http().get(format!("http://127.0.0.1:{port}/healthz")).send();
+    assert!(plain.map(|r| !r.status().is_success()).unwrap_or(true), "plain HTTP is not served on the TLS port");
+}

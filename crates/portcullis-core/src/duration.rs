@@ -16,7 +16,8 @@ pub enum DurationError {
 
 /// Parses `30s`, `15m`, `12h`, `90d` (and anything `humantime` reads, like `1h 30m`).
 pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
-    let d = humantime::parse_duration(s.trim()).map_err(|_| DurationError::Invalid(s.to_owned()))?;
+    let d =
+        humantime::parse_duration(s.trim()).map_err(|_| DurationError::Invalid(s.to_owned()))?;
     if d.is_zero() {
         return Err(DurationError::Zero(s.to_owned()));
     }
@@ -27,7 +28,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
 pub fn format_duration(d: Duration) -> String {
     let s = d.as_secs();
     for (unit, n) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
-        if s >= n && s % n == 0 {
+        if s >= n && s.is_multiple_of(n) {
             return format!("{}{unit}", s / n);
         }
     }
@@ -40,17 +41,35 @@ mod tests {
 
     #[test]
     fn the_usual_units_parse() {
-        for (input, secs) in [("30s", 30), ("15m", 900), ("12h", 43_200), ("90d", 7_776_000)] {
-            assert_eq!(parse_duration(input), Ok(Duration::from_secs(secs)), "{input}");
+        for (input, secs) in [
+            ("30s", 30),
+            ("15m", 900),
+            ("12h", 43_200),
+            ("90d", 7_776_000),
+        ] {
+            assert_eq!(
+                parse_duration(input),
+                Ok(Duration::from_secs(secs)),
+                "{input}"
+            );
             assert_eq!(format_duration(Duration::from_secs(secs)), input);
         }
     }
 
     #[test]
     fn garbage_and_zero_are_refused() {
-        assert!(matches!(parse_duration("soon"), Err(DurationError::Invalid(_))));
-        assert!(matches!(parse_duration("15"), Err(DurationError::Invalid(_))));
-        assert!(matches!(parse_duration("-5m"), Err(DurationError::Invalid(_))));
+        assert!(matches!(
+            parse_duration("soon"),
+            Err(DurationError::Invalid(_))
+        ));
+        assert!(matches!(
+            parse_duration("15"),
+            Err(DurationError::Invalid(_))
+        ));
+        assert!(matches!(
+            parse_duration("-5m"),
+            Err(DurationError::Invalid(_))
+        ));
         assert!(matches!(parse_duration("0s"), Err(DurationError::Zero(_))));
     }
 }

@@ -88,7 +88,12 @@ mod tests {
 
     #[test]
     fn non_canonical_ids_are_refused() {
-        for bad in ["", "nope", "67e55044-10b1-426f-9247-bb680e5fe0c8x", "67e5504410b1426f9247bb680e5fe0c8"] {
+        for bad in [
+            "",
+            "nope",
+            "67e55044-10b1-426f-9247-bb680e5fe0c8x",
+            "67e5504410b1426f9247bb680e5fe0c8",
+        ] {
             assert!(bad.parse::<ClientId>().is_err(), "{bad}");
         }
     }

@@ -21,15 +21,15 @@ use std::str::FromStr;
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
-    EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair, RsaPublicKeyComponents, ECDSA_P256_SHA256_FIXED_SIGNING,
-    RSA_PKCS1_SHA256, RSA_PSS_SHA256,
+    EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair, RsaPublicKeyComponents,
+    ECDSA_P256_SHA256_FIXED_SIGNING, RSA_PKCS1_SHA256, RSA_PSS_SHA256,
 };
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::jwk::{
-    AlgorithmParameters, CommonParameters, EllipticCurve, EllipticCurveKeyParameters, EllipticCurveKeyType, Jwk,
-    KeyAlgorithm, OctetKeyPairParameters, OctetKeyPairType, PublicKeyUse, RSAKeyParameters, RSAKeyType,
-    ThumbprintHash,
+    AlgorithmParameters, CommonParameters, EllipticCurve, EllipticCurveKeyParameters,
+    EllipticCurveKeyType, Jwk, KeyAlgorithm, OctetKeyPairParameters, OctetKeyPairType,
+    PublicKeyUse, RSAKeyParameters, RSAKeyType, ThumbprintHash,
 };
 use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use serde::de::DeserializeOwned;
@@ -140,7 +140,10 @@ pub struct SigningKey {
 
 impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SigningKey").field("kid", &self.kid).field("alg", &self.alg).finish_non_exhaustive()
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
     }
 }
 
@@ -153,11 +156,16 @@ impl SigningKey {
     pub fn generate(alg: SigningAlg) -> Result<(Self, Vec<u8>), JoseError> {
         let rng = SystemRandom::new();
         let der = match alg {
-            SigningAlg::EdDSA => Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| JoseError::KeyGeneration)?.as_ref().to_vec(),
-            SigningAlg::ES256 => EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            SigningAlg::EdDSA => Ed25519KeyPair::generate_pkcs8(&rng)
                 .map_err(|_| JoseError::KeyGeneration)?
                 .as_ref()
                 .to_vec(),
+            SigningAlg::ES256 => {
+                EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                    .map_err(|_| JoseError::KeyGeneration)?
+                    .as_ref()
+                    .to_vec()
+            }
             SigningAlg::RS256 | SigningAlg::PS256 => {
                 let kp = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
                     .map_err(|_| JoseError::KeyGeneration)?;
@@ -184,7 +192,8 @@ impl SigningKey {
                 (Pair::Ed(kp), params)
             }
             SigningAlg::ES256 => {
-                let kp = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der).map_err(|_| bad())?;
+                let kp = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der)
+                    .map_err(|_| bad())?;
                 let point = kp.public_key().as_ref();
                 // Uncompressed SEC1 point: 0x04 || x || y.
                 if point.len() != 65 || point[0] != 4 {
@@ -204,11 +213,18 @@ impl SigningKey {
                     return Err(bad());
                 }
                 let c = RsaPublicKeyComponents::<Vec<u8>>::from(kp.public_key());
-                let params = AlgorithmParameters::RSA(RSAKeyParameters { key_type: RSAKeyType::RSA, n: b64(&c.n), e: b64(&c.e) });
+                let params = AlgorithmParameters::RSA(RSAKeyParameters {
+                    key_type: RSAKeyType::RSA,
+                    n: b64(&c.n),
+                    e: b64(&c.e),
+                });
                 (Pair::Rsa(kp), params)
             }
         };
-        let mut jwk = Jwk { common: CommonParameters::default(), algorithm: params };
+        let mut jwk = Jwk {
+            common: CommonParameters::default(),
+            algorithm: params,
+        };
         let kid = jwk.thumbprint(ThumbprintHash::SHA256);
         jwk.common = CommonParameters {
             public_key_use: Some(PublicKeyUse::Signature),
@@ -216,7 +232,12 @@ impl SigningKey {
             key_id: Some(kid.clone()),
             ..CommonParameters::default()
         };
-        Ok(Self { kid, alg, pair, jwk })
+        Ok(Self {
+            kid,
+            alg,
+            pair,
+            jwk,
+        })
     }
 
     /// The key id (RFC 7638 SHA-256 thumbprint).
@@ -238,11 +259,20 @@ impl SigningKey {
     pub fn sign_raw(&self, msg: &[u8]) -> Result<Vec<u8>, JoseError> {
         match &self.pair {
             Pair::Ed(kp) => Ok(kp.sign(msg).as_ref().to_vec()),
-            Pair::Ec(kp) => Ok(kp.sign(&SystemRandom::new(), msg).map_err(|_| JoseError::Signing)?.as_ref().to_vec()),
+            Pair::Ec(kp) => Ok(kp
+                .sign(&SystemRandom::new(), msg)
+                .map_err(|_| JoseError::Signing)?
+                .as_ref()
+                .to_vec()),
             Pair::Rsa(kp) => {
                 let mut sig = vec![0u8; kp.public_modulus_len()];
-                let pad = if self.alg == SigningAlg::PS256 { &RSA_PSS_SHA256 } else { &RSA_PKCS1_SHA256 };
-                kp.sign(pad, &SystemRandom::new(), msg, &mut sig).map_err(|_| JoseError::Signing)?;
+                let pad = if self.alg == SigningAlg::PS256 {
+                    &RSA_PSS_SHA256
+                } else {
+                    &RSA_PKCS1_SHA256
+                };
+                kp.sign(pad, &SystemRandom::new(), msg, &mut sig)
+                    .map_err(|_| JoseError::Signing)?;
                 Ok(sig)
             }
         }
@@ -276,7 +306,10 @@ pub struct VerifyingKey {
 
 impl fmt::Debug for VerifyingKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("VerifyingKey").field("kid", &self.kid).field("alg", &self.alg).finish()
+        f.debug_struct("VerifyingKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish()
     }
 }
 
@@ -289,17 +322,40 @@ impl VerifyingKey {
             Some(KeyAlgorithm::ES256) => SigningAlg::ES256,
             Some(KeyAlgorithm::RS256) => SigningAlg::RS256,
             Some(KeyAlgorithm::PS256) => SigningAlg::PS256,
-            Some(other) => return Err(JoseError::InvalidJwk(format!("alg {other:?} is not accepted"))),
-            None => return Err(JoseError::InvalidJwk("no alg: the key must pin its algorithm".into())),
+            Some(other) => {
+                return Err(JoseError::InvalidJwk(format!(
+                    "alg {other:?} is not accepted"
+                )))
+            }
+            None => {
+                return Err(JoseError::InvalidJwk(
+                    "no alg: the key must pin its algorithm".into(),
+                ))
+            }
         };
         let fits = matches!(
             (&jwk.algorithm, alg),
-            (AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters { curve: EllipticCurve::Ed25519, .. }), SigningAlg::EdDSA)
-                | (AlgorithmParameters::EllipticCurve(EllipticCurveKeyParameters { curve: EllipticCurve::P256, .. }), SigningAlg::ES256)
-                | (AlgorithmParameters::RSA(_), SigningAlg::RS256 | SigningAlg::PS256)
+            (
+                AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
+                    curve: EllipticCurve::Ed25519,
+                    ..
+                }),
+                SigningAlg::EdDSA
+            ) | (
+                AlgorithmParameters::EllipticCurve(EllipticCurveKeyParameters {
+                    curve: EllipticCurve::P256,
+                    ..
+                }),
+                SigningAlg::ES256
+            ) | (
+                AlgorithmParameters::RSA(_),
+                SigningAlg::RS256 | SigningAlg::PS256
+            )
         );
         if !fits {
-            return Err(JoseError::InvalidJwk(format!("key type does not fit alg {alg}")));
+            return Err(JoseError::InvalidJwk(format!(
+                "key type does not fit alg {alg}"
+            )));
         }
         if let Some("enc") = jwk.common.public_key_use.as_ref().map(|u| match u {
             PublicKeyUse::Encryption => "enc",
@@ -307,7 +363,11 @@ impl VerifyingKey {
         }) {
             return Err(JoseError::InvalidJwk("key is for encryption".into()));
         }
-        let kid = jwk.common.key_id.clone().ok_or_else(|| JoseError::InvalidJwk("no kid".into()))?;
+        let kid = jwk
+            .common
+            .key_id
+            .clone()
+            .ok_or_else(|| JoseError::InvalidJwk("no kid".into()))?;
         let key = DecodingKey::from_jwk(jwk).map_err(|e| JoseError::InvalidJwk(e.to_string()))?;
         Ok(Self { kid, alg, key })
     }
@@ -369,8 +429,22 @@ pub struct JwtVerifier {
 
 impl JwtVerifier {
     /// A verifier for tokens from `issuer`, with `leeway` seconds of clock skew allowed.
-    pub fn new(issuer: impl Into<String>, leeway: i64, keys: impl IntoIterator<Item = VerifyingKey>) -> Self {
-        Self { keys: keys.into_iter().map(|k| (k.kid.clone(), k)).collect(), issuer: issuer.into(), leeway }
+    pub fn new(
+        issuer: impl Into<String>,
+        leeway: i64,
+        keys: impl IntoIterator<Item = VerifyingKey>,
+    ) -> Self {
+        Self {
+            keys: keys.into_iter().map(|k| (k.kid.clone(), k)).collect(),
+            issuer: issuer.into(),
+            leeway,
+        }
+    }
+
+    /// The same verifier with another clock-skew leeway (seconds).
+    pub fn with_leeway(mut self, leeway: i64) -> Self {
+        self.leeway = leeway;
+        self
     }
 
     /// The number of keys known.
@@ -380,7 +454,12 @@ impl JwtVerifier {
 
     /// Verifies an RFC 9068 access token at time `now`. When `audience` is given the
     /// token's `aud` must contain it.
-    pub fn verify_access_token(&self, token: &str, now: i64, audience: Option<&str>) -> Result<AccessTokenClaims, JwtError> {
+    pub fn verify_access_token(
+        &self,
+        token: &str,
+        now: i64,
+        audience: Option<&str>,
+    ) -> Result<AccessTokenClaims, JwtError> {
         let claims: AccessTokenClaims = self.verify_typed(token, ACCESS_TOKEN_TYP)?;
         if claims.iss != self.issuer {
             return Err(JwtError::WrongIssuer);
@@ -405,14 +484,21 @@ impl JwtVerifier {
         if token.len() > MAX_JWT_LEN {
             return Err(JwtError::TooLarge);
         }
-        let header = jsonwebtoken::decode_header(token).map_err(|e| JwtError::Malformed(e.to_string()))?;
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| JwtError::Malformed(e.to_string()))?;
         let typ_ok = header.typ.as_deref().is_some_and(|t| {
-            t.eq_ignore_ascii_case(typ) || t.strip_prefix("application/").is_some_and(|s| s.eq_ignore_ascii_case(typ))
+            t.eq_ignore_ascii_case(typ)
+                || t.strip_prefix("application/")
+                    .is_some_and(|s| s.eq_ignore_ascii_case(typ))
         });
         if !typ_ok {
             return Err(JwtError::WrongType);
         }
-        let key = header.kid.as_deref().and_then(|kid| self.keys.get(kid)).ok_or(JwtError::UnknownKey)?;
+        let key = header
+            .kid
+            .as_deref()
+            .and_then(|kid| self.keys.get(kid))
+            .ok_or(JwtError::UnknownKey)?;
         if header.alg != key.alg.jwt_alg() {
             return Err(JwtError::AlgorithmMismatch);
         }
@@ -460,7 +546,8 @@ mod tests {
         JwtVerifier::new(
             "https://issuer.test",
             30,
-            keys.iter().map(|k| VerifyingKey::from_jwk(k.public_jwk()).expect("jwk")),
+            keys.iter()
+                .map(|k| VerifyingKey::from_jwk(k.public_jwk()).expect("jwk")),
         )
     }
 
@@ -469,10 +556,18 @@ mod tests {
         for alg in SigningAlg::ALL {
             let (key, der) = SigningKey::generate(alg).expect("generate");
             let reloaded = SigningKey::from_pkcs8(alg, &der).expect("reload");
-            assert_eq!(reloaded.kid(), key.kid(), "kid is a function of the public key");
+            assert_eq!(
+                reloaded.kid(),
+                key.kid(),
+                "kid is a function of the public key"
+            );
             let now = 1_700_000_000;
             let token = key.sign_jwt(ACCESS_TOKEN_TYP, &claims(now)).expect("sign");
-            let got = verifier_for(&[&reloaded]).verify_access_token(&token, now, Some("https://api.test"));
+            let got = verifier_for(&[&reloaded]).verify_access_token(
+                &token,
+                now,
+                Some("https://api.test"),
+            );
             assert_eq!(got, Ok(claims(now)), "{alg}");
             let header = jsonwebtoken::decode_header(&token).expect("header");
             assert_eq!(header.typ.as_deref(), Some("at+jwt"));
@@ -486,12 +581,31 @@ mod tests {
         let v = verifier_for(&[&key]);
         let now = 1_700_000_000;
         let t = key.sign_jwt(ACCESS_TOKEN_TYP, &claims(now)).expect("sign");
-        assert!(v.verify_access_token(&t, now + 900 + 29, None).is_ok(), "inside leeway");
-        assert_eq!(v.verify_access_token(&t, now + 900 + 30, None), Err(JwtError::Expired));
-        assert_eq!(v.verify_access_token(&t, now - 31, None), Err(JwtError::IssuedInFuture));
-        assert_eq!(v.verify_access_token(&t, now, Some("https://other.test")), Err(JwtError::WrongAudience));
-        let other_iss = JwtVerifier::new("https://evil.test", 30, [VerifyingKey::from_jwk(key.public_jwk()).expect("jwk")]);
-        assert_eq!(other_iss.verify_access_token(&t, now, None), Err(JwtError::WrongIssuer));
+        assert!(
+            v.verify_access_token(&t, now + 900 + 29, None).is_ok(),
+            "inside leeway"
+        );
+        assert_eq!(
+            v.verify_access_token(&t, now + 900 + 30, None),
+            Err(JwtError::Expired)
+        );
+        assert_eq!(
+            v.verify_access_token(&t, now - 31, None),
+            Err(JwtError::IssuedInFuture)
+        );
+        assert_eq!(
+            v.verify_access_token(&t, now, Some("https://other.test")),
+            Err(JwtError::WrongAudience)
+        );
+        let other_iss = JwtVerifier::new(
+            "https://evil.test",
+            30,
+            [VerifyingKey::from_jwk(key.public_jwk()).expect("jwk")],
+        );
+        assert_eq!(
+            other_iss.verify_access_token(&t, now, None),
+            Err(JwtError::WrongIssuer)
+        );
     }
 
     #[test]
@@ -501,28 +615,60 @@ mod tests {
         let v = verifier_for(&[&key]);
         let now = 1_700_000_000;
         // Signed by a key the verifier does not know.
-        let t = other.sign_jwt(ACCESS_TOKEN_TYP, &claims(now)).expect("sign");
-        assert_eq!(v.verify_access_token(&t, now, None), Err(JwtError::UnknownKey));
+        let t = other
+            .sign_jwt(ACCESS_TOKEN_TYP, &claims(now))
+            .expect("sign");
+        assert_eq!(
+            v.verify_access_token(&t, now, None),
+            Err(JwtError::UnknownKey)
+        );
         // A different typ (e.g. an ID token) is not an access token.
         let t = key.sign_jwt("JWT", &claims(now)).expect("sign");
-        assert_eq!(v.verify_access_token(&t, now, None), Err(JwtError::WrongType));
+        assert_eq!(
+            v.verify_access_token(&t, now, None),
+            Err(JwtError::WrongType)
+        );
         // alg=none with our kid.
-        let h = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"none","typ":"at+jwt","kid":"{}"}}"#, key.kid()));
+        let h = URL_SAFE_NO_PAD.encode(format!(
+            r#"{{"alg":"none","typ":"at+jwt","kid":"{}"}}"#,
+            key.kid()
+        ));
         let p = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims(now)).expect("json"));
-        assert!(v.verify_access_token(&format!("{h}.{p}."), now, None).is_err());
+        assert!(v
+            .verify_access_token(&format!("{h}.{p}."), now, None)
+            .is_err());
         // HS256 using the public key as the secret (the classic confusion attack).
-        let h = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"HS256","typ":"at+jwt","kid":"{}"}}"#, key.kid()));
-        assert!(v.verify_access_token(&format!("{h}.{p}.AAAA"), now, None).is_err());
+        let h = URL_SAFE_NO_PAD.encode(format!(
+            r#"{{"alg":"HS256","typ":"at+jwt","kid":"{}"}}"#,
+            key.kid()
+        ));
+        assert!(v
+            .verify_access_token(&format!("{h}.{p}.AAAA"), now, None)
+            .is_err());
         // A flipped payload byte breaks the signature.
         let t = key.sign_jwt(ACCESS_TOKEN_TYP, &claims(now)).expect("sign");
         let parts: Vec<&str> = t.split('.').collect();
         let mut c = claims(now);
         c.scope = "admin".into();
-        let forged = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(serde_json::to_vec(&c).expect("json")), parts[2]);
-        assert_eq!(v.verify_access_token(&forged, now, None), Err(JwtError::BadSignature));
+        let forged = format!(
+            "{}.{}.{}",
+            parts[0],
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&c).expect("json")),
+            parts[2]
+        );
+        assert_eq!(
+            v.verify_access_token(&forged, now, None),
+            Err(JwtError::BadSignature)
+        );
         // Garbage and oversize.
-        assert!(matches!(v.verify_access_token("a.b.c", now, None), Err(JwtError::Malformed(_))));
-        assert_eq!(v.verify_access_token(&"a".repeat(MAX_JWT_LEN + 1), now, None), Err(JwtError::TooLarge));
+        assert!(matches!(
+            v.verify_access_token("a.b.c", now, None),
+            Err(JwtError::Malformed(_))
+        ));
+        assert_eq!(
+            v.verify_access_token(&"a".repeat(MAX_JWT_LEN + 1), now, None),
+            Err(JwtError::TooLarge)
+        );
     }
 
     #[test]
@@ -534,7 +680,10 @@ mod tests {
         jwk.common.key_algorithm = Some(KeyAlgorithm::HS256);
         assert!(VerifyingKey::from_jwk(&jwk).is_err(), "symmetric alg");
         jwk.common.key_algorithm = Some(KeyAlgorithm::ES256);
-        assert!(VerifyingKey::from_jwk(&jwk).is_err(), "alg does not fit an RSA key");
+        assert!(
+            VerifyingKey::from_jwk(&jwk).is_err(),
+            "alg does not fit an RSA key"
+        );
         assert!("HS256".parse::<SigningAlg>().is_err());
         assert!("none".parse::<SigningAlg>().is_err());
     }

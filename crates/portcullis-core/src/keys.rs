@@ -50,7 +50,9 @@ impl MasterKey {
 
     /// Reads the file format: base64 of 32 bytes, surrounding whitespace ignored.
     pub fn from_base64(text: &str) -> Result<Self, KeyError> {
-        let bytes = STANDARD.decode(text.trim()).map_err(|_| KeyError::InvalidMasterKey)?;
+        let bytes = STANDARD
+            .decode(text.trim())
+            .map_err(|_| KeyError::InvalidMasterKey)?;
         let arr: [u8; 32] = bytes.try_into().map_err(|_| KeyError::InvalidMasterKey)?;
         Ok(Self(arr))
     }
@@ -64,7 +66,9 @@ impl MasterKey {
         let salt = hkdf::Salt::new(hkdf::HKDF_SHA256, b"portcullis/v1");
         let prk = salt.extract(&self.0);
         let labels = [label];
-        let okm = prk.expand(&labels, hkdf::HKDF_SHA256).map_err(|_| KeyError::Crypto)?;
+        let okm = prk
+            .expand(&labels, hkdf::HKDF_SHA256)
+            .map_err(|_| KeyError::Crypto)?;
         let mut out = [0u8; 32];
         okm.fill(&mut out).map_err(|_| KeyError::Crypto)?;
         Ok(out)
@@ -150,7 +154,11 @@ impl Sealer {
         aws_lc_rs::rand::fill(&mut nonce).map_err(|_| KeyError::Crypto)?;
         let mut buf = plaintext.to_vec();
         self.0
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad.as_bytes()), &mut buf)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad.as_bytes()),
+                &mut buf,
+            )
             .map_err(|_| KeyError::Crypto)?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&buf);
@@ -166,7 +174,10 @@ impl Sealer {
         let (nonce, ct) = raw.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| KeyError::Unseal)?;
         let mut buf = ct.to_vec();
-        let plain = self.0.open_in_place(nonce, Aad::from(aad.as_bytes()), &mut buf).map_err(|_| KeyError::Unseal)?;
+        let plain = self
+            .0
+            .open_in_place(nonce, Aad::from(aad.as_bytes()), &mut buf)
+            .map_err(|_| KeyError::Unseal)?;
         Ok(plain.to_vec())
     }
 }
@@ -179,9 +190,18 @@ mod tests {
     fn master_key_text_round_trips_and_bad_text_is_refused() {
         let k = MasterKey::generate().expect("rng");
         let k2 = MasterKey::from_base64(&format!("  {}\n", k.to_base64())).expect("parse");
-        assert_eq!(k.pepper().expect("p").digest("x"), k2.pepper().expect("p").digest("x"));
-        assert_eq!(MasterKey::from_base64("c2hvcnQ=").err(), Some(KeyError::InvalidMasterKey));
-        assert_eq!(MasterKey::from_base64("not base64!").err(), Some(KeyError::InvalidMasterKey));
+        assert_eq!(
+            k.pepper().expect("p").digest("x"),
+            k2.pepper().expect("p").digest("x")
+        );
+        assert_eq!(
+            MasterKey::from_base64("c2hvcnQ=").err(),
+            Some(KeyError::InvalidMasterKey)
+        );
+        assert_eq!(
+            MasterKey::from_base64("not base64!").err(),
+            Some(KeyError::InvalidMasterKey)
+        );
         assert_eq!(format!("{k:?}"), "MasterKey([redacted])");
     }
 
@@ -191,7 +211,10 @@ mod tests {
         let b = MasterKey::generate().expect("rng").pepper().expect("p");
         assert!(a.digest("secret").ct_eq(&a.digest("secret")));
         assert!(!a.digest("secret").ct_eq(&a.digest("secreT")));
-        assert!(!a.digest("secret").ct_eq(&b.digest("secret")), "another pepper, another digest");
+        assert!(
+            !a.digest("secret").ct_eq(&b.digest("secret")),
+            "another pepper, another digest"
+        );
         assert_eq!(a.digest("s").as_str().len(), 64);
     }
 
@@ -203,12 +226,18 @@ mod tests {
         assert!(!blob.contains("private"));
         assert_eq!(s.open(&blob, "kid-1").expect("open"), b"private key bytes");
         assert_eq!(s.open(&blob, "kid-2"), Err(KeyError::Unseal));
-        let other = MasterKey::generate().expect("rng").sealer().expect("sealer");
+        let other = MasterKey::generate()
+            .expect("rng")
+            .sealer()
+            .expect("sealer");
         assert_eq!(other.open(&blob, "kid-1"), Err(KeyError::Unseal));
         let mut raw = STANDARD.decode(&blob).expect("b64");
         let last = raw.len() - 1;
         raw[last] ^= 1;
-        assert_eq!(s.open(&STANDARD.encode(raw), "kid-1"), Err(KeyError::Unseal));
+        assert_eq!(
+            s.open(&STANDARD.encode(raw), "kid-1"),
+            Err(KeyError::Unseal)
+        );
         assert_eq!(s.open("!!", "kid-1"), Err(KeyError::Unseal));
     }
 }

@@ -36,11 +36,14 @@ impl Scope {
     pub fn parse(s: &str) -> Result<Self, ScopeError> {
         let ok = !s.is_empty()
             && s.len() <= MAX_SCOPE_LEN
-            && s.bytes().all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b));
+            && s.bytes()
+                .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b));
         if ok {
             Ok(Self(s.to_owned()))
         } else {
-            Err(ScopeError::InvalidToken(s.chars().take(MAX_SCOPE_LEN).collect()))
+            Err(ScopeError::InvalidToken(
+                s.chars().take(MAX_SCOPE_LEN).collect(),
+            ))
         }
     }
 
@@ -85,7 +88,9 @@ impl ScopeSet {
     }
 
     /// Builds a set from individual tokens (as the CLI's repeated `--scope` gives them).
-    pub fn from_tokens<I: IntoIterator<Item = S>, S: AsRef<str>>(tokens: I) -> Result<Self, ScopeError> {
+    pub fn from_tokens<I: IntoIterator<Item = S>, S: AsRef<str>>(
+        tokens: I,
+    ) -> Result<Self, ScopeError> {
         let mut set = BTreeSet::new();
         for t in tokens {
             set.insert(Scope::parse(t.as_ref())?);
@@ -166,10 +171,22 @@ mod tests {
     fn bad_scope_lists_are_refused() {
         assert_eq!(ScopeSet::parse("a  b"), Err(ScopeError::BadSeparator));
         assert_eq!(ScopeSet::parse(" a"), Err(ScopeError::BadSeparator));
-        assert!(matches!(ScopeSet::parse("a\"b"), Err(ScopeError::InvalidToken(_))));
-        assert!(matches!(ScopeSet::parse("a\\b"), Err(ScopeError::InvalidToken(_))));
-        assert!(matches!(ScopeSet::parse("é"), Err(ScopeError::InvalidToken(_))));
-        let many = (0..=MAX_SCOPES).map(|i| format!("s{i}")).collect::<Vec<_>>().join(" ");
+        assert!(matches!(
+            ScopeSet::parse("a\"b"),
+            Err(ScopeError::InvalidToken(_))
+        ));
+        assert!(matches!(
+            ScopeSet::parse("a\\b"),
+            Err(ScopeError::InvalidToken(_))
+        ));
+        assert!(matches!(
+            ScopeSet::parse("é"),
+            Err(ScopeError::InvalidToken(_))
+        ));
+        let many = (0..=MAX_SCOPES)
+            .map(|i| format!("s{i}"))
+            .collect::<Vec<_>>()
+            .join(" ");
         assert_eq!(ScopeSet::parse(&many), Err(ScopeError::TooMany));
     }
 

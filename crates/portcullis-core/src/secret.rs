@@ -81,11 +81,15 @@ pub fn validate_prefix(prefix: &str) -> Result<(), FormatError> {
     let ok = !prefix.is_empty()
         && prefix.len() <= MAX_PREFIX_LEN
         && prefix.as_bytes()[0].is_ascii_lowercase()
-        && prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     if ok {
         Ok(())
     } else {
-        Err(FormatError::InvalidPrefix(prefix.chars().take(MAX_PREFIX_LEN).collect()))
+        Err(FormatError::InvalidPrefix(
+            prefix.chars().take(MAX_PREFIX_LEN).collect(),
+        ))
     }
 }
 
@@ -114,23 +118,34 @@ impl OpaqueSecret {
     pub fn generate(prefix: &str) -> Self {
         assert!(validate_prefix(prefix).is_ok(), "invalid secret prefix");
         let mut bytes = [0u8; 32];
-        #[expect(clippy::expect_used, reason = "a failing OS CSPRNG leaves nothing safe to do")]
+        #[expect(
+            clippy::expect_used,
+            reason = "a failing OS CSPRNG leaves nothing safe to do"
+        )]
         aws_lc_rs::rand::fill(&mut bytes).expect("system random generator failed");
         let (hi, lo) = bytes.split_at(16);
         let hi = u128::from_be_bytes(hi.try_into().unwrap_or_default());
         let lo = u128::from_be_bytes(lo.try_into().unwrap_or_default());
         let head = format!("{prefix}_{}{}", pad62(hi, 22), pad62(lo, 22));
         let text = format!("{head}{}", checksum(&head));
-        Self { text: SecretString(text), prefix_len: prefix.len() }
+        Self {
+            text: SecretString(text),
+            prefix_len: prefix.len(),
+        }
     }
 
     /// Parses a presented secret, which must carry `expected_prefix` and a valid checksum.
     pub fn parse(s: &str, expected_prefix: &str) -> Result<Self, FormatError> {
-        let wrong = || FormatError::WrongPrefix { expected: expected_prefix.to_owned() };
+        let wrong = || FormatError::WrongPrefix {
+            expected: expected_prefix.to_owned(),
+        };
         let rest = s.strip_prefix(expected_prefix).ok_or_else(wrong)?;
         let body = rest.strip_prefix('_').ok_or_else(wrong)?;
         Self::check_body(s, body)?;
-        Ok(Self { text: SecretString(s.to_owned()), prefix_len: expected_prefix.len() })
+        Ok(Self {
+            text: SecretString(s.to_owned()),
+            prefix_len: expected_prefix.len(),
+        })
     }
 
     /// Parses a secret of any valid prefix: the prefix is everything before the final
@@ -143,7 +158,10 @@ impl OpaqueSecret {
         let prefix = head.strip_suffix('_').ok_or(FormatError::Malformed)?;
         validate_prefix(prefix).map_err(|_| FormatError::Malformed)?;
         Self::check_body(s, body)?;
-        Ok(Self { text: SecretString(s.to_owned()), prefix_len: prefix.len() })
+        Ok(Self {
+            text: SecretString(s.to_owned()),
+            prefix_len: prefix.len(),
+        })
     }
 
     fn check_body(whole: &str, body: &str) -> Result<(), FormatError> {
@@ -192,8 +210,15 @@ mod tests {
         assert!(t.starts_with("pcs_"));
         assert_eq!(t.len(), 4 + BODY_CHARS);
         assert_eq!(OpaqueSecret::parse(t, "pcs"), Ok(s.clone()));
-        assert_eq!(OpaqueSecret::parse_any(t).map(|p| p.prefix().to_owned()), Ok("pcs".to_owned()));
-        assert_ne!(OpaqueSecret::generate("pcs").expose(), t, "two secrets differ");
+        assert_eq!(
+            OpaqueSecret::parse_any(t).map(|p| p.prefix().to_owned()),
+            Ok("pcs".to_owned())
+        );
+        assert_ne!(
+            OpaqueSecret::generate("pcs").expose(),
+            t,
+            "two secrets differ"
+        );
     }
 
     #[test]
@@ -206,7 +231,10 @@ mod tests {
     #[test]
     fn keyspace_style_prefixes_with_underscores_work() {
         let s = OpaqueSecret::generate("acme_live");
-        assert_eq!(OpaqueSecret::parse_any(s.expose()).map(|p| p.prefix().to_owned()), Ok("acme_live".into()));
+        assert_eq!(
+            OpaqueSecret::parse_any(s.expose()).map(|p| p.prefix().to_owned()),
+            Ok("acme_live".into())
+        );
         assert!(s.hint().starts_with("acme_live_…"));
     }
 
@@ -214,11 +242,23 @@ mod tests {
     fn malformed_secrets_are_refused() {
         let good = OpaqueSecret::generate("pcs");
         let t = good.expose();
-        assert!(matches!(OpaqueSecret::parse(t, "pcat"), Err(FormatError::WrongPrefix { .. })));
-        assert_eq!(OpaqueSecret::parse(&t[..t.len() - 1], "pcs"), Err(FormatError::Malformed));
-        assert_eq!(OpaqueSecret::parse(&format!("{t}x"), "pcs"), Err(FormatError::Malformed));
-        assert_eq!(OpaqueSecret::parse(&t.replace('_', "-"), "pcs").is_err(), true);
-        assert_eq!(OpaqueSecret::parse_any("short"), Err(FormatError::Malformed));
+        assert!(matches!(
+            OpaqueSecret::parse(t, "pcat"),
+            Err(FormatError::WrongPrefix { .. })
+        ));
+        assert_eq!(
+            OpaqueSecret::parse(&t[..t.len() - 1], "pcs"),
+            Err(FormatError::Malformed)
+        );
+        assert_eq!(
+            OpaqueSecret::parse(&format!("{t}x"), "pcs"),
+            Err(FormatError::Malformed)
+        );
+        assert!(OpaqueSecret::parse(&t.replace('_', "-"), "pcs").is_err());
+        assert_eq!(
+            OpaqueSecret::parse_any("short"),
+            Err(FormatError::Malformed)
+        );
         assert!(validate_prefix("Bad").is_err());
         assert!(validate_prefix("9x").is_err());
         assert!(validate_prefix("").is_err());

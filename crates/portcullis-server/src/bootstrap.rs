@@ -40,14 +40,19 @@ pub async fn open(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
 
 /// Reads the master key file, or creates one (mode 0600) when it does not exist and
 /// the database holds nothing sealed under an earlier key.
-pub async fn load_or_create_master_key(path: &Path, store: &dyn Store) -> anyhow::Result<MasterKey> {
+pub async fn load_or_create_master_key(
+    path: &Path,
+    store: &dyn Store,
+) -> anyhow::Result<MasterKey> {
     match std::fs::read_to_string(path) {
         Ok(text) => {
             warn_if_readable_by_others(path);
-            MasterKey::from_base64(&text).with_context(|| format!("keys.master_key_file {}", path.display()))
+            MasterKey::from_base64(&text)
+                .with_context(|| format!("keys.master_key_file {}", path.display()))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let sealed = !store.list_signing_keys().await?.is_empty() || !store.list_clients().await?.is_empty();
+            let sealed = !store.list_signing_keys().await?.is_empty()
+                || !store.list_clients().await?.is_empty();
             if sealed {
                 bail!(
                     "keys.master_key_file {} does not exist, but the database already holds keys and secrets made under a master key; \
@@ -65,14 +70,20 @@ pub async fn load_or_create_master_key(path: &Path, store: &dyn Store) -> anyhow
             );
             Ok(key)
         }
-        Err(e) => Err(e).with_context(|| format!("reading keys.master_key_file {}", path.display())),
+        Err(e) => {
+            Err(e).with_context(|| format!("reading keys.master_key_file {}", path.display()))
+        }
     }
 }
 
 #[cfg(unix)]
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(bytes)?;
     f.write_all(b"\n")?;
     f.sync_all()
@@ -80,7 +91,10 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 #[cfg(not(unix))]
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
     f.write_all(bytes)?;
     f.sync_all()
 }

@@ -79,7 +79,10 @@ pub struct DatabaseSettings {
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
-        Self { url: "sqlite://portcullis.db?mode=rwc".into(), max_connections: 8 }
+        Self {
+            url: "sqlite://portcullis.db?mode=rwc".into(),
+            max_connections: 8,
+        }
     }
 }
 
@@ -159,7 +162,10 @@ pub struct LogSettings {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        Self { level: "info".into(), format: LogFormat::Text }
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
     }
 }
 
@@ -219,11 +225,16 @@ impl Settings {
         let mut fig = Figment::from(Serialized::defaults(Settings::default()));
         if let Some(f) = file {
             if !f.exists() {
-                return Err(ConfigError(format!("config file {} does not exist", f.display())));
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    f.display()
+                )));
             }
             fig = fig.merge(Toml::file_exact(f));
         }
-        let env = env.filter(|k| !k.as_str().starts_with("test_")).map(|k| env_key(k.as_str()).into());
+        let env = env
+            .filter(|k| !k.as_str().starts_with("test_"))
+            .map(|k| env_key(k.as_str()).into());
         let settings: Settings = fig.merge(env).extract().map_err(|e| {
             let msgs: Vec<String> = e
                 .into_iter()
@@ -246,8 +257,12 @@ impl Settings {
     /// Cross-field checks that serde cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |m: String| Err(ConfigError(m));
-        let iss = url::Url::parse(&self.server.issuer)
-            .map_err(|e| ConfigError(format!("server.issuer: {:?} is not an absolute URL ({e})", self.server.issuer)))?;
+        let iss = url::Url::parse(&self.server.issuer).map_err(|e| {
+            ConfigError(format!(
+                "server.issuer: {:?} is not an absolute URL ({e})",
+                self.server.issuer
+            ))
+        })?;
         if !matches!(iss.scheme(), "https" | "http") || iss.host().is_none() {
             return err("server.issuer: must be an http(s) URL with a host".into());
         }
@@ -255,14 +270,22 @@ impl Settings {
             return err("server.issuer: must not have a query or fragment (RFC 8414 §2)".into());
         }
         if self.server.issuer.ends_with('/') {
-            return err("server.issuer: must not end with '/' (endpoint URLs are appended to it)".into());
+            return err(
+                "server.issuer: must not end with '/' (endpoint URLs are appended to it)".into(),
+            );
         }
         if iss.scheme() == "http" && !is_loopback_host(&iss) {
-            return err("server.issuer: plain http is only allowed for a loopback host; use https".into());
+            return err(
+                "server.issuer: plain http is only allowed for a loopback host; use https".into(),
+            );
         }
         match (&self.server.tls_cert_file, &self.server.tls_key_file) {
-            (Some(_), None) => return err("server.tls_key_file: required when server.tls_cert_file is set".into()),
-            (None, Some(_)) => return err("server.tls_cert_file: required when server.tls_key_file is set".into()),
+            (Some(_), None) => {
+                return err("server.tls_key_file: required when server.tls_cert_file is set".into())
+            }
+            (None, Some(_)) => {
+                return err("server.tls_cert_file: required when server.tls_key_file is set".into())
+            }
             _ => {}
         }
         if self.server.max_body_bytes < 1024 || self.server.max_body_bytes > 10 * 1024 * 1024 {
@@ -284,7 +307,9 @@ impl Settings {
             return err("keys.rotation_interval: must be longer than keys.publish_ahead".into());
         }
         if self.tokens.access_token_ttl > self.tokens.max_access_token_ttl {
-            return err("tokens.access_token_ttl: must not exceed tokens.max_access_token_ttl".into());
+            return err(
+                "tokens.access_token_ttl: must not exceed tokens.max_access_token_ttl".into(),
+            );
         }
         if self.tokens.access_token_ttl < Duration::from_secs(60) {
             return err("tokens.access_token_ttl: must be at least 1m".into());
@@ -360,9 +385,19 @@ mod tests {
     #[test]
     fn the_environment_overrides_the_file() {
         let mut f = tempfile::NamedTempFile::new().expect("tmp");
-        writeln!(f, "[server]\nlisten = \"127.0.0.1:9000\"\n[tokens]\naccess_token_ttl = \"10m\"").expect("write");
-        let s = Settings::load_from(Some(f.path()), env_of(&[("SERVER_LISTEN", "127.0.0.1:9100"), ("KEYS_MASTER_KEY_FILE", "/tmp/mk")]))
-            .expect("load");
+        writeln!(
+            f,
+            "[server]\nlisten = \"127.0.0.1:9000\"\n[tokens]\naccess_token_ttl = \"10m\""
+        )
+        .expect("write");
+        let s = Settings::load_from(
+            Some(f.path()),
+            env_of(&[
+                ("SERVER_LISTEN", "127.0.0.1:9100"),
+                ("KEYS_MASTER_KEY_FILE", "/tmp/mk"),
+            ]),
+        )
+        .expect("load");
         assert_eq!(s.server.listen.port(), 9100);
         assert_eq!(s.tokens.access_token_ttl, Duration::from_secs(600));
         assert_eq!(s.keys.master_key_file, PathBuf::from("/tmp/mk"));
@@ -373,23 +408,41 @@ mod tests {
         let cases: &[(&[(&str, &str)], &str)] = &[
             (&[("SERVER_LISTEN", "nope")], "server.listen"),
             (&[("SERVER_BOGUS", "1")], "bogus"),
-            (&[("TOKENS_ACCESS_TOKEN_TTL", "soon")], "tokens.access_token_ttl"),
-            (&[("KEYS_ACCESS_TOKEN_ALG", "HS256")], "keys.access_token_alg"),
+            (
+                &[("TOKENS_ACCESS_TOKEN_TTL", "soon")],
+                "tokens.access_token_ttl",
+            ),
+            (
+                &[("KEYS_ACCESS_TOKEN_ALG", "HS256")],
+                "keys.access_token_alg",
+            ),
             (&[("SERVER_ISSUER", "not a url")], "server.issuer"),
-            (&[("SERVER_ISSUER", "http://auth.example.com")], "server.issuer"),
-            (&[("SERVER_ISSUER", "https://auth.example.com/")], "server.issuer"),
+            (
+                &[("SERVER_ISSUER", "http://auth.example.com")],
+                "server.issuer",
+            ),
+            (
+                &[("SERVER_ISSUER", "https://auth.example.com/")],
+                "server.issuer",
+            ),
             (&[("SERVER_TLS_CERT_FILE", "/x.pem")], "server.tls_key_file"),
             (&[("DATABASE_URL", "mysql://u:pw@h/db")], "database.url"),
             (&[("KEYS_PUBLISH_AHEAD", "1m")], "keys.publish_ahead"),
-            (&[("TOKENS_ACCESS_TOKEN_TTL", "2d")], "tokens.access_token_ttl"),
+            (
+                &[("TOKENS_ACCESS_TOKEN_TTL", "2d")],
+                "tokens.access_token_ttl",
+            ),
             (&[("LOG_FORMAT", "xml")], "log.format"),
         ];
         for (vars, key) in cases {
-            let e = Settings::load_from(None, env_of(vars)).expect_err(key).to_string();
+            let e = Settings::load_from(None, env_of(vars))
+                .expect_err(key)
+                .to_string();
             assert!(e.contains(key), "{key}: {e}");
             assert!(!e.contains("pw@"), "credentials never echoed: {e}");
         }
-        let e = Settings::load_from(Some(Path::new("/nonexistent/portcullis.toml")), env_of(&[])).expect_err("missing");
+        let e = Settings::load_from(Some(Path::new("/nonexistent/portcullis.toml")), env_of(&[]))
+            .expect_err("missing");
         assert!(e.to_string().contains("does not exist"));
     }
 
@@ -397,7 +450,9 @@ mod tests {
     fn unknown_keys_in_the_file_are_refused() {
         let mut f = tempfile::NamedTempFile::new().expect("tmp");
         writeln!(f, "[server]\nlisten_addr = \"127.0.0.1:9000\"").expect("write");
-        let e = Settings::load_from(Some(f.path()), env_of(&[])).expect_err("unknown").to_string();
+        let e = Settings::load_from(Some(f.path()), env_of(&[]))
+            .expect_err("unknown")
+            .to_string();
         assert!(e.contains("listen_addr"), "{e}");
     }
 }

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 
-use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{header, HeaderMap, StatusCode};
 use base64::engine::general_purpose::STANDARD;
@@ -40,7 +39,9 @@ impl OAuthForm {
                 continue;
             }
             if !seen.insert(k.clone().into_owned()) {
-                return Err(OAuthError::invalid_request(format!("parameter {k:?} is repeated")));
+                return Err(OAuthError::invalid_request(format!(
+                    "parameter {k:?} is repeated"
+                )));
             }
             single.insert(k.into_owned(), v.into_owned());
         }
@@ -59,7 +60,9 @@ impl OAuthForm {
 
     /// A required parameter.
     pub fn require(&self, name: &str) -> Result<&str, OAuthError> {
-        self.get(name).ok_or_else(|| OAuthError::invalid_request(format!("missing required parameter {name:?}")))
+        self.get(name).ok_or_else(|| {
+            OAuthError::invalid_request(format!("missing required parameter {name:?}"))
+        })
     }
 
     /// Every `resource` value.
@@ -72,23 +75,34 @@ impl FromRequest<AppState> for OAuthForm {
     type Rejection = OAuthError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let ct = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         let mime = ct.split(';').next().unwrap_or("").trim();
         if !mime.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
-            return Err(OAuthError::invalid_request("content type must be application/x-www-form-urlencoded")
-                .with_status(StatusCode::UNSUPPORTED_MEDIA_TYPE));
+            return Err(OAuthError::invalid_request(
+                "content type must be application/x-www-form-urlencoded",
+            )
+            .with_status(StatusCode::UNSUPPORTED_MEDIA_TYPE));
         }
         let limit = state.settings().server.max_body_bytes;
         let too_large = || {
             OAuthError::invalid_request(format!("request body is larger than {limit} bytes"))
                 .with_status(StatusCode::PAYLOAD_TOO_LARGE)
         };
-        let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
         if declared.is_some_and(|n| n > limit) {
             return Err(too_large());
         }
-        let body = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| too_large())?;
-        Self::parse(&Bytes::from(body))
+        let body = axum::body::to_bytes(req.into_body(), limit)
+            .await
+            .map_err(|_| too_large())?;
+        Self::parse(&body)
     }
 }
 
@@ -107,18 +121,25 @@ pub struct ClientCredentials {
 /// (`client_secret_basic`, with RFC 6749 §2.3.1 form-urlencoding of id and secret)
 /// or from the body (`client_secret_post`). Using both is `invalid_request`;
 /// neither, or a malformed header, is `invalid_client`.
-pub fn client_credentials(headers: &HeaderMap, form: &mut OAuthForm) -> Result<ClientCredentials, OAuthError> {
-    let auth = headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
+pub fn client_credentials(
+    headers: &HeaderMap,
+    form: &mut OAuthForm,
+) -> Result<ClientCredentials, OAuthError> {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or(""));
     let basic = auth.and_then(|a| {
         let (scheme, rest) = a.split_once(' ')?;
-        scheme.eq_ignore_ascii_case("basic").then(|| rest.trim().to_owned())
+        scheme
+            .eq_ignore_ascii_case("basic")
+            .then(|| rest.trim().to_owned())
     });
     let in_body = form.get("client_secret").is_some();
     match basic {
-        Some(_) if in_body => {
-            Err(OAuthError::invalid_request("use one client authentication method: Basic header or client_secret in the body")
-                .with_basic(true))
-        }
+        Some(_) if in_body => Err(OAuthError::invalid_request(
+            "use one client authentication method: Basic header or client_secret in the body",
+        )
+        .with_basic(true)),
         Some(b64) => {
             let fail = || OAuthError::invalid_client(true);
             let raw = STANDARD.decode(b64.as_bytes()).map_err(|_| fail())?;
@@ -128,17 +149,26 @@ pub fn client_credentials(headers: &HeaderMap, form: &mut OAuthForm) -> Result<C
             let secret = form_decode(secret).ok_or_else(fail)?;
             if let Some(body_id) = form.get("client_id") {
                 if body_id != id {
-                    return Err(OAuthError::invalid_request("client_id in the body differs from the Basic header").with_basic(true));
+                    return Err(OAuthError::invalid_request(
+                        "client_id in the body differs from the Basic header",
+                    )
+                    .with_basic(true));
                 }
             }
-            Ok(ClientCredentials { client_id: id, secret: SecretString::new(secret), basic: true })
+            Ok(ClientCredentials {
+                client_id: id,
+                secret: SecretString::new(secret),
+                basic: true,
+            })
         }
         None => {
             let secret = form.take("client_secret");
             match (form.get("client_id"), secret) {
-                (Some(id), Some(secret)) => {
-                    Ok(ClientCredentials { client_id: id.to_owned(), secret: SecretString::new(secret), basic: false })
-                }
+                (Some(id), Some(secret)) => Ok(ClientCredentials {
+                    client_id: id.to_owned(),
+                    secret: SecretString::new(secret),
+                    basic: false,
+                }),
                 _ => Err(OAuthError::invalid_client(false)),
             }
         }
@@ -148,7 +178,10 @@ pub fn client_credentials(headers: &HeaderMap, form: &mut OAuthForm) -> Result<C
 /// `application/x-www-form-urlencoded` decoding of one Basic credential part.
 fn form_decode(s: &str) -> Option<String> {
     let plus = s.replace('+', " ");
-    percent_encoding::percent_decode_str(&plus).decode_utf8().ok().map(|c| c.into_owned())
+    percent_encoding::percent_decode_str(&plus)
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
 }
 
 #[cfg(test)]
@@ -159,7 +192,10 @@ mod tests {
     fn basic(id: &str, secret: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
         let v = format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")));
-        h.insert(header::AUTHORIZATION, HeaderValue::from_str(&v).expect("header"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&v).expect("header"),
+        );
         h
     }
 
@@ -167,7 +203,8 @@ mod tests {
     fn repeated_parameters_are_refused_except_resource() {
         let e = OAuthForm::parse(b"grant_type=a&grant_type=b").expect_err("repeat");
         assert_eq!(e.code().as_str(), "invalid_request");
-        let f = OAuthForm::parse(b"resource=https%3A%2F%2Fa&resource=https%3A%2F%2Fb&scope=").expect("ok");
+        let f = OAuthForm::parse(b"resource=https%3A%2F%2Fa&resource=https%3A%2F%2Fb&scope=")
+            .expect("ok");
         assert_eq!(f.resources(), ["https://a", "https://b"]);
         assert_eq!(f.get("scope"), None, "empty means absent");
     }
@@ -176,24 +213,55 @@ mod tests {
     fn basic_credentials_are_form_decoded() {
         let mut f = OAuthForm::parse(b"").expect("empty");
         let c = client_credentials(&basic("my%20id", "a%2Bb+c"), &mut f).expect("basic");
-        assert_eq!((c.client_id.as_str(), c.secret.expose(), c.basic), ("my id", "a+b c", true));
+        assert_eq!(
+            (c.client_id.as_str(), c.secret.expose(), c.basic),
+            ("my id", "a+b c", true)
+        );
     }
 
     #[test]
     fn mixed_missing_and_malformed_authentication() {
         let mut f = OAuthForm::parse(b"client_id=x&client_secret=y").expect("form");
-        assert_eq!(client_credentials(&basic("x", "y"), &mut f).expect_err("both").code().as_str(), "invalid_request");
+        assert_eq!(
+            client_credentials(&basic("x", "y"), &mut f)
+                .expect_err("both")
+                .code()
+                .as_str(),
+            "invalid_request"
+        );
         let mut f = OAuthForm::parse(b"client_id=x").expect("form");
-        assert_eq!(client_credentials(&HeaderMap::new(), &mut f).expect_err("none").code().as_str(), "invalid_client");
+        assert_eq!(
+            client_credentials(&HeaderMap::new(), &mut f)
+                .expect_err("none")
+                .code()
+                .as_str(),
+            "invalid_client"
+        );
         let mut h = HeaderMap::new();
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic !!!"));
         let mut f = OAuthForm::parse(b"").expect("form");
-        assert_eq!(client_credentials(&h, &mut f).expect_err("garbage").code().as_str(), "invalid_client");
+        assert_eq!(
+            client_credentials(&h, &mut f)
+                .expect_err("garbage")
+                .code()
+                .as_str(),
+            "invalid_client"
+        );
         let mut f = OAuthForm::parse(b"client_id=other").expect("form");
-        assert_eq!(client_credentials(&basic("x", "y"), &mut f).expect_err("mismatch").code().as_str(), "invalid_request");
+        assert_eq!(
+            client_credentials(&basic("x", "y"), &mut f)
+                .expect_err("mismatch")
+                .code()
+                .as_str(),
+            "invalid_request"
+        );
         let mut f = OAuthForm::parse(b"client_id=x&client_secret=y").expect("form");
         let c = client_credentials(&HeaderMap::new(), &mut f).expect("post");
         assert!(!c.basic);
-        assert_eq!(f.get("client_secret"), None, "the secret is taken out of the form");
+        assert_eq!(
+            f.get("client_secret"),
+            None,
+            "the secret is taken out of the form"
+        );
     }
 }

@@ -61,13 +61,17 @@ pub fn spawn_jobs(auth: Arc<Authority>, settings: &Settings) -> tokio::task::Joi
             match auth.rotate_due().await {
                 Ok(r) if !r.is_empty() => tracing::info!(report = ?r, "key rotation"),
                 Ok(_) => {}
-                Err(e) => tracing::error!(error = %format!("{:#}", anyhow::Error::new(e)), "key rotation failed"),
+                Err(e) => {
+                    tracing::error!(error = %format!("{:#}", anyhow::Error::new(e)), "key rotation failed")
+                }
             }
             if last_cleanup.elapsed() >= cleanup {
                 last_cleanup = Instant::now();
                 match auth.purge_expired().await {
                     Ok(n) => tracing::debug!(removed = n, "expired tokens purged"),
-                    Err(e) => tracing::error!(error = %format!("{:#}", anyhow::Error::new(e)), "purge failed"),
+                    Err(e) => {
+                        tracing::error!(error = %format!("{:#}", anyhow::Error::new(e)), "purge failed")
+                    }
                 }
             }
         }
@@ -76,11 +80,15 @@ pub fn spawn_jobs(auth: Arc<Authority>, settings: &Settings) -> tokio::task::Joi
 
 /// Runs the server until `shutdown` resolves, then lets in-flight requests finish
 /// (up to `server.shutdown_grace`).
-pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn serve(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     let auth = prepare(&settings, Arc::new(SystemClock)).await?;
     let jobs = spawn_jobs(auth.clone(), &settings);
-    let app = router(AppState::new(auth, settings.clone())).into_make_service_with_connect_info::<SocketAddr>();
+    let app = router(AppState::new(auth, settings.clone()))
+        .into_make_service_with_connect_info::<SocketAddr>();
     let grace = settings.server.shutdown_grace;
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -91,12 +99,21 @@ pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()> + Send
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|v| *v).await;
     };
-    let result = match (&settings.server.tls_cert_file, &settings.server.tls_key_file) {
+    let result = match (
+        &settings.server.tls_cert_file,
+        &settings.server.tls_key_file,
+    ) {
         (Some(cert), Some(key)) => {
             let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
             let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
                 .await
-                .with_context(|| format!("loading server.tls_cert_file {} / server.tls_key_file {}", cert.display(), key.display()))?;
+                .with_context(|| {
+                    format!(
+                        "loading server.tls_cert_file {} / server.tls_key_file {}",
+                        cert.display(),
+                        key.display()
+                    )
+                })?;
             let handle = axum_server::Handle::new();
             let h = handle.clone();
             let rx2 = rx.clone();
@@ -104,17 +121,25 @@ pub async fn serve(settings: Settings, shutdown: impl Future<Output = ()> + Send
                 stopped(rx2).await;
                 h.graceful_shutdown(Some(grace));
             });
-            let listener = std::net::TcpListener::bind(settings.server.listen)
-                .with_context(|| format!("cannot listen on server.listen {}", settings.server.listen))?;
+            let listener =
+                std::net::TcpListener::bind(settings.server.listen).with_context(|| {
+                    format!("cannot listen on server.listen {}", settings.server.listen)
+                })?;
             listener.set_nonblocking(true)?;
             let addr = listener.local_addr()?;
             tracing::info!(issuer = %settings.server.issuer, ready_ms = started.elapsed().as_millis() as u64, "listening on https://{addr}");
-            axum_server::from_tcp_rustls(listener, tls).handle(handle).serve(app).await.context("server failed")
+            axum_server::from_tcp_rustls(listener, tls)
+                .handle(handle)
+                .serve(app)
+                .await
+                .context("server failed")
         }
         _ => {
             let listener = TcpListener::bind(settings.server.listen)
                 .await
-                .with_context(|| format!("cannot listen on server.listen {}", settings.server.listen))?;
+                .with_context(|| {
+                    format!("cannot listen on server.listen {}", settings.server.listen)
+                })?;
             let addr = listener.local_addr()?;
             tracing::info!(issuer = %settings.server.issuer, ready_ms = started.elapsed().as_millis() as u64, "listening on http://{addr}");
             let server = axum::serve(listener, app).with_graceful_shutdown(stopped(rx.clone()));

@@ -62,15 +62,37 @@ impl Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
         let issued = Family::<IssuedLabels, Counter>::default();
-        registry.register("http_requests", "HTTP requests by endpoint, method and status", requests.clone());
-        registry.register("http_request_duration_seconds", "HTTP request latency by endpoint", latency.clone());
-        registry.register("tokens_issued", "Access tokens issued by grant type and format", issued.clone());
-        Self { registry, requests, latency, issued }
+        registry.register(
+            "http_requests",
+            "HTTP requests by endpoint, method and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by endpoint",
+            latency.clone(),
+        );
+        registry.register(
+            "tokens_issued",
+            "Access tokens issued by grant type and format",
+            issued.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            issued,
+        }
     }
 
     /// Counts one issued token.
     pub fn token_issued(&self, grant_type: &str, format: &str) {
-        self.issued.get_or_create(&IssuedLabels { grant_type: grant_type.into(), format: format.into() }).inc();
+        self.issued
+            .get_or_create(&IssuedLabels {
+                grant_type: grant_type.into(),
+                format: format.into(),
+            })
+            .inc();
     }
 
     /// The text exposition format.
@@ -92,12 +114,26 @@ impl Default for Metrics {
 /// Middleware: counts and times every request by its route template (never the raw path,
 /// so label cardinality stays bounded).
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let endpoint = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    let endpoint = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
     let method = req.method().as_str().to_owned();
     let start = Instant::now();
     let res = next.run(req).await;
     let m = state.metrics();
-    m.latency.get_or_create(&EndpointLabels { endpoint: endpoint.clone() }).observe(start.elapsed().as_secs_f64());
-    m.requests.get_or_create(&RequestLabels { endpoint, method, status: res.status().as_u16() }).inc();
+    m.latency
+        .get_or_create(&EndpointLabels {
+            endpoint: endpoint.clone(),
+        })
+        .observe(start.elapsed().as_secs_f64());
+    m.requests
+        .get_or_create(&RequestLabels {
+            endpoint,
+            method,
+            status: res.status().as_u16(),
+        })
+        .inc();
     res
 }

@@ -23,7 +23,12 @@ impl AppState {
     /// Builds the state; the discovery document is rendered once here.
     pub fn new(authority: Arc<Authority>, settings: Settings) -> Self {
         let discovery = crate::http::discovery::document(&settings.server.issuer).to_string();
-        Self(Arc::new(Inner { authority, settings, metrics: Metrics::new(), discovery }))
+        Self(Arc::new(Inner {
+            authority,
+            settings,
+            metrics: Metrics::new(),
+            discovery,
+        }))
     }
 
     /// The token authority.

@@ -46,7 +46,10 @@ impl FromStr for TokenFormat {
         match s {
             "jwt" => Ok(Self::Jwt),
             "opaque" => Ok(Self::Opaque),
-            _ => Err(ServiceError::invalid("token_format", format!("{s:?} is not one of jwt, opaque"))),
+            _ => Err(ServiceError::invalid(
+                "token_format",
+                format!("{s:?} is not one of jwt, opaque"),
+            )),
         }
     }
 }
@@ -104,14 +107,24 @@ impl Client {
             secret_digest: r.secret_digest.map(SecretDigest::from_stored),
             secret_hint: r.secret_hint,
             grant_types,
-            redirect_uris: serde_json::from_str(&r.redirect_uris).with_context(|| ctx("redirect_uris"))?,
+            redirect_uris: serde_json::from_str(&r.redirect_uris)
+                .with_context(|| ctx("redirect_uris"))?,
             scopes: ScopeSet::parse(&r.scopes).with_context(|| ctx("scopes"))?,
-            default_scopes: ScopeSet::parse(&r.default_scopes).with_context(|| ctx("default_scopes"))?,
+            default_scopes: ScopeSet::parse(&r.default_scopes)
+                .with_context(|| ctx("default_scopes"))?,
             audiences: serde_json::from_str(&r.audiences).with_context(|| ctx("audiences"))?,
             default_audience: r.default_audience,
-            token_format: r.token_format.parse().map_err(|_| anyhow::anyhow!(ctx("token_format")))?,
-            access_token_alg: r.access_token_alg.parse().with_context(|| ctx("access_token_alg"))?,
-            access_token_ttl: Duration::from_secs(u64::try_from(r.access_token_ttl).with_context(|| ctx("ttl"))?),
+            token_format: r
+                .token_format
+                .parse()
+                .map_err(|_| anyhow::anyhow!(ctx("token_format")))?,
+            access_token_alg: r
+                .access_token_alg
+                .parse()
+                .with_context(|| ctx("access_token_alg"))?,
+            access_token_ttl: Duration::from_secs(
+                u64::try_from(r.access_token_ttl).with_context(|| ctx("ttl"))?,
+            ),
             created_at: r.created_at,
             updated_at: r.updated_at,
             name: r.name,
@@ -161,7 +174,11 @@ impl From<&Client> for ClientView {
             name: c.name.clone(),
             public: c.is_public(),
             secret_hint: c.secret_hint.clone(),
-            grant_types: c.grant_types.iter().map(|g| g.as_str().to_owned()).collect(),
+            grant_types: c
+                .grant_types
+                .iter()
+                .map(|g| g.as_str().to_owned())
+                .collect(),
             redirect_uris: c.redirect_uris.clone(),
             scopes: c.scopes.iter().map(|s| s.to_string()).collect(),
             default_scopes: c.default_scopes.iter().map(|s| s.to_string()).collect(),
@@ -215,12 +232,19 @@ pub struct CreatedClient {
 
 /// Checks a URI is absolute with a scheme and host and has no fragment (RFC 6749 §3.1.2, RFC 8707 §2).
 fn absolute_uri(field: &'static str, s: &str) -> Result<String, ServiceError> {
-    let u = url::Url::parse(s).map_err(|e| ServiceError::invalid(field, format!("{s:?} is not an absolute URI ({e})")))?;
+    let u = url::Url::parse(s)
+        .map_err(|e| ServiceError::invalid(field, format!("{s:?} is not an absolute URI ({e})")))?;
     if u.fragment().is_some() {
-        return Err(ServiceError::invalid(field, format!("{s:?} must not contain a fragment")));
+        return Err(ServiceError::invalid(
+            field,
+            format!("{s:?} must not contain a fragment"),
+        ));
     }
     if u.cannot_be_a_base() || u.host().is_none() {
-        return Err(ServiceError::invalid(field, format!("{s:?} must have a host")));
+        return Err(ServiceError::invalid(
+            field,
+            format!("{s:?} must have a host"),
+        ));
     }
     Ok(s.to_owned())
 }
@@ -230,33 +254,53 @@ impl Authority {
     pub async fn create_client(&self, req: NewClient) -> Result<CreatedClient, ServiceError> {
         let name = req.name.trim().to_owned();
         if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-            return Err(ServiceError::invalid("name", "must be 1 to 200 characters without control characters"));
+            return Err(ServiceError::invalid(
+                "name",
+                "must be 1 to 200 characters without control characters",
+            ));
         }
         if req.grant_types.is_empty() {
-            return Err(ServiceError::invalid("grant_type", "at least one is required (supported: client_credentials)"));
+            return Err(ServiceError::invalid(
+                "grant_type",
+                "at least one is required (supported: client_credentials)",
+            ));
         }
         let mut grant_types = Vec::new();
         for g in &req.grant_types {
             let gt = GrantType::parse(g).ok_or_else(|| {
-                ServiceError::invalid("grant_type", format!("{g:?} is not supported (supported: client_credentials)"))
+                ServiceError::invalid(
+                    "grant_type",
+                    format!("{g:?} is not supported (supported: client_credentials)"),
+                )
             })?;
             if !grant_types.contains(&gt) {
                 grant_types.push(gt);
             }
         }
         if req.public && grant_types.contains(&GrantType::ClientCredentials) {
-            return Err(ServiceError::invalid("public", "client_credentials needs a confidential client (one with a secret)"));
+            return Err(ServiceError::invalid(
+                "public",
+                "client_credentials needs a confidential client (one with a secret)",
+            ));
         }
-        let redirect_uris =
-            req.redirect_uris.iter().map(|u| absolute_uri("redirect_uri", u)).collect::<Result<Vec<_>, _>>()?;
-        let scopes = ScopeSet::from_tokens(&req.scopes).map_err(|e| ServiceError::invalid("scope", e.to_string()))?;
+        let redirect_uris = req
+            .redirect_uris
+            .iter()
+            .map(|u| absolute_uri("redirect_uri", u))
+            .collect::<Result<Vec<_>, _>>()?;
+        let scopes = ScopeSet::from_tokens(&req.scopes)
+            .map_err(|e| ServiceError::invalid("scope", e.to_string()))?;
         let default_scopes = if req.default_scopes.is_empty() {
             scopes.clone()
         } else {
-            ScopeSet::from_tokens(&req.default_scopes).map_err(|e| ServiceError::invalid("default_scope", e.to_string()))?
+            ScopeSet::from_tokens(&req.default_scopes)
+                .map_err(|e| ServiceError::invalid("default_scope", e.to_string()))?
         };
         if !default_scopes.is_subset(&scopes) {
-            return Err(ServiceError::invalid("default_scope", "default scopes must be among the client's scopes"));
+            return Err(ServiceError::invalid(
+                "default_scope",
+                "default scopes must be among the client's scopes",
+            ));
         }
         let mut audiences = Vec::new();
         for a in &req.audiences {
@@ -267,15 +311,26 @@ impl Authority {
         }
         if let Some(d) = &req.default_audience {
             if !audiences.contains(d) {
-                return Err(ServiceError::invalid("default_audience", "must be one of the client's audiences"));
+                return Err(ServiceError::invalid(
+                    "default_audience",
+                    "must be one of the client's audiences",
+                ));
             }
         }
-        let token_format = req.token_format.as_deref().unwrap_or("jwt").parse::<TokenFormat>()?;
+        let token_format = req
+            .token_format
+            .as_deref()
+            .unwrap_or("jwt")
+            .parse::<TokenFormat>()?;
         let alg = match &req.access_token_alg {
-            Some(a) => a.parse::<SigningAlg>().map_err(|e| ServiceError::invalid("access_token_alg", e.to_string()))?,
+            Some(a) => a
+                .parse::<SigningAlg>()
+                .map_err(|e| ServiceError::invalid("access_token_alg", e.to_string()))?,
             None => self.config.default_alg,
         };
-        let ttl = req.access_token_ttl.unwrap_or(self.config.default_access_token_ttl);
+        let ttl = req
+            .access_token_ttl
+            .unwrap_or(self.config.default_access_token_ttl);
         if ttl < Duration::from_secs(60) || ttl > self.config.max_access_token_ttl {
             return Err(ServiceError::invalid(
                 "access_token_ttl",
@@ -290,9 +345,15 @@ impl Authority {
         let row = ClientRow {
             id: ClientId::new().to_string(),
             name,
-            secret_digest: secret.as_ref().map(|s| self.pepper.digest(s.expose()).as_str().to_owned()),
+            secret_digest: secret
+                .as_ref()
+                .map(|s| self.pepper.digest(s.expose()).as_str().to_owned()),
             secret_hint: secret.as_ref().map(OpaqueSecret::hint),
-            grant_types: grant_types.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(" "),
+            grant_types: grant_types
+                .iter()
+                .map(|g| g.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
             redirect_uris: serde_json::to_string(&redirect_uris).context("json")?,
             scopes: scopes.to_string(),
             default_scopes: default_scopes.to_string(),
@@ -307,20 +368,32 @@ impl Authority {
         self.store.insert_client(&row).await?;
         let client = Client::from_row(row)?;
         tracing::info!(client_id = %client.id, "client created");
-        Ok(CreatedClient { client: ClientView::from(&client), client_secret: secret.map(|s| s.expose().to_owned()) })
+        Ok(CreatedClient {
+            client: ClientView::from(&client),
+            client_secret: secret.map(|s| s.expose().to_owned()),
+        })
     }
 
     /// One client.
     pub async fn get_client(&self, id: &str) -> Result<Client, ServiceError> {
         let not_found = || ServiceError::NotFound(format!("client {id}"));
         let id: ClientId = id.parse().map_err(|_| not_found())?;
-        let row = self.store.get_client(&id.to_string()).await?.ok_or_else(not_found)?;
+        let row = self
+            .store
+            .get_client(&id.to_string())
+            .await?
+            .ok_or_else(not_found)?;
         Client::from_row(row)
     }
 
     /// All clients.
     pub async fn list_clients(&self) -> Result<Vec<Client>, ServiceError> {
-        self.store.list_clients().await?.into_iter().map(Client::from_row).collect()
+        self.store
+            .list_clients()
+            .await?
+            .into_iter()
+            .map(Client::from_row)
+            .collect()
     }
 
     /// Deletes a client; its opaque tokens go with it and its JWTs stop introspecting as active.
@@ -337,16 +410,30 @@ impl Authority {
     pub async fn rotate_client_secret(&self, id: &str) -> Result<CreatedClient, ServiceError> {
         let client = self.get_client(id).await?;
         if client.is_public() {
-            return Err(ServiceError::Conflict(format!("client {id} is public and has no secret")));
+            return Err(ServiceError::Conflict(format!(
+                "client {id} is public and has no secret"
+            )));
         }
         let secret = OpaqueSecret::generate(CLIENT_SECRET_PREFIX);
         let digest = self.pepper.digest(secret.expose());
-        if !self.store.set_client_secret(&client.id.to_string(), digest.as_str(), &secret.hint(), self.now()).await? {
+        if !self
+            .store
+            .set_client_secret(
+                &client.id.to_string(),
+                digest.as_str(),
+                &secret.hint(),
+                self.now(),
+            )
+            .await?
+        {
             return Err(ServiceError::NotFound(format!("client {id}")));
         }
         tracing::info!(client_id = %client.id, "client secret rotated");
         let client = self.get_client(id).await?;
-        Ok(CreatedClient { client: ClientView::from(&client), client_secret: Some(secret.expose().to_owned()) })
+        Ok(CreatedClient {
+            client: ClientView::from(&client),
+            client_secret: Some(secret.expose().to_owned()),
+        })
     }
 
     /// Authenticates a confidential client by id and secret.
@@ -354,7 +441,11 @@ impl Authority {
     /// Every failure is the same [`ServiceError::InvalidClient`], and an unknown
     /// client costs the same HMAC and comparison as a wrong secret, so neither the
     /// answer nor its timing tells which clients exist.
-    pub async fn authenticate_client(&self, client_id: &str, secret: &SecretString) -> Result<Client, ServiceError> {
+    pub async fn authenticate_client(
+        &self,
+        client_id: &str,
+        secret: &SecretString,
+    ) -> Result<Client, ServiceError> {
         let presented = self.pepper.digest(secret.expose());
         let well_formed = OpaqueSecret::parse(secret.expose(), CLIENT_SECRET_PREFIX).is_ok();
         let client = match client_id.parse::<ClientId>() {

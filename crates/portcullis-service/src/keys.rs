@@ -104,13 +104,21 @@ impl Authority {
         self.config.max_access_token_ttl.as_secs() as i64 + self.config.leeway
     }
 
-    async fn create_key(&self, alg: SigningAlg, state: SigningKeyState, activate_at: i64) -> Result<String, ServiceError> {
+    async fn create_key(
+        &self,
+        alg: SigningAlg,
+        state: SigningKeyState,
+        activate_at: i64,
+    ) -> Result<String, ServiceError> {
         // RSA generation takes a while: keep it off the async executor's threads.
         let (key, der) = tokio::task::spawn_blocking(move || SigningKey::generate(alg))
             .await
             .context("key generation task")?
             .context("generating a signing key")?;
-        let sealed = self.sealer.seal(&der, key.kid()).context("sealing a signing key")?;
+        let sealed = self
+            .sealer
+            .seal(&der, key.kid())
+            .context("sealing a signing key")?;
         let row = SigningKeyRow {
             kid: key.kid().to_owned(),
             alg: alg.as_str().to_owned(),
@@ -131,9 +139,14 @@ impl Authority {
         let rows = self.store.list_signing_keys().await?;
         let mut created = Vec::new();
         for alg in SigningAlg::ALL {
-            let has_active = rows.iter().any(|r| r.alg == alg.as_str() && r.state == SigningKeyState::Active.as_str());
+            let has_active = rows
+                .iter()
+                .any(|r| r.alg == alg.as_str() && r.state == SigningKeyState::Active.as_str());
             if !has_active {
-                created.push(self.create_key(alg, SigningKeyState::Active, self.now()).await?);
+                created.push(
+                    self.create_key(alg, SigningKeyState::Active, self.now())
+                        .await?,
+                );
             }
         }
         if !created.is_empty() {
@@ -151,8 +164,12 @@ impl Authority {
         let mut report = RotationReport::default();
         for alg in SigningAlg::ALL {
             let of_alg = || rows.iter().filter(move |r| r.alg == alg.as_str());
-            let active = of_alg().filter(|r| r.state == "active").max_by_key(|r| r.activate_at);
-            let next = of_alg().filter(|r| r.state == "next").min_by_key(|r| r.activate_at);
+            let active = of_alg()
+                .filter(|r| r.state == "active")
+                .max_by_key(|r| r.activate_at);
+            let next = of_alg()
+                .filter(|r| r.state == "next")
+                .min_by_key(|r| r.activate_at);
             match (active, next) {
                 (_, Some(n)) if n.activate_at <= now => {
                     self.store.activate_signing_key(&n.kid, now).await?;
@@ -161,10 +178,14 @@ impl Authority {
                 }
                 (Some(a), None) if now >= a.activate_at + interval - ahead => {
                     let at = (a.activate_at + interval).max(now + ahead);
-                    report.created.push(self.create_key(alg, SigningKeyState::Next, at).await?);
+                    report
+                        .created
+                        .push(self.create_key(alg, SigningKeyState::Next, at).await?);
                 }
                 (None, None) => {
-                    report.created.push(self.create_key(alg, SigningKeyState::Active, now).await?);
+                    report
+                        .created
+                        .push(self.create_key(alg, SigningKeyState::Active, now).await?);
                 }
                 _ => {}
             }
@@ -184,9 +205,15 @@ impl Authority {
     /// Starts a rotation for `alg` now: a next key that signs after `publish_ahead`,
     /// or at once with `immediate` (for a compromised key: verifiers with a cached
     /// JWKS will refetch on the unknown `kid`).
-    pub async fn rotate_now(&self, alg: SigningAlg, immediate: bool) -> Result<String, ServiceError> {
+    pub async fn rotate_now(
+        &self,
+        alg: SigningAlg,
+        immediate: bool,
+    ) -> Result<String, ServiceError> {
         let rows = self.store.list_signing_keys().await?;
-        let pending = rows.iter().find(|r| r.alg == alg.as_str() && r.state == "next");
+        let pending = rows
+            .iter()
+            .find(|r| r.alg == alg.as_str() && r.state == "next");
         let now = self.now();
         let kid = match (pending, immediate) {
             (Some(p), false) => {
@@ -234,22 +261,27 @@ impl Authority {
         let mut verifying = Vec::new();
         let mut jwks = Vec::new();
         for r in &rows {
-            let alg = SigningAlg::from_str(&r.alg).with_context(|| format!("signing key {} has unknown alg", r.kid))?;
-            let jwk: jsonwebtoken::jwk::Jwk =
-                serde_json::from_str(&r.public_jwk).with_context(|| format!("signing key {} has a bad JWK", r.kid))?;
-            verifying.push(VerifyingKey::from_jwk(&jwk).with_context(|| format!("signing key {}", r.kid))?);
+            let alg = SigningAlg::from_str(&r.alg)
+                .with_context(|| format!("signing key {} has unknown alg", r.kid))?;
+            let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_str(&r.public_jwk)
+                .with_context(|| format!("signing key {} has a bad JWK", r.kid))?;
+            verifying.push(
+                VerifyingKey::from_jwk(&jwk).with_context(|| format!("signing key {}", r.kid))?,
+            );
             jwks.push(jwk);
             if r.state == "active" {
                 let der = self
                     .sealer
                     .open(&r.private_key_sealed, &r.kid)
                     .with_context(|| format!("unsealing signing key {} (is this the master key it was created with?)", r.kid))?;
-                let key = SigningKey::from_pkcs8(alg, &der).with_context(|| format!("loading signing key {}", r.kid))?;
+                let key = SigningKey::from_pkcs8(alg, &der)
+                    .with_context(|| format!("loading signing key {}", r.kid))?;
                 // If two are active (a race between nodes), the newest signs.
                 signers.insert(alg, Arc::new(key));
             }
         }
-        let jwks_document = serde_json::to_string(&serde_json::json!({ "keys": &jwks })).context("serializing the JWKS")?;
+        let jwks_document = serde_json::to_string(&serde_json::json!({ "keys": &jwks }))
+            .context("serializing the JWKS")?;
         let ring = KeyRing {
             signers,
             verifier: JwtVerifier::new(self.config.issuer.clone(), self.config.leeway, verifying),

@@ -85,7 +85,15 @@ impl Authority {
         let pepper = master_key.pepper().map_err(anyhow::Error::from)?;
         let sealer = master_key.sealer().map_err(anyhow::Error::from)?;
         let keyring = RwLock::new(Arc::new(KeyRing::empty(&config.issuer, config.leeway)));
-        let me = Self { store, clock, pepper, sealer, config, keyring, revoked_jtis: RwLock::new(HashMap::new()) };
+        let me = Self {
+            store,
+            clock,
+            pepper,
+            sealer,
+            config,
+            keyring,
+            revoked_jtis: RwLock::new(HashMap::new()),
+        };
         me.reload_keyring().await?;
         me.reload_revocations().await?;
         Ok(me)

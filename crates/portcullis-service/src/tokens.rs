@@ -135,24 +135,35 @@ impl Authority {
         req: ClientCredentialsRequest,
     ) -> Result<IssuedToken, ServiceError> {
         if !client.grant_types.contains(&GrantType::ClientCredentials) {
-            return Err(ServiceError::UnauthorizedClient("this client may not use the client_credentials grant".into()));
+            return Err(ServiceError::UnauthorizedClient(
+                "this client may not use the client_credentials grant".into(),
+            ));
         }
         let scope = match req.scope {
             Some(s) if !s.is_empty() => {
                 if !s.is_subset(&client.scopes) {
-                    return Err(ServiceError::InvalidScope("the requested scope exceeds what this client may be granted".into()));
+                    return Err(ServiceError::InvalidScope(
+                        "the requested scope exceeds what this client may be granted".into(),
+                    ));
                 }
                 s
             }
             _ => client.default_scopes.clone(),
         };
         let aud = if req.resources.is_empty() {
-            Audience::One(client.default_audience.clone().unwrap_or_else(|| self.config.issuer.clone()))
+            Audience::One(
+                client
+                    .default_audience
+                    .clone()
+                    .unwrap_or_else(|| self.config.issuer.clone()),
+            )
         } else {
             let mut list: Vec<String> = Vec::new();
             for r in req.resources {
                 if !client.audiences.contains(&r) {
-                    return Err(ServiceError::InvalidTarget(format!("resource {r:?} is not allowed for this client")));
+                    return Err(ServiceError::InvalidTarget(format!(
+                        "resource {r:?} is not allowed for this client"
+                    )));
                 }
                 if !list.contains(&r) {
                     list.push(r);
@@ -180,10 +191,13 @@ impl Authority {
                     scope: scope.to_string(),
                 };
                 let ring = self.keyring();
-                let key = ring
-                    .signer(client.access_token_alg)
-                    .with_context(|| format!("no active {} signing key", client.access_token_alg))?;
-                SecretString::new(key.sign_jwt(ACCESS_TOKEN_TYP, &claims).context("signing an access token")?)
+                let key = ring.signer(client.access_token_alg).with_context(|| {
+                    format!("no active {} signing key", client.access_token_alg)
+                })?;
+                SecretString::new(
+                    key.sign_jwt(ACCESS_TOKEN_TYP, &claims)
+                        .context("signing an access token")?,
+                )
             }
             TokenFormat::Opaque => {
                 let secret = OpaqueSecret::generate(ACCESS_TOKEN_PREFIX);
@@ -203,7 +217,13 @@ impl Authority {
                 SecretString::new(secret.expose())
             }
         };
-        Ok(IssuedToken { access_token, expires_in: ttl, scope, token_id: jti, format: client.token_format })
+        Ok(IssuedToken {
+            access_token,
+            expires_in: ttl,
+            scope,
+            token_id: jti,
+            format: client.token_format,
+        })
     }
 
     /// Finds a live token: signature/checksum valid, not expired, not revoked,
@@ -223,7 +243,11 @@ impl Authority {
             };
             let digest = self.pepper.digest(secret.expose());
             match self.store.find_opaque_token(digest.as_str()).await? {
-                Some(r) if r.revoked_at.is_none() && r.expires_at > now && r.kind == KIND_ACCESS => Known::Opaque(r),
+                Some(r)
+                    if r.revoked_at.is_none() && r.expires_at > now && r.kind == KIND_ACCESS =>
+                {
+                    Known::Opaque(r)
+                }
                 _ => return Ok(None),
             }
         };
@@ -237,7 +261,11 @@ impl Authority {
     /// issued to it, and tokens whose audience is one of its registered audiences
     /// (a resource server registers its own URI). Anything else is `active: false`,
     /// exactly as for an unknown token, so the answer never tells why.
-    pub async fn introspect(&self, caller: &Client, token: &str) -> Result<Introspection, ServiceError> {
+    pub async fn introspect(
+        &self,
+        caller: &Client,
+        token: &str,
+    ) -> Result<Introspection, ServiceError> {
         let Some(known) = self.find_live(token).await? else {
             return Ok(Introspection::inactive());
         };
@@ -259,8 +287,13 @@ impl Authority {
                 (a, i)
             }
             Known::Opaque(r) => {
-                let list: Vec<String> = serde_json::from_str(&r.audience).context("stored token audience")?;
-                let a = if list.len() == 1 { Audience::One(list[0].clone()) } else { Audience::Many(list) };
+                let list: Vec<String> =
+                    serde_json::from_str(&r.audience).context("stored token audience")?;
+                let a = if list.len() == 1 {
+                    Audience::One(list[0].clone())
+                } else {
+                    Audience::Many(list)
+                };
                 let i = Introspection {
                     active: true,
                     scope: Some(r.scope),
@@ -293,12 +326,19 @@ impl Authority {
             return Ok(Revoked::Nothing);
         };
         if known.client_id() != caller.id.to_string() {
-            return Err(ServiceError::UnauthorizedClient("the token was not issued to this client".into()));
+            return Err(ServiceError::UnauthorizedClient(
+                "the token was not issued to this client".into(),
+            ));
         }
         let now = self.now();
         match known {
             Known::Jwt(c) => {
-                let entry = RevokedJti { jti: c.jti.clone(), client_id: c.client_id, expires_at: c.exp, revoked_at: now };
+                let entry = RevokedJti {
+                    jti: c.jti.clone(),
+                    client_id: c.client_id,
+                    expires_at: c.exp,
+                    revoked_at: now,
+                };
                 self.store.insert_revoked_jti(&entry).await?;
                 self.remember_revoked_jti(c.jti.clone(), c.exp);
                 tracing::info!(jti = %c.jti, "access token revoked");

@@ -49,10 +49,16 @@ impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match e {
             sqlx::Error::RowNotFound => Self::NotFound,
-            sqlx::Error::Database(ref db) if db.is_unique_violation() || db.is_check_violation() => {
-                Self::Conflict { constraint: db.constraint().unwrap_or(db.message()).to_owned() }
+            sqlx::Error::Database(ref db)
+                if db.is_unique_violation() || db.is_check_violation() =>
+            {
+                Self::Conflict {
+                    constraint: db.constraint().unwrap_or(db.message()).to_owned(),
+                }
             }
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => Self::Unavailable(e),
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                Self::Unavailable(e)
+            }
             other => Self::Backend(other),
         }
     }
@@ -85,7 +91,13 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// Deletes a client and every opaque token issued to it; false when it did not exist.
     async fn delete_client(&self, id: &str) -> StoreResult<bool>;
     /// Replaces a client's secret digest; false when the client does not exist.
-    async fn set_client_secret(&self, id: &str, digest: &str, hint: &str, now: i64) -> StoreResult<bool>;
+    async fn set_client_secret(
+        &self,
+        id: &str,
+        digest: &str,
+        hint: &str,
+        now: i64,
+    ) -> StoreResult<bool>;
 
     /// Records an issued opaque token (its digest, never the token).
     async fn insert_opaque_token(&self, token: &OpaqueTokenRow) -> StoreResult<()>;

@@ -40,7 +40,10 @@ impl SqliteStore {
 
     /// Applies pending migrations (idempotent).
     pub async fn migrate(&self) -> StoreResult<()> {
-        sqlx::migrate!("./migrations/sqlite").run(&self.pool).await.map_err(StoreError::Migrate)
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&self.pool)
+            .await
+            .map_err(StoreError::Migrate)
     }
 
     /// The pool, for tests and integrity checks.
@@ -75,9 +78,11 @@ impl Store for SqliteStore {
     }
 
     async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKeyRow>> {
-        Ok(sqlx::query_as::<_, SigningKeyRow>("SELECT * FROM signing_keys ORDER BY created_at, kid")
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(sqlx::query_as::<_, SigningKeyRow>(
+            "SELECT * FROM signing_keys ORDER BY created_at, kid",
+        )
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     async fn activate_signing_key(&self, next_kid: &str, now: i64) -> StoreResult<()> {
@@ -103,7 +108,10 @@ impl Store for SqliteStore {
     }
 
     async fn delete_signing_key(&self, kid: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM signing_keys WHERE kid = ?").bind(kid).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM signing_keys WHERE kid = ?")
+            .bind(kid)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -134,30 +142,54 @@ impl Store for SqliteStore {
     }
 
     async fn get_client(&self, id: &str) -> StoreResult<Option<ClientRow>> {
-        Ok(sqlx::query_as::<_, ClientRow>("SELECT * FROM clients WHERE id = ?").bind(id).fetch_optional(&self.pool).await?)
+        Ok(
+            sqlx::query_as::<_, ClientRow>("SELECT * FROM clients WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     async fn list_clients(&self) -> StoreResult<Vec<ClientRow>> {
-        Ok(sqlx::query_as::<_, ClientRow>("SELECT * FROM clients ORDER BY created_at, id").fetch_all(&self.pool).await?)
+        Ok(
+            sqlx::query_as::<_, ClientRow>("SELECT * FROM clients ORDER BY created_at, id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     async fn delete_client(&self, id: &str) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM opaque_tokens WHERE client_id = ?").bind(id).execute(&mut *tx).await?;
-        let n = sqlx::query("DELETE FROM clients WHERE id = ?").bind(id).execute(&mut *tx).await?.rows_affected();
+        sqlx::query("DELETE FROM opaque_tokens WHERE client_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let n = sqlx::query("DELETE FROM clients WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         tx.commit().await?;
         Ok(n > 0)
     }
 
-    async fn set_client_secret(&self, id: &str, digest: &str, hint: &str, now: i64) -> StoreResult<bool> {
-        let n = sqlx::query("UPDATE clients SET secret_digest = ?, secret_hint = ?, updated_at = ? WHERE id = ?")
-            .bind(digest)
-            .bind(hint)
-            .bind(now)
-            .bind(id)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+    async fn set_client_secret(
+        &self,
+        id: &str,
+        digest: &str,
+        hint: &str,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let n = sqlx::query(
+            "UPDATE clients SET secret_digest = ?, secret_hint = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(digest)
+        .bind(hint)
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
         Ok(n > 0)
     }
 
@@ -182,19 +214,23 @@ impl Store for SqliteStore {
     }
 
     async fn find_opaque_token(&self, digest: &str) -> StoreResult<Option<OpaqueTokenRow>> {
-        Ok(sqlx::query_as::<_, OpaqueTokenRow>("SELECT * FROM opaque_tokens WHERE digest = ?")
-            .bind(digest)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_as::<_, OpaqueTokenRow>("SELECT * FROM opaque_tokens WHERE digest = ?")
+                .bind(digest)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     async fn revoke_opaque_token(&self, id: &str, now: i64) -> StoreResult<bool> {
-        let n = sqlx::query("UPDATE opaque_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-            .bind(now)
-            .bind(id)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+        let n = sqlx::query(
+            "UPDATE opaque_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
         Ok(n > 0)
     }
 
@@ -213,16 +249,24 @@ impl Store for SqliteStore {
     }
 
     async fn list_revoked_jtis(&self, now: i64) -> StoreResult<Vec<RevokedJti>> {
-        Ok(sqlx::query_as::<_, RevokedJti>("SELECT * FROM revoked_jtis WHERE expires_at > ?")
-            .bind(now)
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_as::<_, RevokedJti>("SELECT * FROM revoked_jtis WHERE expires_at > ?")
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     async fn purge_expired(&self, before: i64) -> StoreResult<u64> {
         let mut tx = self.pool.begin().await?;
-        let a = sqlx::query("DELETE FROM opaque_tokens WHERE expires_at < ?").bind(before).execute(&mut *tx).await?;
-        let b = sqlx::query("DELETE FROM revoked_jtis WHERE expires_at < ?").bind(before).execute(&mut *tx).await?;
+        let a = sqlx::query("DELETE FROM opaque_tokens WHERE expires_at < ?")
+            .bind(before)
+            .execute(&mut *tx)
+            .await?;
+        let b = sqlx::query("DELETE FROM revoked_jtis WHERE expires_at < ?")
+            .bind(before)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(a.rows_affected() + b.rows_affected())
     }

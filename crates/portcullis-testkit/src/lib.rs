@@ -4,7 +4,11 @@
 //!
 //! Fixtures are builders returning typed actors: `app.client(TestApp::cc("svc")).await`.
 #![forbid(unsafe_code)]
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test harness: a failure here is a failed test")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test harness: a failure here is a failed test"
+)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -65,18 +69,25 @@ impl TestAppBuilder {
     /// Starts the server.
     pub async fn spawn(self) -> TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let base = format!("http://{addr}");
         let mut settings = Settings::default();
         settings.server.issuer = base.clone();
         settings.server.listen = addr;
-        settings.database.url = format!("sqlite://{}?mode=rwc", dir.path().join("portcullis.db").display());
+        settings.database.url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("portcullis.db").display()
+        );
         settings.keys.master_key_file = dir.path().join("master.key");
         (self.tweak)(&mut settings);
         settings.validate().expect("test settings are valid");
         let clock = ManualClock::starting_now();
-        let authority = portcullis_server::prepare(&settings, Arc::new(clock.clone())).await.expect("prepare");
+        let authority = portcullis_server::prepare(&settings, Arc::new(clock.clone()))
+            .await
+            .expect("prepare");
         let app = portcullis_server::router(AppState::new(authority.clone(), settings.clone()))
             .into_make_service_with_connect_info::<SocketAddr>();
         let server = tokio::spawn(async move {
@@ -87,7 +98,16 @@ impl TestAppBuilder {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("http client");
-        TestApp { addr, base, http, clock, authority, settings, dir, server }
+        TestApp {
+            addr,
+            base,
+            http,
+            clock,
+            authority,
+            settings,
+            dir,
+            server,
+        }
     }
 }
 
@@ -100,7 +120,9 @@ impl Drop for TestApp {
 impl TestApp {
     /// A builder for non-default settings.
     pub fn builder() -> TestAppBuilder {
-        TestAppBuilder { tweak: Box::new(|_| {}) }
+        TestAppBuilder {
+            tweak: Box::new(|_| {}),
+        }
     }
 
     /// Starts a server with default settings.
@@ -126,12 +148,24 @@ impl TestApp {
 
     /// Registers a client through the service layer.
     pub async fn client(&self, spec: NewClient) -> TestClient {
-        let c = self.authority.create_client(spec).await.expect("create client");
-        TestClient { id: c.client.client_id, secret: c.client_secret.expect("confidential client") }
+        let c = self
+            .authority
+            .create_client(spec)
+            .await
+            .expect("create client");
+        TestClient {
+            id: c.client.client_id,
+            secret: c.client_secret.expect("confidential client"),
+        }
     }
 
     /// POSTs a form body with optional Basic credentials.
-    pub async fn post_form(&self, path: &str, body: &str, basic: Option<&TestClient>) -> reqwest::Response {
+    pub async fn post_form(
+        &self,
+        path: &str,
+        body: &str,
+        basic: Option<&TestClient>,
+    ) -> reqwest::Response {
         let mut req = self
             .http
             .post(self.url(path))
@@ -145,7 +179,13 @@ impl TestApp {
 
     /// Gets a `client_credentials` access token (asserting success).
     pub async fn token(&self, c: &TestClient, extra: &str) -> String {
-        let res = self.post_form("/oauth/token", &format!("grant_type=client_credentials{extra}"), Some(c)).await;
+        let res = self
+            .post_form(
+                "/oauth/token",
+                &format!("grant_type=client_credentials{extra}"),
+                Some(c),
+            )
+            .await;
         assert_eq!(res.status(), 200, "token request failed");
         let v: serde_json::Value = res.json().await.expect("json");
         v["access_token"].as_str().expect("access_token").to_owned()
@@ -153,10 +193,19 @@ impl TestApp {
 
     /// Rows in a table of the server's database (read through a second connection).
     pub async fn count_rows(&self, table: &str) -> i64 {
-        assert!(table.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "table name");
-        let url = format!("sqlite://{}?mode=ro", self.dir.path().join("portcullis.db").display());
+        assert!(
+            table.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+            "table name"
+        );
+        let url = format!(
+            "sqlite://{}?mode=ro",
+            self.dir.path().join("portcullis.db").display()
+        );
         let pool = sqlx::SqlitePool::connect(&url).await.expect("open db");
-        let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&pool).await.expect("count");
+        let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+            .fetch_one(&pool)
+            .await
+            .expect("count");
         pool.close().await;
         n
     }
@@ -174,7 +223,9 @@ impl TestApp {
 pub fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()

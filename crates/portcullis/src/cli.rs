@@ -46,7 +46,7 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum ClientCmd {
     /// Register a client; prints its client_secret once.
-    Create(CreateClient),
+    Create(Box<CreateClient>),
     /// List clients (never their secrets).
     List,
     /// Show one client.
@@ -120,10 +120,18 @@ enum KeyCmd {
 
 fn init_logging(settings: &Settings, admin: bool) -> anyhow::Result<()> {
     // Admin commands keep stderr for their one-line failure reason unless asked.
-    let level = if admin && std::env::var_os("PORTCULLIS_LOG_LEVEL").is_none() { "warn" } else { settings.log.level.as_str() };
-    let filter = tracing_subscriber::EnvFilter::try_new(level).with_context(|| format!("log.level: invalid filter {level:?}"))?;
+    let level = if admin && std::env::var_os("PORTCULLIS_LOG_LEVEL").is_none() {
+        "warn"
+    } else {
+        settings.log.level.as_str()
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .with_context(|| format!("log.level: invalid filter {level:?}"))?;
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr);
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
     let r = match settings.log.format {
         LogFormat::Json => b.json().try_init(),
         LogFormat::Text => b.try_init(),
@@ -135,7 +143,15 @@ async fn authority(settings: &Settings) -> anyhow::Result<Arc<Authority>> {
     portcullis_server::bootstrap::open(settings, Arc::new(SystemClock)).await
 }
 
-const CLIENT_COLUMNS: &[&str] = &["client_id", "name", "grant_types", "scopes", "token_format", "access_token_alg", "secret_hint"];
+const CLIENT_COLUMNS: &[&str] = &[
+    "client_id",
+    "name",
+    "grant_types",
+    "scopes",
+    "token_format",
+    "access_token_alg",
+    "secret_hint",
+];
 
 /// Runs one command.
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -143,10 +159,16 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     let out = cli.output;
     init_logging(&settings, !matches!(cli.command, Command::Serve))?;
     match cli.command {
-        Command::Serve => portcullis_server::serve(settings, portcullis_server::shutdown_signal()).await,
+        Command::Serve => {
+            portcullis_server::serve(settings, portcullis_server::shutdown_signal()).await
+        }
         Command::Migrate => {
             authority(&settings).await?;
-            print(out, &json!({"migrated": true, "database": settings.database.url}), &["migrated", "database"])
+            print(
+                out,
+                &json!({"migrated": true, "database": settings.database.url}),
+                &["migrated", "database"],
+            )
         }
         Command::Client(cmd) => client(cmd, &settings, out).await,
         Command::SigningKey(cmd) => signing_key(cmd, &settings, out).await,
@@ -181,13 +203,26 @@ async fn client(cmd: ClientCmd, settings: &Settings, out: Output) -> anyhow::Res
             print(out, &created, &["client_id", "name", "client_secret"])
         }
         ClientCmd::List => {
-            let list: Vec<ClientView> = auth.list_clients().await?.iter().map(ClientView::from).collect();
+            let list: Vec<ClientView> = auth
+                .list_clients()
+                .await?
+                .iter()
+                .map(ClientView::from)
+                .collect();
             print(out, &list, CLIENT_COLUMNS)
         }
-        ClientCmd::Show { id } => print(out, &ClientView::from(&auth.get_client(&id).await?), CLIENT_COLUMNS),
+        ClientCmd::Show { id } => print(
+            out,
+            &ClientView::from(&auth.get_client(&id).await?),
+            CLIENT_COLUMNS,
+        ),
         ClientCmd::Delete { id } => {
             auth.delete_client(&id).await?;
-            print(out, &json!({"client_id": id, "deleted": true}), &["client_id", "deleted"])
+            print(
+                out,
+                &json!({"client_id": id, "deleted": true}),
+                &["client_id", "deleted"],
+            )
         }
         ClientCmd::RotateSecret { id } => {
             let rotated = auth.rotate_client_secret(&id).await?;
@@ -198,7 +233,15 @@ async fn client(cmd: ClientCmd, settings: &Settings, out: Output) -> anyhow::Res
 
 async fn signing_key(cmd: KeyCmd, settings: &Settings, out: Output) -> anyhow::Result<()> {
     let auth = authority(settings).await?;
-    const COLUMNS: &[&str] = &["kid", "alg", "state", "created_at", "activate_at", "retired_at", "remove_at"];
+    const COLUMNS: &[&str] = &[
+        "kid",
+        "alg",
+        "state",
+        "created_at",
+        "activate_at",
+        "retired_at",
+        "remove_at",
+    ];
     match cmd {
         KeyCmd::List => {
             auth.ensure_signing_keys().await?;

@@ -25,17 +25,41 @@ pub(crate) fn print<T: Serialize>(out: Output, value: &T, columns: &[&str]) -> a
             let cell = |row: &Value, c: &str| match row.get(c) {
                 None | Some(Value::Null) => "-".to_owned(),
                 Some(Value::String(s)) => s.clone(),
-                Some(Value::Array(a)) => a.iter().map(|x| x.as_str().map(str::to_owned).unwrap_or_else(|| x.to_string())).collect::<Vec<_>>().join(" "),
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .map(|x| {
+                        x.as_str()
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| x.to_string())
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" "),
                 Some(other) => other.to_string(),
             };
             let widths: Vec<usize> = columns
                 .iter()
-                .map(|c| rows.iter().map(|r| cell(r, c).chars().count()).max().unwrap_or(0).max(c.len()))
+                .map(|c| {
+                    rows.iter()
+                        .map(|r| cell(r, c).chars().count())
+                        .max()
+                        .unwrap_or(0)
+                        .max(c.len())
+                })
                 .collect();
             let line = |cells: Vec<String>| {
-                cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ").trim_end().to_owned()
+                cells
+                    .iter()
+                    .zip(&widths)
+                    .map(|(c, w)| format!("{c:<w$}"))
+                    .collect::<Vec<_>>()
+                    .join("  ")
+                    .trim_end()
+                    .to_owned()
             };
-            println!("{}", line(columns.iter().map(|c| c.to_uppercase()).collect()));
+            println!(
+                "{}",
+                line(columns.iter().map(|c| c.to_uppercase()).collect())
+            );
             for r in rows {
                 println!("{}", line(columns.iter().map(|c| cell(r, c)).collect()));
             }

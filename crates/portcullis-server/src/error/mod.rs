@@ -37,7 +37,12 @@ impl OAuthError {
             ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         };
-        Self { status, code, description: Some(description.into()), basic_challenge: false }
+        Self {
+            status,
+            code,
+            description: Some(description.into()),
+            basic_challenge: false,
+        }
     }
 
     /// `invalid_request`.
@@ -73,13 +78,18 @@ impl OAuthError {
     pub fn from_service(e: ServiceError, basic: bool) -> Self {
         match e {
             ServiceError::InvalidClient => Self::invalid_client(basic),
-            ServiceError::InvalidRequest(m) | ServiceError::Invalid { message: m, .. } => Self::invalid_request(m),
+            ServiceError::InvalidRequest(m) | ServiceError::Invalid { message: m, .. } => {
+                Self::invalid_request(m)
+            }
             ServiceError::InvalidScope(m) => Self::new(ErrorCode::InvalidScope, m),
             ServiceError::InvalidTarget(m) => Self::new(ErrorCode::InvalidTarget, m),
             ServiceError::UnauthorizedClient(m) => Self::new(ErrorCode::UnauthorizedClient, m),
             ServiceError::Unavailable(cause) => {
                 tracing::error!(error = %format!("{:#}", anyhow::Error::new(cause)), "storage unavailable");
-                Self::new(ErrorCode::TemporarilyUnavailable, "the server is temporarily unavailable")
+                Self::new(
+                    ErrorCode::TemporarilyUnavailable,
+                    "the server is temporarily unavailable",
+                )
             }
             other => {
                 tracing::error!(error = %format!("{:#}", anyhow::Error::new(other)), "request failed");
@@ -93,15 +103,24 @@ impl OAuthError {
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
-        let body = Body { error: self.code.as_str(), error_description: self.description.as_deref() };
+        let body = Body {
+            error: self.code.as_str(),
+            error_description: self.description.as_deref(),
+        };
         let mut res = (self.status, axum::Json(body)).into_response();
         let h = res.headers_mut();
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
         if self.status == StatusCode::UNAUTHORIZED && self.code == ErrorCode::InvalidClient {
-            let challenge =
-                if self.basic_challenge { r#"Basic realm="portcullis", charset="UTF-8""# } else { r#"Basic realm="portcullis""# };
-            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+            let challenge = if self.basic_challenge {
+                r#"Basic realm="portcullis", charset="UTF-8""#
+            } else {
+                r#"Basic realm="portcullis""#
+            };
+            h.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
         }
         res
     }

@@ -38,20 +38,27 @@ pub fn document(issuer: &str) -> Value {
 fn json_response(body: String, cache: HeaderValue) -> Response {
     let mut res = body.into_response();
     let h = res.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     h.insert(header::CACHE_CONTROL, cache);
     res
 }
 
 /// `GET /.well-known/oauth-authorization-server` and `/.well-known/openid-configuration`.
 pub async fn metadata(State(state): State<AppState>) -> Response {
-    json_response(state.discovery().to_owned(), HeaderValue::from_static("public, max-age=3600"))
+    json_response(
+        state.discovery().to_owned(),
+        HeaderValue::from_static("public, max-age=3600"),
+    )
 }
 
 /// `GET /jwks.json`: every published key (next, active, retired).
 pub async fn jwks(State(state): State<AppState>) -> Response {
     let ring = state.authority().keyring();
     let max_age = state.settings().keys.jwks_max_age.as_secs();
-    let cache = HeaderValue::from_str(&format!("public, max-age={max_age}")).unwrap_or(HeaderValue::from_static("no-cache"));
+    let cache = HeaderValue::from_str(&format!("public, max-age={max_age}"))
+        .unwrap_or(HeaderValue::from_static("no-cache"));
     json_response(ring.jwks_document().to_owned(), cache)
 }

@@ -24,11 +24,20 @@ pub(crate) async fn env() -> Env {
     let store = SqliteStore::connect(&url, 4).await.expect("store");
     let clock = ManualClock::new(1_800_000_000);
     let mk = MasterKey::generate().expect("master key");
-    let auth = Authority::new(Arc::new(store), Arc::new(clock.clone()), &mk, AuthorityConfig::with_issuer("https://issuer.test"))
-        .await
-        .expect("authority");
+    let auth = Authority::new(
+        Arc::new(store),
+        Arc::new(clock.clone()),
+        &mk,
+        AuthorityConfig::with_issuer("https://issuer.test"),
+    )
+    .await
+    .expect("authority");
     auth.ensure_signing_keys().await.expect("keys");
-    Env { auth, clock, _dir: dir }
+    Env {
+        auth,
+        clock,
+        _dir: dir,
+    }
 }
 
 pub(crate) fn cc_client(name: &str) -> NewClient {

@@ -10,7 +10,12 @@ async fn first_start_creates_one_active_key_per_algorithm_and_only_once() {
     let keys = e.auth.list_signing_keys().await.expect("list");
     assert_eq!(keys.len(), 4);
     assert!(keys.iter().all(|k| k.state == "active"));
-    assert!(e.auth.ensure_signing_keys().await.expect("again").is_empty());
+    assert!(e
+        .auth
+        .ensure_signing_keys()
+        .await
+        .expect("again")
+        .is_empty());
     for alg in SigningAlg::ALL {
         assert!(e.auth.keyring().signer(alg).is_some(), "{alg}");
     }
@@ -19,7 +24,13 @@ async fn first_start_creates_one_active_key_per_algorithm_and_only_once() {
 #[tokio::test]
 async fn scheduled_rotation_publishes_ahead_switches_then_drops_the_old_key() {
     let e = env().await;
-    let old = e.auth.keyring().signer(SigningAlg::ES256).expect("es256").kid().to_owned();
+    let old = e
+        .auth
+        .keyring()
+        .signer(SigningAlg::ES256)
+        .expect("es256")
+        .kid()
+        .to_owned();
     // Day 88: nothing yet (interval 90d, publish ahead 1d).
     e.clock.advance(88 * DAY);
     assert!(e.auth.rotate_due().await.expect("rotate").is_empty());
@@ -29,31 +40,72 @@ async fn scheduled_rotation_publishes_ahead_switches_then_drops_the_old_key() {
     assert_eq!(r.created.len(), 4);
     let ring = e.auth.keyring();
     assert_eq!(ring.jwks().len(), 8, "next keys are in the JWKS");
-    assert_eq!(ring.signer(SigningAlg::ES256).expect("es256").kid(), old, "old key still signs");
+    assert_eq!(
+        ring.signer(SigningAlg::ES256).expect("es256").kid(),
+        old,
+        "old key still signs"
+    );
     // Day 90: the next key signs; the old one is retired but still published.
     e.clock.advance(DAY);
     let r = e.auth.rotate_due().await.expect("rotate");
     assert_eq!(r.activated.len(), 4);
     let ring = e.auth.keyring();
     assert_ne!(ring.signer(SigningAlg::ES256).expect("es256").kid(), old);
-    assert!(ring.jwks().iter().any(|j| j.common.key_id.as_deref() == Some(old.as_str())));
+    assert!(ring
+        .jwks()
+        .iter()
+        .any(|j| j.common.key_id.as_deref() == Some(old.as_str())));
     // After max token lifetime (24h) + leeway, the retired key is dropped.
     e.clock.advance(DAY + 31);
     let r = e.auth.rotate_due().await.expect("rotate");
     assert_eq!(r.removed.len(), 4);
     assert_eq!(e.auth.keyring().jwks().len(), 4);
-    assert!(!e.auth.keyring().jwks().iter().any(|j| j.common.key_id.as_deref() == Some(old.as_str())));
+    assert!(!e
+        .auth
+        .keyring()
+        .jwks()
+        .iter()
+        .any(|j| j.common.key_id.as_deref() == Some(old.as_str())));
 }
 
 #[tokio::test]
 async fn manual_rotation_schedules_a_next_key_or_switches_immediately() {
     let e = env().await;
-    let old = e.auth.keyring().signer(SigningAlg::EdDSA).expect("eddsa").kid().to_owned();
-    let next = e.auth.rotate_now(SigningAlg::EdDSA, false).await.expect("rotate");
-    assert_eq!(e.auth.keyring().signer(SigningAlg::EdDSA).expect("eddsa").kid(), old, "published ahead, not yet signing");
+    let old = e
+        .auth
+        .keyring()
+        .signer(SigningAlg::EdDSA)
+        .expect("eddsa")
+        .kid()
+        .to_owned();
+    let next = e
+        .auth
+        .rotate_now(SigningAlg::EdDSA, false)
+        .await
+        .expect("rotate");
+    assert_eq!(
+        e.auth
+            .keyring()
+            .signer(SigningAlg::EdDSA)
+            .expect("eddsa")
+            .kid(),
+        old,
+        "published ahead, not yet signing"
+    );
     let again = e.auth.rotate_now(SigningAlg::EdDSA, false).await;
     assert!(again.is_err(), "a second scheduled rotation is refused");
-    let now_kid = e.auth.rotate_now(SigningAlg::EdDSA, true).await.expect("immediate");
+    let now_kid = e
+        .auth
+        .rotate_now(SigningAlg::EdDSA, true)
+        .await
+        .expect("immediate");
     assert_eq!(now_kid, next, "--immediate promotes the pending key");
-    assert_eq!(e.auth.keyring().signer(SigningAlg::EdDSA).expect("eddsa").kid(), next);
+    assert_eq!(
+        e.auth
+            .keyring()
+            .signer(SigningAlg::EdDSA)
+            .expect("eddsa")
+            .kid(),
+        next
+    );
 }

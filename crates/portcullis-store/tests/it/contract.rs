@@ -52,7 +52,10 @@ fn key(kid: &str, alg: &str, state: &str, created_at: i64) -> SigningKeyRow {
 
 store_test!(clients_round_trip_and_ids_are_unique, |store| {
     store.insert_client(&client("c1")).await.expect("insert");
-    assert_eq!(store.get_client("c1").await.expect("get"), Some(client("c1")));
+    assert_eq!(
+        store.get_client("c1").await.expect("get"),
+        Some(client("c1"))
+    );
     assert_eq!(store.get_client("nope").await.expect("get"), None);
     let dup = store.insert_client(&client("c1")).await;
     assert!(matches!(dup, Err(StoreError::Conflict { .. })), "{dup:?}");
@@ -62,57 +65,126 @@ store_test!(clients_round_trip_and_ids_are_unique, |store| {
 store_test!(a_bad_token_format_is_refused_by_the_schema, |store| {
     let mut c = client("c2");
     c.token_format = "paseto".into();
-    assert!(matches!(store.insert_client(&c).await, Err(StoreError::Conflict { .. })));
-    assert!(store.list_clients().await.expect("list").is_empty(), "nothing written");
+    assert!(matches!(
+        store.insert_client(&c).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert!(
+        store.list_clients().await.expect("list").is_empty(),
+        "nothing written"
+    );
 });
 
 store_test!(rotating_a_secret_replaces_the_digest, |store| {
     store.insert_client(&client("c1")).await.expect("insert");
-    assert!(store.set_client_secret("c1", "new", "pcs_…new1", 5).await.expect("set"));
-    assert!(!store.set_client_secret("ghost", "x", "y", 5).await.expect("set"));
+    assert!(store
+        .set_client_secret("c1", "new", "pcs_…new1", 5)
+        .await
+        .expect("set"));
+    assert!(!store
+        .set_client_secret("ghost", "x", "y", 5)
+        .await
+        .expect("set"));
     let c = store.get_client("c1").await.expect("get").expect("exists");
     assert_eq!((c.secret_digest.as_deref(), c.updated_at), (Some("new"), 5));
 });
 
 store_test!(deleting_a_client_takes_its_tokens_with_it, |store| {
     store.insert_client(&client("c1")).await.expect("insert");
-    store.insert_opaque_token(&token("t1", "c1", 100)).await.expect("token");
-    store.insert_opaque_token(&token("t2", "other", 100)).await.expect("token");
+    store
+        .insert_opaque_token(&token("t1", "c1", 100))
+        .await
+        .expect("token");
+    store
+        .insert_opaque_token(&token("t2", "other", 100))
+        .await
+        .expect("token");
     assert!(store.delete_client("c1").await.expect("delete"));
     assert!(!store.delete_client("c1").await.expect("delete again"));
-    assert_eq!(store.find_opaque_token("digest-t1").await.expect("find"), None);
-    assert!(store.find_opaque_token("digest-t2").await.expect("find").is_some());
+    assert_eq!(
+        store.find_opaque_token("digest-t1").await.expect("find"),
+        None
+    );
+    assert!(store
+        .find_opaque_token("digest-t2")
+        .await
+        .expect("find")
+        .is_some());
 });
 
 store_test!(opaque_tokens_revoke_once, |store| {
-    store.insert_opaque_token(&token("t1", "c1", 100)).await.expect("token");
+    store
+        .insert_opaque_token(&token("t1", "c1", 100))
+        .await
+        .expect("token");
     assert!(store.revoke_opaque_token("t1", 7).await.expect("revoke"));
-    assert!(!store.revoke_opaque_token("t1", 8).await.expect("revoke again"));
-    let t = store.find_opaque_token("digest-t1").await.expect("find").expect("exists");
+    assert!(!store
+        .revoke_opaque_token("t1", 8)
+        .await
+        .expect("revoke again"));
+    let t = store
+        .find_opaque_token("digest-t1")
+        .await
+        .expect("find")
+        .expect("exists");
     assert_eq!(t.revoked_at, Some(7), "first revocation time is kept");
 });
 
 store_test!(the_jti_deny_list_is_idempotent_and_expires, |store| {
-    let e = RevokedJti { jti: "j1".into(), client_id: "c1".into(), expires_at: 100, revoked_at: 1 };
+    let e = RevokedJti {
+        jti: "j1".into(),
+        client_id: "c1".into(),
+        expires_at: 100,
+        revoked_at: 1,
+    };
     store.insert_revoked_jti(&e).await.expect("insert");
-    store.insert_revoked_jti(&e).await.expect("insert twice is fine");
+    store
+        .insert_revoked_jti(&e)
+        .await
+        .expect("insert twice is fine");
     assert_eq!(store.list_revoked_jtis(50).await.expect("list"), vec![e]);
     assert!(store.list_revoked_jtis(100).await.expect("list").is_empty());
-    store.insert_opaque_token(&token("t1", "c1", 100)).await.expect("token");
+    store
+        .insert_opaque_token(&token("t1", "c1", 100))
+        .await
+        .expect("token");
     assert_eq!(store.purge_expired(101).await.expect("purge"), 2);
 });
 
-store_test!(activating_a_key_retires_the_previous_one_of_its_algorithm, |store| {
-    store.insert_signing_key(&key("a", "ES256", "active", 1)).await.expect("a");
-    store.insert_signing_key(&key("b", "ES256", "next", 2)).await.expect("b");
-    store.insert_signing_key(&key("e", "EdDSA", "active", 3)).await.expect("e");
-    store.activate_signing_key("b", 10).await.expect("activate");
-    let keys = store.list_signing_keys().await.expect("list");
-    let state = |kid: &str| keys.iter().find(|k| k.kid == kid).map(|k| (k.state.clone(), k.retired_at));
-    assert_eq!(state("a"), Some(("retired".into(), Some(10))));
-    assert_eq!(state("b"), Some(("active".into(), None)));
-    assert_eq!(state("e"), Some(("active".into(), None)), "other algorithms untouched");
-    assert!(matches!(store.activate_signing_key("ghost", 11).await, Err(StoreError::NotFound)));
-    store.delete_signing_key("a").await.expect("delete");
-    assert_eq!(store.list_signing_keys().await.expect("list").len(), 2);
-});
+store_test!(
+    activating_a_key_retires_the_previous_one_of_its_algorithm,
+    |store| {
+        store
+            .insert_signing_key(&key("a", "ES256", "active", 1))
+            .await
+            .expect("a");
+        store
+            .insert_signing_key(&key("b", "ES256", "next", 2))
+            .await
+            .expect("b");
+        store
+            .insert_signing_key(&key("e", "EdDSA", "active", 3))
+            .await
+            .expect("e");
+        store.activate_signing_key("b", 10).await.expect("activate");
+        let keys = store.list_signing_keys().await.expect("list");
+        let state = |kid: &str| {
+            keys.iter()
+                .find(|k| k.kid == kid)
+                .map(|k| (k.state.clone(), k.retired_at))
+        };
+        assert_eq!(state("a"), Some(("retired".into(), Some(10))));
+        assert_eq!(state("b"), Some(("active".into(), None)));
+        assert_eq!(
+            state("e"),
+            Some(("active".into(), None)),
+            "other algorithms untouched"
+        );
+        assert!(matches!(
+            store.activate_signing_key("ghost", 11).await,
+            Err(StoreError::NotFound)
+        ));
+        store.delete_signing_key("a").await.expect("delete");
+        assert_eq!(store.list_signing_keys().await.expect("list").len(), 2);
+    }
+);

@@ -9,12 +9,23 @@ async fn the_migrations_apply_on_postgres_unchanged() {
         eprintln!("skipped: postgres (set PORTCULLIS_TEST_DATABASE_URL to run)");
         return;
     };
-    let pool = PgPoolOptions::new().max_connections(1).connect(&url).await.expect("postgres reachable");
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .expect("postgres reachable");
     let schema = format!("pc_mig_{}", uuid::Uuid::new_v4().simple());
-    pool.execute(format!("CREATE SCHEMA {schema}").as_str()).await.expect("schema");
-    pool.execute(format!("SET search_path TO {schema}").as_str()).await.expect("search_path");
+    pool.execute(format!("CREATE SCHEMA {schema}").as_str())
+        .await
+        .expect("schema");
+    pool.execute(format!("SET search_path TO {schema}").as_str())
+        .await
+        .expect("search_path");
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
-    let mut files: Vec<_> = std::fs::read_dir(dir).expect("dir").map(|e| e.expect("entry").path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
     files.sort();
     let mut result = Ok(());
     for f in &files {
@@ -24,7 +35,9 @@ async fn the_migrations_apply_on_postgres_unchanged() {
             break;
         }
     }
-    pool.execute(format!("DROP SCHEMA {schema} CASCADE").as_str()).await.expect("drop");
+    pool.execute(format!("DROP SCHEMA {schema} CASCADE").as_str())
+        .await
+        .expect("drop");
     assert!(!files.is_empty());
     result.expect("postgres accepts the migration");
 }

@@ -4,11 +4,26 @@ use crate::util::{cli, json_ok, run};
 fn client_lifecycle_through_the_cli() {
     let dir = tempfile::tempdir().expect("tmp");
     let created = json_ok(&run(cli(dir.path()).args([
-        "client", "create", "--name", "billing", "--grant-type", "client_credentials", "--scope", "read", "--scope",
-        "write", "--token-format", "opaque", "--access-token-ttl", "10m",
+        "client",
+        "create",
+        "--name",
+        "billing",
+        "--grant-type",
+        "client_credentials",
+        "--scope",
+        "read",
+        "--scope",
+        "write",
+        "--token-format",
+        "opaque",
+        "--access-token-ttl",
+        "10m",
     ])));
     let id = created["client_id"].as_str().expect("id").to_owned();
-    let secret = created["client_secret"].as_str().expect("secret").to_owned();
+    let secret = created["client_secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
     assert!(secret.starts_with("pcs_"));
     assert_eq!(created["access_token_ttl"], 600);
     assert_eq!(created["token_format"], "opaque");
@@ -16,7 +31,10 @@ fn client_lifecycle_through_the_cli() {
     let list = run(cli(dir.path()).args(["client", "list"]));
     let listed = json_ok(&list);
     assert_eq!(listed.as_array().map(Vec::len), Some(1));
-    assert!(!String::from_utf8_lossy(&list.stdout).contains(&secret), "list never shows the secret");
+    assert!(
+        !String::from_utf8_lossy(&list.stdout).contains(&secret),
+        "list never shows the secret"
+    );
     let shown = json_ok(&run(cli(dir.path()).args(["client", "show", &id])));
     assert_eq!(shown["name"], "billing");
     assert!(shown.get("client_secret").is_none());
@@ -44,10 +62,56 @@ fn bad_cli_input_fails_with_one_line_naming_the_problem() {
     let first = run(cli(dir.path()).args(["signing-key", "list"]));
     assert!(String::from_utf8_lossy(&first.stderr).contains("CREATED A NEW MASTER KEY"));
     let cases: &[(&[&str], &str)] = &[
-        (&["client", "create", "--name", "x", "--grant-type", "implicit"], "grant_type"),
-        (&["client", "create", "--name", "x", "--grant-type", "client_credentials", "--access-token-ttl", "soon"], "--access-token-ttl"),
-        (&["client", "create", "--name", "x", "--grant-type", "client_credentials", "--access-token-alg", "HS256"], "access_token_alg"),
-        (&["client", "create", "--name", "x", "--grant-type", "client_credentials", "--audience", "nope"], "audience"),
+        (
+            &[
+                "client",
+                "create",
+                "--name",
+                "x",
+                "--grant-type",
+                "implicit",
+            ],
+            "grant_type",
+        ),
+        (
+            &[
+                "client",
+                "create",
+                "--name",
+                "x",
+                "--grant-type",
+                "client_credentials",
+                "--access-token-ttl",
+                "soon",
+            ],
+            "--access-token-ttl",
+        ),
+        (
+            &[
+                "client",
+                "create",
+                "--name",
+                "x",
+                "--grant-type",
+                "client_credentials",
+                "--access-token-alg",
+                "HS256",
+            ],
+            "access_token_alg",
+        ),
+        (
+            &[
+                "client",
+                "create",
+                "--name",
+                "x",
+                "--grant-type",
+                "client_credentials",
+                "--audience",
+                "nope",
+            ],
+            "audience",
+        ),
         (&["signing-key", "rotate", "--alg", "none"], "--alg"),
     ];
     for (args, needle) in cases {
@@ -61,7 +125,11 @@ fn bad_cli_input_fails_with_one_line_naming_the_problem() {
     let listed = json_ok(&run(cli(dir.path()).args(["client", "list"])));
     assert_eq!(listed, serde_json::json!([]), "nothing was written");
     let out = run(cli(dir.path()).args(["client", "create", "--grant-type", "client_credentials"]));
-    assert_eq!(out.status.code(), Some(2), "clap usage error for a missing --name");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "clap usage error for a missing --name"
+    );
 }
 
 #[test]
@@ -70,26 +138,50 @@ fn signing_keys_list_and_rotate() {
     let keys = json_ok(&run(cli(dir.path()).args(["signing-key", "list"])));
     let keys = keys.as_array().expect("array");
     assert_eq!(keys.len(), 4);
-    let algs: Vec<&str> = keys.iter().map(|k| k["alg"].as_str().expect("alg")).collect();
+    let algs: Vec<&str> = keys
+        .iter()
+        .map(|k| k["alg"].as_str().expect("alg"))
+        .collect();
     for a in ["EdDSA", "ES256", "RS256", "PS256"] {
         assert!(algs.contains(&a), "{a}");
     }
-    let r = json_ok(&run(cli(dir.path()).args(["signing-key", "rotate", "--alg", "ES256"])));
+    let r = json_ok(&run(cli(dir.path()).args([
+        "signing-key",
+        "rotate",
+        "--alg",
+        "ES256",
+    ])));
     assert_eq!(r[0]["alg"], "ES256");
     let keys = json_ok(&run(cli(dir.path()).args(["signing-key", "list"])));
-    let next: Vec<_> = keys.as_array().expect("array").iter().filter(|k| k["state"] == "next").collect();
+    let next: Vec<_> = keys
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter(|k| k["state"] == "next")
+        .collect();
     assert_eq!(next.len(), 1);
     let again = run(cli(dir.path()).args(["signing-key", "rotate", "--alg", "ES256"]));
     assert!(!again.status.success(), "second scheduled rotation refused");
     assert!(String::from_utf8_lossy(&again.stderr).contains("--immediate"));
-    json_ok(&run(cli(dir.path()).args(["signing-key", "rotate", "--alg", "ES256", "--immediate"])));
+    json_ok(&run(cli(dir.path()).args([
+        "signing-key",
+        "rotate",
+        "--alg",
+        "ES256",
+        "--immediate",
+    ])));
     let keys = json_ok(&run(cli(dir.path()).args(["signing-key", "list"])));
     let states: Vec<(&str, &str)> = keys
         .as_array()
         .expect("array")
         .iter()
         .filter(|k| k["alg"] == "ES256")
-        .map(|k| (k["state"].as_str().expect("s"), k["kid"].as_str().expect("k")))
+        .map(|k| {
+            (
+                k["state"].as_str().expect("s"),
+                k["kid"].as_str().expect("k"),
+            )
+        })
         .collect();
     assert_eq!(states.iter().filter(|(s, _)| *s == "active").count(), 1);
     assert_eq!(states.iter().filter(|(s, _)| *s == "retired").count(), 1);
@@ -116,14 +208,22 @@ fn a_lost_master_key_is_refused_rather_than_replaced() {
     std::fs::write(&mk, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=").expect("write");
     let out = run(cli(dir.path()).args(["signing-key", "list"]));
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("master key"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("master key"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn an_invalid_configuration_is_refused_at_start_naming_the_key() {
     let dir = tempfile::tempdir().expect("tmp");
     for (var, val, key) in [
-        ("PORTCULLIS_SERVER_LISTEN", "not-an-address", "server.listen"),
+        (
+            "PORTCULLIS_SERVER_LISTEN",
+            "not-an-address",
+            "server.listen",
+        ),
         ("PORTCULLIS_TOKENS_LEEWAY", "forever", "tokens.leeway"),
         ("PORTCULLIS_SERVER_ISSUER", "ftp://x", "server.issuer"),
         ("PORTCULLIS_SERVER_NOPE", "1", "nope"),

@@ -7,19 +7,44 @@ use serde_json::Value;
 #[tokio::test]
 async fn both_discovery_documents_list_real_endpoints_only() {
     let app = TestApp::spawn().await;
-    for path in ["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"] {
+    for path in [
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/openid-configuration",
+    ] {
         let res = app.http.get(app.url(path)).send().await.expect("get");
         assert_eq!(res.status(), 200);
         let d: Value = res.json().await.expect("json");
         assert_eq!(d["issuer"], app.base.as_str());
-        assert_eq!(d["grant_types_supported"], serde_json::json!(["client_credentials"]));
-        for ep in ["token_endpoint", "introspection_endpoint", "revocation_endpoint"] {
+        assert_eq!(
+            d["grant_types_supported"],
+            serde_json::json!(["client_credentials"])
+        );
+        for ep in [
+            "token_endpoint",
+            "introspection_endpoint",
+            "revocation_endpoint",
+        ] {
             let url = d[ep].as_str().expect(ep);
             // Each endpoint exists: an empty POST gets an OAuth error, not a 404.
-            let r = app.http.post(url).header("content-type", "application/x-www-form-urlencoded").send().await.expect("post");
-            assert!(matches!(r.status().as_u16(), 400 | 401), "{ep} -> {}", r.status());
+            let r = app
+                .http
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .send()
+                .await
+                .expect("post");
+            assert!(
+                matches!(r.status().as_u16(), 400 | 401),
+                "{ep} -> {}",
+                r.status()
+            );
         }
-        let jwks = app.http.get(d["jwks_uri"].as_str().expect("jwks_uri")).send().await.expect("jwks");
+        let jwks = app
+            .http
+            .get(d["jwks_uri"].as_str().expect("jwks_uri"))
+            .send()
+            .await
+            .expect("jwks");
         assert_eq!(jwks.status(), 200);
     }
 }
@@ -27,7 +52,12 @@ async fn both_discovery_documents_list_real_endpoints_only() {
 #[tokio::test]
 async fn the_jwks_is_cacheable_and_verifies_tokens_with_a_third_party_library() {
     let app = TestApp::spawn().await;
-    let res = app.http.get(app.url("/jwks.json")).send().await.expect("get");
+    let res = app
+        .http
+        .get(app.url("/jwks.json"))
+        .send()
+        .await
+        .expect("get");
     assert_eq!(res.headers()["cache-control"], "public, max-age=300");
     let set: JwkSet = res.json().await.expect("jwks");
     assert_eq!(set.keys.len(), 4);
@@ -40,10 +70,17 @@ async fn the_jwks_is_cacheable_and_verifies_tokens_with_a_third_party_library() 
         }
     }
     for alg in ["EdDSA", "ES256", "RS256", "PS256"] {
-        let c = app.client(NewClient { access_token_alg: Some(alg.into()), ..TestApp::cc(alg) }).await;
+        let c = app
+            .client(NewClient {
+                access_token_alg: Some(alg.into()),
+                ..TestApp::cc(alg)
+            })
+            .await;
         let t = app.token(&c, "").await;
         let header = jsonwebtoken::decode_header(&t).expect("header");
-        let jwk = set.find(header.kid.as_deref().expect("kid")).expect("kid published");
+        let jwk = set
+            .find(header.kid.as_deref().expect("kid"))
+            .expect("kid published");
         let key = DecodingKey::from_jwk(jwk).expect("key");
         let mut v = Validation::new(header.alg);
         v.set_issuer(&[&app.base]);

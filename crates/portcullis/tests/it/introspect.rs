@@ -9,7 +9,17 @@ async fn an_active_token_carries_the_rfc7662_members() {
     let t = app.token(&c, "&scope=read%20write").await;
     let i = app.introspect(&c, &t).await;
     assert_eq!(i["active"], true);
-    for k in ["scope", "client_id", "sub", "exp", "iat", "iss", "aud", "jti", "token_type"] {
+    for k in [
+        "scope",
+        "client_id",
+        "sub",
+        "exp",
+        "iat",
+        "iss",
+        "aud",
+        "jti",
+        "token_type",
+    ] {
         assert!(!i[k].is_null(), "{k} missing: {i}");
     }
     assert_eq!(i["scope"], "read write");
@@ -20,10 +30,25 @@ async fn an_active_token_carries_the_rfc7662_members() {
 async fn unknown_malformed_expired_and_foreign_tokens_are_just_inactive() {
     let app = TestApp::spawn().await;
     let a = app.client(TestApp::cc("a")).await;
-    let b = app.client(NewClient { audiences: vec!["https://other.test".into()], ..TestApp::cc("b") }).await;
+    let b = app
+        .client(NewClient {
+            audiences: vec!["https://other.test".into()],
+            ..TestApp::cc("b")
+        })
+        .await;
     let t = app.token(&a, "&resource=https%3A%2F%2Fapi.test").await;
-    for junk in ["x", "a.b.c", "pcat_0000", &format!("{t}x"), &t.replace('.', "")] {
-        assert_eq!(app.introspect(&a, junk).await, json!({"active": false}), "{junk}");
+    for junk in [
+        "x",
+        "a.b.c",
+        "pcat_0000",
+        &format!("{t}x"),
+        &t.replace('.', ""),
+    ] {
+        assert_eq!(
+            app.introspect(&a, junk).await,
+            json!({"active": false}),
+            "{junk}"
+        );
     }
     // b's audiences do not include the token's: it cannot see it.
     assert_eq!(app.introspect(&b, &t).await, json!({"active": false}));
@@ -38,11 +63,25 @@ async fn introspection_requires_client_authentication_and_a_token() {
     let a = app.client(TestApp::cc("a")).await;
     let res = app.post_form("/oauth/introspect", "token=abc", None).await;
     assert_eq!(res.status(), 401);
-    let bad = TestClient { id: a.id.clone(), secret: "pcs_nope".into() };
-    let res = app.post_form("/oauth/introspect", "token=abc", Some(&bad)).await;
+    let bad = TestClient {
+        id: a.id.clone(),
+        secret: "pcs_nope".into(),
+    };
+    let res = app
+        .post_form("/oauth/introspect", "token=abc", Some(&bad))
+        .await;
     assert_eq!(res.status(), 401);
-    let res = app.post_form("/oauth/introspect", "token_type_hint=access_token", Some(&a)).await;
+    let res = app
+        .post_form(
+            "/oauth/introspect",
+            "token_type_hint=access_token",
+            Some(&a),
+        )
+        .await;
     assert_eq!(res.status(), 400);
     let body: serde_json::Value = res.json().await.expect("json");
-    assert_eq!(body, json!({"error": "invalid_request", "error_description": "missing required parameter \"token\""}));
+    assert_eq!(
+        body,
+        json!({"error": "invalid_request", "error_description": "missing required parameter \"token\""})
+    );
 }

@@ -3,13 +3,33 @@ use portcullis_testkit::TestApp;
 #[tokio::test]
 async fn health_readiness_and_request_ids() {
     let app = TestApp::spawn().await;
-    let r = app.http.get(app.url("/healthz")).send().await.expect("healthz");
+    let r = app
+        .http
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("healthz");
     assert_eq!(r.status(), 200);
     assert!(r.headers().contains_key("x-request-id"));
-    let r = app.http.get(app.url("/readyz")).send().await.expect("readyz");
+    let r = app
+        .http
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("readyz");
     assert_eq!(r.status(), 200);
-    let r = app.http.get(app.url("/healthz")).header("x-request-id", "abc-123").send().await.expect("healthz");
-    assert_eq!(r.headers()["x-request-id"], "abc-123", "a caller's request id is kept");
+    let r = app
+        .http
+        .get(app.url("/healthz"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(
+        r.headers()["x-request-id"],
+        "abc-123",
+        "a caller's request id is kept"
+    );
     let r = app.http.get(app.url("/nope")).send().await.expect("404");
     assert_eq!(r.status(), 404);
     assert_eq!(r.headers()["content-type"], "application/problem+json");
@@ -20,10 +40,27 @@ async fn metrics_count_requests_by_endpoint_and_tokens_by_grant() {
     let app = TestApp::spawn().await;
     let c = app.client(TestApp::cc("svc")).await;
     app.token(&c, "").await;
-    app.post_form("/oauth/token", "grant_type=nope", Some(&c)).await;
-    let m = app.http.get(app.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    app.post_form("/oauth/token", "grant_type=nope", Some(&c))
+        .await;
+    let m = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
     assert!(m.contains(r#"portcullis_http_requests_total{endpoint="/oauth/token",method="POST",status="200"} 1"#), "{m}");
     assert!(m.contains(r#"portcullis_http_requests_total{endpoint="/oauth/token",method="POST",status="400"} 1"#), "{m}");
-    assert!(m.contains(r#"portcullis_tokens_issued_total{grant_type="client_credentials",format="jwt"} 1"#), "{m}");
-    assert!(m.contains("portcullis_http_request_duration_seconds_bucket"), "{m}");
+    assert!(
+        m.contains(
+            r#"portcullis_tokens_issued_total{grant_type="client_credentials",format="jwt"} 1"#
+        ),
+        "{m}"
+    );
+    assert!(
+        m.contains("portcullis_http_request_duration_seconds_bucket"),
+        "{m}"
+    );
 }

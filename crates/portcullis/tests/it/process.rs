@@ -23,7 +23,10 @@ impl Server {
         let mut c = cli(dir);
         c.arg("serve")
             .env("PORTCULLIS_SERVER_LISTEN", format!("127.0.0.1:{port}"))
-            .env("PORTCULLIS_SERVER_ISSUER", format!("http://127.0.0.1:{port}"))
+            .env(
+                "PORTCULLIS_SERVER_ISSUER",
+                format!("http://127.0.0.1:{port}"),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         for (k, v) in extra {
@@ -42,7 +45,12 @@ impl Server {
                 l2.lock().expect("lock").push(line);
             }
         });
-        let s = Server { child, base, logs, reader: Some(reader) };
+        let s = Server {
+            child,
+            base,
+            logs,
+            reader: Some(reader),
+        };
         s.wait_for_log("listening on", Duration::from_secs(30));
         s
     }
@@ -50,12 +58,21 @@ impl Server {
     fn wait_for_log(&self, needle: &str, within: Duration) {
         let start = Instant::now();
         while start.elapsed() < within {
-            if self.logs.lock().expect("lock").iter().any(|l| l.contains(needle)) {
+            if self
+                .logs
+                .lock()
+                .expect("lock")
+                .iter()
+                .any(|l| l.contains(needle))
+            {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("no log line with {needle:?}; logs: {:#?}", self.logs.lock().expect("lock"));
+        panic!(
+            "no log line with {needle:?}; logs: {:#?}",
+            self.logs.lock().expect("lock")
+        );
     }
 
     fn kill9(mut self) -> String {
@@ -85,9 +102,21 @@ fn http() -> reqwest::blocking::Client {
 
 fn create_client(dir: &Path, format: &str) -> (String, String) {
     let v = json_ok(&run(cli(dir).args([
-        "client", "create", "--name", format, "--grant-type", "client_credentials", "--scope", "read", "--token-format", format,
+        "client",
+        "create",
+        "--name",
+        format,
+        "--grant-type",
+        "client_credentials",
+        "--scope",
+        "read",
+        "--token-format",
+        format,
     ])));
-    (v["client_id"].as_str().expect("id").into(), v["client_secret"].as_str().expect("secret").into())
+    (
+        v["client_id"].as_str().expect("id").into(),
+        v["client_secret"].as_str().expect("secret").into(),
+    )
 }
 
 fn token(s: &Server, id: &str, secret: &str) -> String {
@@ -98,15 +127,32 @@ fn token(s: &Server, id: &str, secret: &str) -> String {
         .send()
         .expect("token");
     assert_eq!(r.status(), 200);
-    r.json::<Value>().expect("json")["access_token"].as_str().expect("token").into()
+    r.json::<Value>().expect("json")["access_token"]
+        .as_str()
+        .expect("token")
+        .into()
 }
 
-fn post(s: &Server, path: &str, id: &str, secret: &str, token: &str) -> reqwest::blocking::Response {
-    http().post(format!("{}{path}", s.base)).basic_auth(id, Some(secret)).form(&[("token", token)]).send().expect("post")
+fn post(
+    s: &Server,
+    path: &str,
+    id: &str,
+    secret: &str,
+    token: &str,
+) -> reqwest::blocking::Response {
+    http()
+        .post(format!("{}{path}", s.base))
+        .basic_auth(id, Some(secret))
+        .form(&[("token", token)])
+        .send()
+        .expect("post")
 }
 
 fn active(s: &Server, id: &str, secret: &str, token: &str) -> bool {
-    post(s, "/oauth/introspect", id, secret, token).json::<Value>().expect("json")["active"] == true
+    post(s, "/oauth/introspect", id, secret, token)
+        .json::<Value>()
+        .expect("json")["active"]
+        == true
 }
 
 #[test]
@@ -120,14 +166,29 @@ fn an_acknowledged_revocation_survives_kill_9() {
     let keep = token(&s, &jid, &jsec);
     let opaque = token(&s, &oid, &osec);
     assert_eq!(post(&s, "/oauth/revoke", &jid, &jsec, &jwt).status(), 200);
-    assert_eq!(post(&s, "/oauth/revoke", &oid, &osec, &opaque).status(), 200);
+    assert_eq!(
+        post(&s, "/oauth/revoke", &oid, &osec, &opaque).status(),
+        200
+    );
     // SIGKILL right after the 200s: no shutdown hook runs.
     s.kill9();
     let s = Server::start(dir.path(), port, &[]);
-    assert!(!active(&s, &jid, &jsec, &jwt), "revoked JWT still revoked after kill -9");
-    assert!(!active(&s, &oid, &osec, &opaque), "revoked opaque token still revoked after kill -9");
-    assert!(active(&s, &jid, &jsec, &keep), "the unrevoked token and the signing keys survived too");
-    let check = std::process::Command::new("sqlite3").arg(dir.path().join("p.db")).arg("PRAGMA integrity_check").output();
+    assert!(
+        !active(&s, &jid, &jsec, &jwt),
+        "revoked JWT still revoked after kill -9"
+    );
+    assert!(
+        !active(&s, &oid, &osec, &opaque),
+        "revoked opaque token still revoked after kill -9"
+    );
+    assert!(
+        active(&s, &jid, &jsec, &keep),
+        "the unrevoked token and the signing keys survived too"
+    );
+    let check = std::process::Command::new("sqlite3")
+        .arg(dir.path().join("p.db"))
+        .arg("PRAGMA integrity_check")
+        .output();
     if let Ok(o) = check {
         if o.status.success() {
             assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "ok");
@@ -147,18 +208,34 @@ fn no_secret_ever_appears_in_a_log_line() {
     // client_secret_post too, and a failed authentication with a near-miss secret.
     let r = http()
         .post(format!("{}/oauth/token", s.base))
-        .form(&[("grant_type", "client_credentials"), ("client_id", &id), ("client_secret", &secret)])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &id),
+            ("client_secret", &secret),
+        ])
         .send()
         .expect("post");
     assert_eq!(r.status(), 200);
     let near_miss = format!("{}x", &secret[..secret.len() - 1]);
-    assert_eq!(post(&s, "/oauth/introspect", &id, &near_miss, &opaque).status(), 401);
+    assert_eq!(
+        post(&s, "/oauth/introspect", &id, &near_miss, &opaque).status(),
+        401
+    );
     assert!(active(&s, &id, &secret, &opaque));
     assert!(active(&s, &jid, &jsecret, &jwt));
-    assert_eq!(post(&s, "/oauth/revoke", &id, &secret, &opaque).status(), 200);
-    assert_eq!(post(&s, "/oauth/revoke", &jid, &jsecret, &jwt).status(), 200);
+    assert_eq!(
+        post(&s, "/oauth/revoke", &id, &secret, &opaque).status(),
+        200
+    );
+    assert_eq!(
+        post(&s, "/oauth/revoke", &jid, &jsecret, &jwt).status(),
+        200
+    );
     let logs = s.kill9();
-    assert!(logs.lines().count() > 10, "trace logging produced output: {logs}");
+    assert!(
+        logs.lines().count() > 10,
+        "trace logging produced output: {logs}"
+    );
     let master = std::fs::read_to_string(dir.path().join("master.key")).expect("mk");
     let jwt_sig = jwt.rsplit('.').next().expect("sig");
     for (what, needle) in [
@@ -193,9 +270,13 @@ fn sigterm_lets_an_in_flight_request_finish() {
     conn.flush().expect("flush");
     std::thread::sleep(Duration::from_millis(200));
     let pid = s.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
     s.wait_for_log("shutdown requested", Duration::from_secs(10));
-    conn.write_all(body[10..].as_bytes()).expect("rest of body");
+    conn.write_all(&body.as_bytes()[10..]).expect("rest of body");
     let mut resp = String::new();
     conn.read_to_string(&mut resp).expect("response");
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
@@ -218,8 +299,14 @@ fn tls_is_served_when_a_certificate_is_configured() {
     let mut c = cli(dir.path());
     c.arg("serve")
         .env("PORTCULLIS_SERVER_LISTEN", format!("127.0.0.1:{port}"))
-        .env("PORTCULLIS_SERVER_ISSUER", format!("https://localhost:{port}"))
-        .env("PORTCULLIS_SERVER_TLS_CERT_FILE", dir.path().join("cert.pem"))
+        .env(
+            "PORTCULLIS_SERVER_ISSUER",
+            format!("https://localhost:{port}"),
+        )
+        .env(
+            "PORTCULLIS_SERVER_TLS_CERT_FILE",
+            dir.path().join("cert.pem"),
+        )
         .env("PORTCULLIS_SERVER_TLS_KEY_FILE", dir.path().join("key.pem"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -229,8 +316,18 @@ fn tls_is_served_when_a_certificate_is_configured() {
         .resolve("localhost", ([127, 0, 0, 1], port).into())
         .build()
         .expect("client");
-    let d: Value = client.get(format!("{}/.well-known/oauth-authorization-server", s.base)).send().expect("https").json().expect("json");
+    let d: Value = client
+        .get(format!("{}/.well-known/oauth-authorization-server", s.base))
+        .send()
+        .expect("https")
+        .json()
+        .expect("json");
     assert_eq!(d["issuer"], format!("https://localhost:{port}"));
-    let plain = http().get(format!("http://127.0.0.1:{port}/healthz")).send();
-    assert!(plain.map(|r| !r.status().is_success()).unwrap_or(true), "plain HTTP is not served on the TLS port");
+    let plain = http()
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send();
+    assert!(
+        plain.map(|r| !r.status().is_success()).unwrap_or(true),
+        "plain HTTP is not served on the TLS port"
+    );
 }

@@ -13,7 +13,10 @@ pub(crate) fn cli(dir: &Path) -> Command {
         }
     }
     c.current_dir(dir)
-        .env("PORTCULLIS_DATABASE_URL", format!("sqlite://{}?mode=rwc", dir.join("p.db").display()))
+        .env(
+            "PORTCULLIS_DATABASE_URL",
+            format!("sqlite://{}?mode=rwc", dir.join("p.db").display()),
+        )
         .env("PORTCULLIS_KEYS_MASTER_KEY_FILE", dir.join("master.key"))
         .stdin(Stdio::null());
     c
@@ -26,11 +29,19 @@ pub(crate) fn run(c: &mut Command) -> Output {
 
 /// Parses stdout as JSON, asserting success.
 pub(crate) fn json_ok(out: &Output) -> serde_json::Value {
-    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("stdout is one JSON document")
 }
 
 /// A free loopback port (bound then released).
 pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }

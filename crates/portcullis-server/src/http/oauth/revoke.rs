@@ -11,17 +11,28 @@ use crate::extract::{client_credentials, OAuthForm};
 use crate::state::AppState;
 
 /// The revocation endpoint.
-pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, mut form: OAuthForm) -> Result<Response, OAuthError> {
+pub async fn revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    mut form: OAuthForm,
+) -> Result<Response, OAuthError> {
     let creds = client_credentials(&headers, &mut form)?;
     let basic = creds.basic;
     let auth = state.authority();
-    let caller = auth.authenticate_client(&creds.client_id, &creds.secret).await.map_err(|e| OAuthError::from_service(e, basic))?;
+    let caller = auth
+        .authenticate_client(&creds.client_id, &creds.secret)
+        .await
+        .map_err(|e| OAuthError::from_service(e, basic))?;
     let token = form.require("token")?;
-    let outcome = auth.revoke(&caller, token).await.map_err(|e| OAuthError::from_service(e, basic))?;
+    let outcome = auth
+        .revoke(&caller, token)
+        .await
+        .map_err(|e| OAuthError::from_service(e, basic))?;
     if outcome == Revoked::Nothing {
         tracing::debug!(client_id = %caller.id, "revocation of an unknown or inactive token");
     }
     let mut res = StatusCode::OK.into_response();
-    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)
 }

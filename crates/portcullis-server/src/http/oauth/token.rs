@@ -28,38 +28,62 @@ fn resource(r: &str) -> Result<String, OAuthError> {
         Ok(u) if u.fragment().is_none() && !u.cannot_be_a_base() => Ok(r.to_owned()),
         _ => Err(OAuthError::new(
             ErrorCode::InvalidTarget,
-            format!("resource {} must be an absolute URI without a fragment", echo(r)),
+            format!(
+                "resource {} must be an absolute URI without a fragment",
+                echo(r)
+            ),
         )),
     }
 }
 
 /// The token endpoint.
-pub async fn token(State(state): State<AppState>, headers: HeaderMap, mut form: OAuthForm) -> Result<Response, OAuthError> {
+pub async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    mut form: OAuthForm,
+) -> Result<Response, OAuthError> {
     let grant = form.require("grant_type")?;
     let Some(grant) = GrantType::parse(grant) else {
         return Err(OAuthError::new(
             ErrorCode::UnsupportedGrantType,
-            format!("grant_type {} is not supported (supported: client_credentials)", echo(grant)),
+            format!(
+                "grant_type {} is not supported (supported: client_credentials)",
+                echo(grant)
+            ),
         ));
     };
     let creds = client_credentials(&headers, &mut form)?;
     let basic = creds.basic;
     let auth = state.authority();
-    let client = auth.authenticate_client(&creds.client_id, &creds.secret).await.map_err(|e| OAuthError::from_service(e, basic))?;
+    let client = auth
+        .authenticate_client(&creds.client_id, &creds.secret)
+        .await
+        .map_err(|e| OAuthError::from_service(e, basic))?;
     let scope = form
         .get("scope")
         .map(ScopeSet::parse)
         .transpose()
         .map_err(|e| OAuthError::new(ErrorCode::InvalidScope, e.to_string()))?;
-    let resources = form.resources().iter().map(|r| resource(r)).collect::<Result<Vec<_>, _>>()?;
+    let resources = form
+        .resources()
+        .iter()
+        .map(|r| resource(r))
+        .collect::<Result<Vec<_>, _>>()?;
     let issued = match grant {
         GrantType::ClientCredentials => auth
             .issue_client_credentials(&client, ClientCredentialsRequest { scope, resources })
             .await
             .map_err(|e| OAuthError::from_service(e, basic))?,
-        _ => return Err(OAuthError::new(ErrorCode::UnsupportedGrantType, "grant_type is not supported")),
+        _ => {
+            return Err(OAuthError::new(
+                ErrorCode::UnsupportedGrantType,
+                "grant_type is not supported",
+            ))
+        }
     };
-    state.metrics().token_issued(grant.as_str(), issued.format.as_str());
+    state
+        .metrics()
+        .token_issued(grant.as_str(), issued.format.as_str());
     tracing::info!(client_id = %client.id, jti = %issued.token_id, grant_type = grant.as_str(), "access token issued");
     let scope = issued.scope.to_string();
     Ok(no_store(TokenResponse {

@@ -155,7 +155,7 @@ mod tests {
         assert_eq!(v.verify_at(&token(&key, "https://other.test", now), now), Err(JwtError::WrongAudience));
         let t = token(&key, "https://api.test", now);
         assert!(v.verify_at(&t, now + 60 + 29).is_ok());
-        let strict = v.with_leeway(0);
+        let strict = v.clone().with_leeway(0);
         assert_eq!(strict.verify_at(&t, now + 60), Err(JwtError::Expired));
         assert!(v.verify(&t).is_err(), "real time is far from the token's");
     }

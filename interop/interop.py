@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Interoperability check with code nobody here wrote.
+
+Starts the real `portcullis` binary on a free loopback port with a fresh SQLite
+database, registers clients with the CLI, then:
+  * Authlib finds the token endpoint by discovery and gets a token with
+    client_credentials (client_secret_basic and client_secret_post);
+  * PyJWT (with `cryptography`) verifies each JWT against the published JWKS,
+    for every algorithm Portcullis signs with (EdDSA, ES256, RS256, PS256);
+  * Authlib introspects and revokes, and the revocation shows at once.
+
+Usage: interop.py PATH_TO_PORTCULLIS_BINARY
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import jwt  # PyJWT
+import requests
+from authlib.integrations.requests_client import OAuth2Session
+
+ALGS = ["EdDSA", "ES256", "RS256", "PS256"]
+passed, failed = 0, 0
+
+
+def check(name, cond, detail=""):
+    global passed, failed
+    if cond:
+        passed += 1
+        print(f"ok   {name}")
+    else:
+        failed += 1
+        print(f"FAIL {name} {detail}")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main():
+    binary = os.path.abspath(sys.argv[1])
+    work = tempfile.mkdtemp(prefix="portcullis-interop-")
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PORTCULLIS_")}
+    env.update({
+        "PORTCULLIS_SERVER_LISTEN": f"127.0.0.1:{port}",
+        "PORTCULLIS_SERVER_ISSUER": issuer,
+        "PORTCULLIS_DATABASE_URL": f"sqlite://{work}/p.db?mode=rwc",
+        "PORTCULLIS_KEYS_MASTER_KEY_FILE": f"{work}/master.key",
+    })
+
+    def cli(*args):
+        out = subprocess.run([binary, *args], env=env, cwd=work, capture_output=True, text=True, check=True)
+        return json.loads(out.stdout)
+
+    clients = {}
+    for alg in ALGS:
+        clients[alg] = cli("client", "create", "--name", f"interop-{alg}", "--grant-type", "client_credentials",
+                           "--scope", "read", "--scope", "write", "--access-token-alg", alg)
+    opaque = cli("client", "create", "--name", "interop-opaque", "--grant-type", "client_credentials",
+                 "--scope", "read", "--token-format", "opaque")
+
+    server = subprocess.Popen([binary, "serve"], env=env, cwd=work, stdout=subprocess.DEVNULL,
+                              stderr=open(f"{work}/server.log", "w"))
+    try:
+        for _ in range(200):
+            try:
+                if requests.get(f"{issuer}/readyz", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.05)
+        else:
+            raise SystemExit("server did not become ready")
+
+        meta = requests.get(f"{issuer}/.well-known/oauth-authorization-server").json()
+        check("discovery issuer matches", meta["issuer"] == issuer, meta.get("issuer"))
+        oidc = requests.get(f"{issuer}/.well-known/openid-configuration").json()
+        check("openid-configuration agrees", oidc["token_endpoint"] == meta["token_endpoint"])
+        jwks_client = jwt.PyJWKClient(meta["jwks_uri"])
+
+        for alg in ALGS:
+            c = clients[alg]
+            for method in ["client_secret_basic", "client_secret_post"]:
+                session = OAuth2Session(c["client_id"], c["client_secret"], scope="read",
+                                        token_endpoint_auth_method=method)
+                tok = session.fetch_token(meta["token_endpoint"], grant_type="client_credentials")
+                check(f"{alg} {method}: authlib got a bearer token", tok.get("token_type") == "Bearer", tok)
+                access = tok["access_token"]
+                header = jwt.get_unverified_header(access)
+                check(f"{alg} {method}: typ at+jwt, alg {alg}", header.get("typ") == "at+jwt" and header.get("alg") == alg, header)
+                key = jwks_client.get_signing_key_from_jwt(access)
+                claims = jwt.decode(access, key.key, algorithms=[alg], audience=issuer, issuer=issuer,
+                                    options={"require": ["exp", "iat", "iss", "aud", "sub", "jti"]})
+                check(f"{alg} {method}: PyJWT verified the signature and claims",
+                      claims["client_id"] == c["client_id"] and claims["scope"] == "read", claims)
+                try:
+                    forged = access[:-4] + ("AAAA" if not access.endswith("AAAA") else "BBBB")
+                    jwt.decode(forged, key.key, algorithms=[alg], audience=issuer, issuer=issuer)
+                    check(f"{alg} {method}: PyJWT rejects a forged signature", False)
+                except jwt.InvalidSignatureError:
+                    check(f"{alg} {method}: PyJWT rejects a forged signature", True)
+
+        # Introspection and revocation through Authlib, JWT and opaque.
+        for label, c in [("jwt", clients["ES256"]), ("opaque", opaque)]:
+            session = OAuth2Session(c["client_id"], c["client_secret"], token_endpoint_auth_method="client_secret_basic",
+                                    revocation_endpoint_auth_method="client_secret_basic")
+            access = session.fetch_token(meta["token_endpoint"], grant_type="client_credentials")["access_token"]
+            r = session.introspect_token(meta["introspection_endpoint"], token=access)
+            check(f"{label}: authlib introspection says active", r.status_code == 200 and r.json().get("active") is True, r.text)
+            r = session.revoke_token(meta["revocation_endpoint"], token=access)
+            check(f"{label}: authlib revocation answered 200", r.status_code == 200, r.text)
+            r = session.introspect_token(meta["introspection_endpoint"], token=access)
+            check(f"{label}: revoked token is inactive at once", r.json() == {"active": False}, r.text)
+    finally:
+        server.terminate()
+        code = server.wait(timeout=30)
+        check("server exits cleanly on SIGTERM", code == 0, f"exit code {code}")
+
+    print(f"interop: {passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

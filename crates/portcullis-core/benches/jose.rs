@@ -26,16 +26,23 @@ fn raw_verify(key: &SigningKey, msg: &[u8], sig: &[u8]) -> bool {
     let b = |s: &str| URL_SAFE_NO_PAD.decode(s).expect("b64");
     match (&key.public_jwk().algorithm, key.alg()) {
         (AlgorithmParameters::OctetKeyPair(p), _) => {
-            UnparsedPublicKey::new(&signature::ED25519, b(&p.x)).verify(msg, sig).is_ok()
+            UnparsedPublicKey::new(&signature::ED25519, b(&p.x))
+                .verify(msg, sig)
+                .is_ok()
         }
         (AlgorithmParameters::EllipticCurve(p), _) => {
             let mut point = vec![4u8];
             point.extend(b(&p.x));
             point.extend(b(&p.y));
-            UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point).verify(msg, sig).is_ok()
+            UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
+                .verify(msg, sig)
+                .is_ok()
         }
         (AlgorithmParameters::RSA(p), alg) => {
-            let c = RsaPublicKeyComponents { n: b(&p.n), e: b(&p.e) };
+            let c = RsaPublicKeyComponents {
+                n: b(&p.n),
+                e: b(&p.e),
+            };
             let params = if alg == SigningAlg::PS256 {
                 &signature::RSA_PSS_2048_8192_SHA256
             } else {
@@ -55,18 +62,39 @@ fn bench(c: &mut Criterion) {
         let (signing_input, sig_b64) = token.rsplit_once('.').expect("jws");
         let msg = signing_input.as_bytes().to_vec();
         let sig = URL_SAFE_NO_PAD.decode(sig_b64).expect("sig");
-        let verifier = JwtVerifier::new("http://127.0.0.1:8080", 30, [VerifyingKey::from_jwk(key.public_jwk()).expect("jwk")]);
+        let verifier = JwtVerifier::new(
+            "http://127.0.0.1:8080",
+            30,
+            [VerifyingKey::from_jwk(key.public_jwk()).expect("jwk")],
+        );
         assert!(raw_verify(&key, &msg, &sig));
-        assert!(verifier.verify_access_token(&token, now, Some("https://api.example.com")).is_ok());
+        assert!(verifier
+            .verify_access_token(&token, now, Some("https://api.example.com"))
+            .is_ok());
 
         let mut g = c.benchmark_group(alg.as_str());
-        g.bench_function("raw_sign", |b| b.iter(|| key.sign_raw(std::hint::black_box(&msg)).expect("sign")));
-        g.bench_function("jwt_sign", |b| {
-            b.iter(|| key.sign_jwt(ACCESS_TOKEN_TYP, std::hint::black_box(&claims(now))).expect("sign"))
+        g.bench_function("raw_sign", |b| {
+            b.iter(|| key.sign_raw(std::hint::black_box(&msg)).expect("sign"))
         });
-        g.bench_function("raw_verify", |b| b.iter(|| assert!(raw_verify(&key, std::hint::black_box(&msg), &sig))));
+        g.bench_function("jwt_sign", |b| {
+            b.iter(|| {
+                key.sign_jwt(ACCESS_TOKEN_TYP, std::hint::black_box(&claims(now)))
+                    .expect("sign")
+            })
+        });
+        g.bench_function("raw_verify", |b| {
+            b.iter(|| assert!(raw_verify(&key, std::hint::black_box(&msg), &sig)))
+        });
         g.bench_function("jwt_verify", |b| {
-            b.iter(|| verifier.verify_access_token(std::hint::black_box(&token), now, Some("https://api.example.com")).expect("ok"))
+            b.iter(|| {
+                verifier
+                    .verify_access_token(
+                        std::hint::black_box(&token),
+                        now,
+                        Some("https://api.example.com"),
+                    )
+                    .expect("ok")
+            })
         });
         g.finish();
     }

@@ -31,7 +31,7 @@ use jsonwebtoken::jwk::{
     EllipticCurveKeyType, Jwk, KeyAlgorithm, OctetKeyPairParameters, OctetKeyPairType,
     PublicKeyUse, RSAKeyParameters, RSAKeyType, ThumbprintHash,
 };
-use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, Header};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -502,18 +502,29 @@ impl JwtVerifier {
         if header.alg != key.alg.jwt_alg() {
             return Err(JwtError::AlgorithmMismatch);
         }
-        let mut v = Validation::new(key.alg.jwt_alg());
-        v.validate_exp = false;
-        v.validate_nbf = false;
-        v.validate_aud = false;
-        v.leeway = 0;
-        v.required_spec_claims.clear();
-        let data = jsonwebtoken::decode::<C>(token, &key.key, &v).map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::InvalidSignature => JwtError::BadSignature,
-            jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => JwtError::AlgorithmMismatch,
-            _ => JwtError::Malformed(e.to_string()),
-        })?;
-        Ok(data.claims)
+        // The header decoded above proves the compact form's first part; the signature
+        // is checked by jsonwebtoken over `header.payload` exactly as sent, and only
+        // then is the payload decoded, once.
+        let malformed = || JwtError::Malformed("not a compact JWS".into());
+        let (message, signature) = token.rsplit_once('.').ok_or_else(malformed)?;
+        let (_, payload) = message.split_once('.').ok_or_else(malformed)?;
+        if payload.contains('.') {
+            return Err(malformed());
+        }
+        let valid = jsonwebtoken::crypto::verify(
+            signature,
+            message.as_bytes(),
+            &key.key,
+            key.alg.jwt_alg(),
+        )
+        .map_err(|e| JwtError::Malformed(e.to_string()))?;
+        if !valid {
+            return Err(JwtError::BadSignature);
+        }
+        let payload = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|e| JwtError::Malformed(format!("payload: {e}")))?;
+        serde_json::from_slice(&payload).map_err(|e| JwtError::Malformed(format!("claims: {e}")))
     }
 }
 
@@ -660,6 +671,16 @@ mod tests {
             v.verify_access_token(&forged, now, None),
             Err(JwtError::BadSignature)
         );
+        // Extra parts, and a valid token with a part appended.
+        let good = key.sign_jwt(ACCESS_TOKEN_TYP, &claims(now)).expect("sign");
+        assert!(matches!(
+            v.verify_access_token(&format!("{good}.x"), now, None),
+            Err(JwtError::Malformed(_))
+        ));
+        let (hd, rest) = good.split_once('.').expect("parts");
+        assert!(v
+            .verify_access_token(&format!("{hd}.{hd}.{rest}"), now, None)
+            .is_err());
         // Garbage and oversize.
         assert!(matches!(
             v.verify_access_token("a.b.c", now, None),

@@ -39,8 +39,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use portcullis_core::claims::AccessTokenClaims;
-use portcullis_core::jose::{JwtVerifier, VerifyingKey};
 pub use portcullis_core::jose::JwtError;
+use portcullis_core::jose::{JwtVerifier, VerifyingKey};
 
 /// Why a verifier could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +66,8 @@ impl Verifier {
     /// Builds a verifier from a JWK Set document. Keys that are not usable for
     /// verification (symmetric, no `alg`, unsupported curve) are skipped and counted.
     pub fn from_jwks_json(issuer: &str, audience: &str, jwks: &str) -> Result<Self, Error> {
-        let set: jsonwebtoken::jwk::JwkSet = serde_json::from_str(jwks).map_err(|e| Error::InvalidJwks(e.to_string()))?;
+        let set: jsonwebtoken::jwk::JwkSet =
+            serde_json::from_str(jwks).map_err(|e| Error::InvalidJwks(e.to_string()))?;
         let mut keys = Vec::new();
         let mut skipped = 0;
         for jwk in &set.keys {
@@ -78,7 +79,11 @@ impl Verifier {
         if keys.is_empty() {
             return Err(Error::NoUsableKey);
         }
-        Ok(Self { inner: JwtVerifier::new(issuer, 30, keys), audience: audience.to_owned(), skipped })
+        Ok(Self {
+            inner: JwtVerifier::new(issuer, 30, keys),
+            audience: audience.to_owned(),
+            skipped,
+        })
     }
 
     /// Clock-skew leeway in seconds (default 30).
@@ -94,18 +99,24 @@ impl Verifier {
 
     /// Verifies `token` at the current system time.
     pub fn verify(&self, token: &str) -> Result<AccessTokenClaims, JwtError> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
         self.verify_at(token, now)
     }
 
     /// Verifies `token` at time `now` (seconds since the epoch).
     pub fn verify_at(&self, token: &str, now: i64) -> Result<AccessTokenClaims, JwtError> {
-        self.inner.verify_access_token(token, now, Some(&self.audience))
+        self.inner
+            .verify_access_token(token, now, Some(&self.audience))
     }
 
     /// True when the token grants every scope in `required`.
     pub fn has_scopes(claims: &AccessTokenClaims, required: &[&str]) -> bool {
-        required.iter().all(|r| claims.scope.split(' ').any(|s| s == *r))
+        required
+            .iter()
+            .all(|r| claims.scope.split(' ').any(|s| s == *r))
     }
 }
 
@@ -139,20 +150,33 @@ mod tests {
     #[test]
     fn symmetric_keys_are_skipped_and_a_set_of_only_those_is_refused() {
         let (_, jwks) = setup();
-        let v = Verifier::from_jwks_json("https://as.test", "https://api.test", &jwks).expect("verifier");
+        let v = Verifier::from_jwks_json("https://as.test", "https://api.test", &jwks)
+            .expect("verifier");
         assert_eq!(v.skipped_keys(), 1);
         let only_hmac = r#"{"keys":[{"kty":"oct","k":"c2VjcmV0","alg":"HS256","kid":"h"}]}"#;
-        assert!(matches!(Verifier::from_jwks_json("i", "a", only_hmac), Err(Error::NoUsableKey)));
-        assert!(matches!(Verifier::from_jwks_json("i", "a", "nope"), Err(Error::InvalidJwks(_))));
+        assert!(matches!(
+            Verifier::from_jwks_json("i", "a", only_hmac),
+            Err(Error::NoUsableKey)
+        ));
+        assert!(matches!(
+            Verifier::from_jwks_json("i", "a", "nope"),
+            Err(Error::InvalidJwks(_))
+        ));
     }
 
     #[test]
     fn audience_and_leeway_are_enforced() {
         let (key, jwks) = setup();
-        let v = Verifier::from_jwks_json("https://as.test", "https://api.test", &jwks).expect("verifier");
+        let v = Verifier::from_jwks_json("https://as.test", "https://api.test", &jwks)
+            .expect("verifier");
         let now = 1_800_000_000;
-        assert!(v.verify_at(&token(&key, "https://api.test", now), now).is_ok());
-        assert_eq!(v.verify_at(&token(&key, "https://other.test", now), now), Err(JwtError::WrongAudience));
+        assert!(v
+            .verify_at(&token(&key, "https://api.test", now), now)
+            .is_ok());
+        assert_eq!(
+            v.verify_at(&token(&key, "https://other.test", now), now),
+            Err(JwtError::WrongAudience)
+        );
         let t = token(&key, "https://api.test", now);
         assert!(v.verify_at(&t, now + 60 + 29).is_ok());
         let strict = v.clone().with_leeway(0);

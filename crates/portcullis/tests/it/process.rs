@@ -276,7 +276,8 @@ fn sigterm_lets_an_in_flight_request_finish() {
         .expect("kill")
         .success());
     s.wait_for_log("shutdown requested", Duration::from_secs(10));
-    conn.write_all(&body.as_bytes()[10..]).expect("rest of body");
+    conn.write_all(&body.as_bytes()[10..])
+        .expect("rest of body");
     let mut resp = String::new();
     conn.read_to_string(&mut resp).expect("response");
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");

@@ -1,0 +1,81 @@
+//! Baselines for `bench/run`, built with the same crates and profile as the server.
+//!
+//! - `GET /trivial`: a small JSON body (B1, the ceiling of axum on this machine).
+//! - `POST /sign/{alg}`: signs a JWT with the same claims shape, key type and crypto
+//!   crate as a `client_credentials` token, and returns it in a token-response body (B2).
+//!
+//! Usage: `portcullis-bench-baseline 127.0.0.1:PORT`
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use portcullis_core::claims::{AccessTokenClaims, Audience, ACCESS_TOKEN_TYP};
+use portcullis_core::ids::TokenId;
+use portcullis_core::jose::{SigningAlg, SigningKey};
+use serde_json::{json, Value};
+
+#[derive(Debug)]
+struct Keys {
+    es256: SigningKey,
+    eddsa: SigningKey,
+}
+
+async fn trivial() -> Json<Value> {
+    Json(json!({"status": "ok", "service": "baseline"}))
+}
+
+async fn sign(
+    State(keys): State<Arc<Keys>>,
+    Path(alg): Path<String>,
+) -> Result<Json<Value>, StatusCode> {
+    let key = match alg.as_str() {
+        "ES256" => &keys.es256,
+        "EdDSA" => &keys.eddsa,
+        _ => return Err(StatusCode::NOT_FOUND),
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let id = "01a201b3-8a34-704d-b45f-0029cc282ea6".to_owned();
+    let claims = AccessTokenClaims {
+        iss: "http://127.0.0.1:8080".into(),
+        sub: id.clone(),
+        aud: Audience::One("http://127.0.0.1:8080".into()),
+        exp: now + 900,
+        iat: now,
+        jti: TokenId::new().to_string(),
+        client_id: id,
+        scope: "read write".into(),
+    };
+    let token = key
+        .sign_jwt(ACCESS_TOKEN_TYP, &claims)
+        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+    Ok(Json(
+        json!({"access_token": token, "token_type": "Bearer", "expires_in": 900, "scope": "read write"}),
+    ))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:8090".into());
+    let keys = Arc::new(Keys {
+        es256: SigningKey::generate(SigningAlg::ES256)?.0,
+        eddsa: SigningKey::generate(SigningAlg::EdDSA)?.0,
+    });
+    let app = Router::new()
+        .route("/trivial", get(trivial))
+        .route("/sign/{alg}", post(sign))
+        .with_state(keys);
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    eprintln!("baseline listening on {addr}");
+    axum::serve(listener, app).await?;
+    Ok(())
+}

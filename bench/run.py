@@ -1,0 +1,330 @@
+#!/usr/bin/env python3
+"""Load benchmarks for Portcullis, each figure next to a baseline measured in the same run.
+
+Called by bench/run (which builds the release binaries and installs oha). Starts the
+real server on loopback with a fresh SQLite database, plus the baseline server
+(bench/baseline), and drives both with oha: fixed connections, fixed duration, a
+warm-up run discarded before each measured run, then a run at half the measured
+maximum rate for the latency target. Also: start-to-ready on an existing database,
+idle and peak RSS, and (unless --skip-criterion) the criterion JOSE benchmark.
+"""
+
+import argparse
+import datetime
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release", "portcullis")
+BASE_BIN = os.path.join(ROOT, "target", "release", "portcullis-bench-baseline")
+RESULTS = os.path.join(ROOT, "bench", "results")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_kb(pid, field="VmRSS"):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+class PeakRss(threading.Thread):
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.running = pid, 0, True
+
+    def run(self):
+        while self.running:
+            try:
+                self.peak = max(self.peak, rss_kb(self.pid))
+            except OSError:
+                return
+            time.sleep(0.05)
+
+    def stop(self):
+        self.running = False
+        self.join()
+        return self.peak
+
+
+def wait_ready(port, timeout=30.0):
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            c.request("GET", "/readyz")
+            if c.getresponse().status == 200:
+                return time.monotonic() - start
+        except OSError:
+            pass
+        time.sleep(0.001)
+    raise SystemExit(f"server on {port} not ready after {timeout}s")
+
+
+class Portcullis:
+    def __init__(self, workdir, port):
+        self.port = port
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("PORTCULLIS_")}
+        self.env.update({
+            "PORTCULLIS_SERVER_LISTEN": f"127.0.0.1:{port}",
+            "PORTCULLIS_SERVER_ISSUER": f"http://127.0.0.1:{port}",
+            "PORTCULLIS_DATABASE_URL": f"sqlite://{workdir}/bench.db?mode=rwc",
+            "PORTCULLIS_KEYS_MASTER_KEY_FILE": f"{workdir}/master.key",
+        })
+        self.workdir = workdir
+        self.proc = None
+
+    def cli(self, *args):
+        out = subprocess.run([BIN, *args], env=self.env, cwd=self.workdir, capture_output=True, text=True, check=True)
+        return json.loads(out.stdout)
+
+    def start(self):
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen([BIN, "serve"], env=self.env, cwd=self.workdir, stdout=subprocess.DEVNULL,
+                                     stderr=open(os.path.join(self.workdir, "server.log"), "a"))
+        wait_ready(self.port)
+        return time.monotonic() - t0
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=30)
+
+
+def oha(url, duration, conns, method="GET", body=None, basic=None, rate=None):
+    cmd = ["oha", "--no-tui", "--output-format", "json", "-z", f"{duration}s", "-c", str(conns), "-m", method]
+    if body is not None:
+        cmd += ["-d", body, "-T", "application/x-www-form-urlencoded"]
+    if basic is not None:
+        cmd += ["-a", basic]
+    if rate is not None:
+        cmd += ["-q", str(rate)]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True)
+    r = json.loads(out.stdout)
+    codes = r.get("statusCodeDistribution", {})
+    ok = sum(v for k, v in codes.items() if k.startswith("2"))
+    total = sum(codes.values()) or 1
+    pct = r.get("latencyPercentiles", {})
+    return {
+        "rps": r["summary"]["requestsPerSec"],
+        "p50_ms": (pct.get("p50") or 0) * 1000,
+        "p99_ms": (pct.get("p99") or 0) * 1000,
+        "ok_ratio": ok / total,
+        "status_codes": codes,
+    }
+
+
+def measure(name, url, pid, args, **kw):
+    print(f"  {name}: warm-up {args.warmup}s, run {args.duration}s x {args.connections} connections", flush=True)
+    oha(url, args.warmup, args.connections, **kw)
+    sampler = PeakRss(pid)
+    sampler.start()
+    full = oha(url, args.duration, args.connections, **kw)
+    half_rate = max(1, int(full["rps"] / 2))
+    half = oha(url, args.duration, args.connections, rate=half_rate, **kw)
+    peak = sampler.stop()
+    if full["ok_ratio"] < 0.999:
+        raise SystemExit(f"{name}: only {full['ok_ratio']:.3%} 2xx: {full['status_codes']}")
+    return {"scenario": name, **full, "half_rate": half_rate, "p50_half_ms": half["p50_ms"],
+            "p99_half_ms": half["p99_ms"], "peak_rss_mb": peak / 1024}
+
+
+def criterion(skip):
+    if skip:
+        return None
+    subprocess.run(["cargo", "bench", "--locked", "-p", "portcullis-core", "--bench", "jose"], cwd=ROOT, check=True,
+                   stdout=subprocess.DEVNULL)
+    out = {}
+    for alg in ["EdDSA", "ES256", "RS256", "PS256"]:
+        row = {}
+        for fn in ["raw_sign", "jwt_sign", "raw_verify", "jwt_verify"]:
+            with open(os.path.join(ROOT, "target", "criterion", alg, fn, "new", "estimates.json")) as f:
+                row[fn] = json.load(f)["mean"]["point_estimate"] / 1000.0  # µs
+        out[alg] = row
+    return out
+
+
+def svg(rows, path):
+    width, bar_h, left = 760, 22, 260
+    top = 30
+    height = top + len(rows) * (bar_h + 8) + 20
+    peak = max(r["rps"] for r in rows) or 1
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
+             f'<text x="10" y="18" font-size="14">Throughput (req/s), same run, loopback, {rows[0]["connections"]} connections</text>']
+    for i, r in enumerate(rows):
+        y = top + i * (bar_h + 8)
+        w = (width - left - 90) * r["rps"] / peak
+        color = "#888" if r["scenario"].startswith("B") else "#2a6fdb"
+        parts.append(f'<text x="10" y="{y + 15}">{r["scenario"]}</text>')
+        parts.append(f'<rect x="{left}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{color}"/>')
+        parts.append(f'<text x="{left + w + 6:.1f}" y="{y + 15}">{r["rps"]:.0f}</text>')
+    parts.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(parts) + "\n")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="3 s runs instead of 10 s")
+    ap.add_argument("--skip-criterion", action="store_true")
+    ap.add_argument("--connections", type=int, default=32)
+    args = ap.parse_args()
+    args.duration, args.warmup = (3, 1) if args.quick else (10, 2)
+    if not shutil.which("oha"):
+        raise SystemExit("oha not found (bench/run installs it)")
+
+    work = tempfile.mkdtemp(prefix="portcullis-bench-")
+    port, base_port = free_port(), free_port()
+    pc = Portcullis(work, port)
+
+    print("first start (creates database, master key, 4 signing keys)", flush=True)
+    first_start = pc.start()
+    pc.stop()
+    ready = sorted(pc.start() if i == 0 else (pc.stop(), pc.start())[1] for i in range(5))
+    start_to_ready_ms = ready[len(ready) // 2] * 1000
+    time.sleep(1.0)
+    idle_rss_mb = rss_kb(pc.proc.pid) / 1024
+
+    es = pc.cli("client", "create", "--name", "bench-es256", "--grant-type", "client_credentials", "--scope", "read",
+                "--access-token-alg", "ES256")
+    ed = pc.cli("client", "create", "--name", "bench-eddsa", "--grant-type", "client_credentials", "--scope", "read",
+                "--access-token-alg", "EdDSA")
+    op = pc.cli("client", "create", "--name", "bench-opaque", "--grant-type", "client_credentials", "--scope", "read",
+                "--token-format", "opaque", "--access-token-ttl", "1d")
+
+    def token(c):
+        conn = http.client.HTTPConnection("127.0.0.1", port)
+        import base64
+        auth = base64.b64encode(f"{c['client_id']}:{c['client_secret']}".encode()).decode()
+        conn.request("POST", "/oauth/token", "grant_type=client_credentials",
+                     {"Authorization": f"Basic {auth}", "Content-Type": "application/x-www-form-urlencoded"})
+        return json.loads(conn.getresponse().read())["access_token"]
+
+    jwt_token, opaque_token = token(es), token(op)
+    base = subprocess.Popen([BASE_BIN, f"127.0.0.1:{base_port}"], stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+
+    u = f"http://127.0.0.1:{port}"
+    b = f"http://127.0.0.1:{base_port}"
+    basic = lambda c: f"{c['client_id']}:{c['client_secret']}"
+    rows = []
+    print("load runs", flush=True)
+    rows.append(measure("B1 trivial axum JSON", f"{b}/trivial", base.pid, args))
+    rows.append(measure("B2 sign-only ES256", f"{b}/sign/ES256", base.pid, args, method="POST", body=""))
+    rows.append(measure("B2 sign-only EdDSA", f"{b}/sign/EdDSA", base.pid, args, method="POST", body=""))
+    rows.append(measure("client_credentials ES256", f"{u}/oauth/token", pc.proc.pid, args, method="POST",
+                        body="grant_type=client_credentials", basic=basic(es)))
+    rows.append(measure("client_credentials EdDSA", f"{u}/oauth/token", pc.proc.pid, args, method="POST",
+                        body="grant_type=client_credentials", basic=basic(ed)))
+    rows.append(measure("introspect JWT (ES256)", f"{u}/oauth/introspect", pc.proc.pid, args, method="POST",
+                        body=f"token={jwt_token}", basic=basic(es)))
+    rows.append(measure("introspect opaque", f"{u}/oauth/introspect", pc.proc.pid, args, method="POST",
+                        body=f"token={opaque_token}", basic=basic(op)))
+    rows.append(measure("JWKS", f"{u}/jwks.json", pc.proc.pid, args))
+    server_peak_rss_mb = rss_kb(pc.proc.pid, "VmHWM") / 1024
+    base.terminate()
+    base.wait()
+    pc.stop()
+
+    by = {r["scenario"]: r for r in rows}
+    baseline_of = {
+        "B1 trivial axum JSON": None, "B2 sign-only ES256": "B1 trivial axum JSON",
+        "B2 sign-only EdDSA": "B1 trivial axum JSON",
+        "client_credentials ES256": "B2 sign-only ES256", "client_credentials EdDSA": "B2 sign-only EdDSA",
+        "introspect JWT (ES256)": "B1 trivial axum JSON", "introspect opaque": "B1 trivial axum JSON",
+        "JWKS": "B1 trivial axum JSON",
+    }
+    target_of = {
+        "client_credentials ES256": 0.60, "client_credentials EdDSA": 0.60,
+        "introspect JWT (ES256)": 0.50, "introspect opaque": 0.50, "JWKS": 0.90,
+    }
+    for r in rows:
+        r["connections"] = args.connections
+        base_name = baseline_of[r["scenario"]]
+        r["baseline"] = base_name
+        r["ratio"] = r["rps"] / by[base_name]["rps"] if base_name else None
+        r["target_ratio"] = target_of.get(r["scenario"])
+
+    crit = criterion(args.skip_criterion)
+    result = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{os.cpu_count()} cores, {platform_mem()}",
+        "quick": args.quick, "duration_s": args.duration, "warmup_s": args.warmup, "connections": args.connections,
+        "first_start_s": first_start, "start_to_ready_ms": start_to_ready_ms, "idle_rss_mb": idle_rss_mb,
+        "server_peak_rss_mb": server_peak_rss_mb, "load": rows, "criterion_us": crit,
+    }
+    os.makedirs(RESULTS, exist_ok=True)
+    with open(os.path.join(RESULTS, "latest.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    svg(rows, os.path.join(RESULTS, "loadtest.svg"))
+    write_markdown(result)
+    print(open(os.path.join(ROOT, "BENCHMARKS.md")).read().split("<!-- results:start -->")[1].split("<!-- results:end -->")[0])
+
+
+def platform_mem():
+    try:
+        with open("/proc/meminfo") as f:
+            kb = int(f.readline().split()[1])
+        return f"{kb / 1024 / 1024:.0f} GiB"
+    except OSError:
+        return "unknown memory"
+
+
+def verdict(ok):
+    return "met" if ok else "**missed**"
+
+
+def write_markdown(r):
+    lines = [f"Run {r['date']} on {r['machine']}; oha, {r['connections']} connections, "
+             f"{r['warmup_s']} s warm-up then {r['duration_s']} s per run; the half-load run is at half the "
+             f"measured maximum rate. Server and load generator share the machine's cores.", "",
+             "| scenario | req/s | p50 ms | p99 ms | p99 ms at half load | peak RSS MB | ratio to baseline | target |",
+             "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for x in r["load"]:
+        ratio = f"{x['ratio']:.0%} of {x['baseline']}" if x["ratio"] is not None else "baseline"
+        tgt = "—"
+        if x["target_ratio"] is not None:
+            ok = x["ratio"] >= x["target_ratio"] and x["p99_half_ms"] <= (2.0 if "client" in x["scenario"] else 1.0 if "introspect" in x["scenario"] else 99)
+            lat = " and p99 ≤ 2 ms at half load" if "client" in x["scenario"] else " and p99 ≤ 1 ms at half load" if "introspect" in x["scenario"] else ""
+            tgt = f"≥ {x['target_ratio']:.0%}{lat}: {verdict(ok)}"
+        lines.append(f"| {x['scenario']} | {x['rps']:.0f} | {x['p50_ms']:.2f} | {x['p99_ms']:.2f} | "
+                     f"{x['p99_half_ms']:.2f} | {x['peak_rss_mb']:.1f} | {ratio} | {tgt} |")
+    lines += ["",
+              "| process figure | value | target |", "|---|---:|---|",
+              f"| start to ready, existing database (median of 5, spawn → `/readyz` 200) | {r['start_to_ready_ms']:.0f} ms | < 200 ms: {verdict(r['start_to_ready_ms'] < 200)} |",
+              f"| first start (creates DB, master key, 4 signing keys incl. 2 RSA-2048) | {r['first_start_s'] * 1000:.0f} ms | — |",
+              f"| idle RSS after start | {r['idle_rss_mb']:.1f} MB | ≤ 32 MB: {verdict(r['idle_rss_mb'] <= 32)} |",
+              f"| server peak RSS over all runs (VmHWM) | {r['server_peak_rss_mb']:.1f} MB | — |"]
+    if r["criterion_us"]:
+        lines += ["", "Criterion (`cargo bench -p portcullis-core --bench jose`), mean µs per operation; throughput ratio = raw time / JWT time:", "",
+                  "| alg | raw sign | JWT sign | sign ratio (target ≥ 80%) | raw verify | JWT verify | verify ratio (target ≥ 90%) |",
+                  "|---|---:|---:|---|---:|---:|---|"]
+        for alg, c in r["criterion_us"].items():
+            sr, vr = c["raw_sign"] / c["jwt_sign"], c["raw_verify"] / c["jwt_verify"]
+            lines.append(f"| {alg} | {c['raw_sign']:.2f} | {c['jwt_sign']:.2f} | {sr:.0%}: {verdict(sr >= 0.8)} | "
+                         f"{c['raw_verify']:.2f} | {c['jwt_verify']:.2f} | {vr:.0%}: {verdict(vr >= 0.9)} |")
+    block = "\n".join(lines)
+    path = os.path.join(ROOT, "BENCHMARKS.md")
+    text = open(path).read()
+    head, rest = text.split("<!-- results:start -->")
+    _, tail = rest.split("<!-- results:end -->")
+    with open(path, "w") as f:
+        f.write(f"{head}<!-- results:start -->\n{block}\n<!-- results:end -->{tail}")
+
+
+if __name__ == "__main__":
+    main()

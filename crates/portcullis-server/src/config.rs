@@ -75,6 +75,9 @@ pub struct DatabaseSettings {
     pub url: String,
     /// Connection pool size.
     pub max_connections: u32,
+    /// How often the server looks for client changes made by other processes (the CLI).
+    #[serde(with = "dur")]
+    pub change_poll_interval: Duration,
 }
 
 impl Default for DatabaseSettings {
@@ -82,6 +85,7 @@ impl Default for DatabaseSettings {
         Self {
             url: "sqlite://portcullis.db?mode=rwc".into(),
             max_connections: 8,
+            change_poll_interval: Duration::from_secs(1),
         }
     }
 }

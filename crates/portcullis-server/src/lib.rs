@@ -46,33 +46,37 @@ pub async fn prepare(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Resu
     Ok(auth)
 }
 
-/// Periodic work: due key rotations (and key reloads, so keys rotated by the CLI
-/// are picked up) every `keys.check_interval`; purging expired tokens every
-/// `tokens.cleanup_interval`.
+/// Periodic work: notice client changes made by other processes every
+/// `database.change_poll_interval`; due key rotations (and key reloads, so keys
+/// rotated by the CLI are picked up) every `keys.check_interval`; purge expired
+/// tokens every `tokens.cleanup_interval`.
 pub fn spawn_jobs(auth: Arc<Authority>, settings: &Settings) -> tokio::task::JoinHandle<()> {
-    let check = settings.keys.check_interval;
-    let cleanup = settings.tokens.cleanup_interval;
+    let mut changes = tokio::time::interval(settings.database.change_poll_interval);
+    let mut keys = tokio::time::interval(settings.keys.check_interval);
+    let mut cleanup = tokio::time::interval(settings.tokens.cleanup_interval);
+    for t in [&mut changes, &mut keys, &mut cleanup] {
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
+    let log = |what: &str, e: portcullis_service::ServiceError| {
+        tracing::error!(error = %format!("{:#}", anyhow::Error::new(e)), "{what} failed");
+    };
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(check);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_cleanup = Instant::now();
         loop {
-            tick.tick().await;
-            match auth.rotate_due().await {
-                Ok(r) if !r.is_empty() => tracing::info!(report = ?r, "key rotation"),
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::error!(error = %format!("{:#}", anyhow::Error::new(e)), "key rotation failed")
-                }
-            }
-            if last_cleanup.elapsed() >= cleanup {
-                last_cleanup = Instant::now();
-                match auth.purge_expired().await {
+            tokio::select! {
+                _ = changes.tick() => match auth.sync_changes().await {
+                    Ok(true) => tracing::debug!("client changes noticed; client cache cleared"),
+                    Ok(false) => {}
+                    Err(e) => log("change poll", e),
+                },
+                _ = keys.tick() => match auth.rotate_due().await {
+                    Ok(r) if !r.is_empty() => tracing::info!(report = ?r, "key rotation"),
+                    Ok(_) => {}
+                    Err(e) => log("key rotation", e),
+                },
+                _ = cleanup.tick() => match auth.purge_expired().await {
                     Ok(n) => tracing::debug!(removed = n, "expired tokens purged"),
-                    Err(e) => {
-                        tracing::error!(error = %format!("{:#}", anyhow::Error::new(e)), "purge failed")
-                    }
-                }
+                    Err(e) => log("purge", e),
+                },
             }
         }
     })

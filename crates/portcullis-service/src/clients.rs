@@ -5,7 +5,9 @@
 //! parsed back into a [`Client`] on every read, so a hand-edited row cannot
 //! smuggle in an unsupported value.
 
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -19,6 +21,18 @@ use portcullis_store::ClientRow;
 use serde::Serialize;
 
 use crate::{Authority, ServiceError};
+
+/// Clients cached by id. Every clear starts a new generation; a lookup that began
+/// in an older generation does not insert, so a row read before a change can
+/// never be cached after the change was noticed.
+#[derive(Debug, Default)]
+pub(crate) struct ClientCache {
+    generation: u64,
+    by_id: HashMap<ClientId, Arc<Client>>,
+}
+
+/// Most clients cached; past it the cache is cleared (clients are few in practice).
+const CLIENT_CACHE_MAX: usize = 100_000;
 
 /// Access-token format of a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -250,6 +264,48 @@ fn absolute_uri(field: &'static str, s: &str) -> Result<String, ServiceError> {
 }
 
 impl Authority {
+    /// Drops every cached client (after any change to clients).
+    pub(crate) fn invalidate_clients(&self) {
+        let mut c = match self.client_cache.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        c.generation += 1;
+        c.by_id.clear();
+    }
+
+    /// A client by id, from the cache or the store.
+    pub(crate) async fn cached_client(
+        &self,
+        id: &ClientId,
+    ) -> Result<Option<Arc<Client>>, ServiceError> {
+        let generation = {
+            let c = match self.client_cache.read() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            if let Some(hit) = c.by_id.get(id) {
+                return Ok(Some(hit.clone()));
+            }
+            c.generation
+        };
+        let Some(row) = self.store.get_client(&id.to_string()).await? else {
+            return Ok(None);
+        };
+        let client = Arc::new(Client::from_row(row)?);
+        let mut c = match self.client_cache.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if c.generation == generation {
+            if c.by_id.len() >= CLIENT_CACHE_MAX {
+                c.by_id.clear();
+            }
+            c.by_id.insert(*id, client.clone());
+        }
+        Ok(Some(client))
+    }
+
     /// Registers a client. The secret is returned once and stored only as HMAC-SHA256 under the pepper.
     pub async fn create_client(&self, req: NewClient) -> Result<CreatedClient, ServiceError> {
         let name = req.name.trim().to_owned();
@@ -366,6 +422,7 @@ impl Authority {
             updated_at: now,
         };
         self.store.insert_client(&row).await?;
+        self.invalidate_clients();
         let client = Client::from_row(row)?;
         tracing::info!(client_id = %client.id, "client created");
         Ok(CreatedClient {
@@ -399,7 +456,9 @@ impl Authority {
     /// Deletes a client; its opaque tokens go with it and its JWTs stop introspecting as active.
     pub async fn delete_client(&self, id: &str) -> Result<(), ServiceError> {
         let client = self.get_client(id).await?;
-        if !self.store.delete_client(&client.id.to_string()).await? {
+        let deleted = self.store.delete_client(&client.id.to_string()).await?;
+        self.invalidate_clients();
+        if !deleted {
             return Err(ServiceError::NotFound(format!("client {id}")));
         }
         tracing::info!(client_id = %client.id, "client deleted");
@@ -416,7 +475,7 @@ impl Authority {
         }
         let secret = OpaqueSecret::generate(CLIENT_SECRET_PREFIX);
         let digest = self.pepper.digest(secret.expose());
-        if !self
+        let updated = self
             .store
             .set_client_secret(
                 &client.id.to_string(),
@@ -424,8 +483,9 @@ impl Authority {
                 &secret.hint(),
                 self.now(),
             )
-            .await?
-        {
+            .await?;
+        self.invalidate_clients();
+        if !updated {
             return Err(ServiceError::NotFound(format!("client {id}")));
         }
         tracing::info!(client_id = %client.id, "client secret rotated");
@@ -445,14 +505,11 @@ impl Authority {
         &self,
         client_id: &str,
         secret: &SecretString,
-    ) -> Result<Client, ServiceError> {
+    ) -> Result<Arc<Client>, ServiceError> {
         let presented = self.pepper.digest(secret.expose());
         let well_formed = OpaqueSecret::parse(secret.expose(), CLIENT_SECRET_PREFIX).is_ok();
         let client = match client_id.parse::<ClientId>() {
-            Ok(id) => match self.store.get_client(&id.to_string()).await? {
-                Some(row) => Some(Client::from_row(row)?),
-                None => None,
-            },
+            Ok(id) => self.cached_client(&id).await?,
             Err(_) => None,
         };
         let stored = client.as_ref().and_then(|c| c.secret_digest.clone());

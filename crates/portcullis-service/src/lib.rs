@@ -15,6 +15,7 @@ pub mod keys;
 pub mod tokens;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -71,6 +72,10 @@ pub struct Authority {
     keyring: RwLock<Arc<KeyRing>>,
     /// Revoked JWT ids and their expiry: checked on every JWT introspection.
     revoked_jtis: RwLock<HashMap<String, i64>>,
+    /// Clients by id, so authentication costs no database read; see [`clients`].
+    client_cache: RwLock<clients::ClientCache>,
+    /// The store's change counter as last seen.
+    seen_change_seq: AtomicI64,
 }
 
 impl Authority {
@@ -85,6 +90,7 @@ impl Authority {
         let pepper = master_key.pepper().map_err(anyhow::Error::from)?;
         let sealer = master_key.sealer().map_err(anyhow::Error::from)?;
         let keyring = RwLock::new(Arc::new(KeyRing::empty(&config.issuer, config.leeway)));
+        let seq = store.change_seq().await?;
         let me = Self {
             store,
             clock,
@@ -93,6 +99,8 @@ impl Authority {
             config,
             keyring,
             revoked_jtis: RwLock::new(HashMap::new()),
+            client_cache: RwLock::new(clients::ClientCache::default()),
+            seen_change_seq: AtomicI64::new(seq),
         };
         me.reload_keyring().await?;
         me.reload_revocations().await?;
@@ -154,6 +162,18 @@ impl Authority {
         };
         g.retain(|_, e| *e > now);
         g.insert(jti, exp);
+    }
+
+    /// Notices changes other processes (the CLI, other nodes) made to clients, by
+    /// reading the store's change counter; drops the client cache when it moved.
+    /// Returns true when it did. The server calls this every `database.change_poll_interval`.
+    pub async fn sync_changes(&self) -> Result<bool, ServiceError> {
+        let seq = self.store.change_seq().await?;
+        if self.seen_change_seq.swap(seq, Ordering::SeqCst) != seq {
+            self.invalidate_clients();
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     /// Housekeeping: removes expired tokens and deny-list entries.

@@ -251,7 +251,10 @@ impl Authority {
                 _ => return Ok(None),
             }
         };
-        if self.store.get_client(known.client_id()).await?.is_none() {
+        let Ok(client_id) = known.client_id().parse::<portcullis_core::ids::ClientId>() else {
+            return Ok(None);
+        };
+        if self.cached_client(&client_id).await?.is_none() {
             return Ok(None);
         }
         Ok(Some(known))

@@ -99,6 +99,9 @@ pub trait Store: Send + Sync + Debug + 'static {
         now: i64,
     ) -> StoreResult<bool>;
 
+    /// The change counter: bumped by every write to clients (in the same transaction).
+    async fn change_seq(&self) -> StoreResult<i64>;
+
     /// Records an issued opaque token (its digest, never the token).
     async fn insert_opaque_token(&self, token: &OpaqueTokenRow) -> StoreResult<()>;
     /// Looks an opaque token up by digest.

@@ -52,6 +52,13 @@ impl SqliteStore {
     }
 }
 
+async fn bump(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>) -> StoreResult<()> {
+    sqlx::query("UPDATE change_counter SET seq = seq + 1 WHERE id = 1")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
@@ -116,6 +123,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_client(&self, c: &ClientRow) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO clients (id, name, secret_digest, secret_hint, grant_types, redirect_uris, scopes, default_scopes,
                                   audiences, default_audience, token_format, access_token_alg, access_token_ttl, created_at, updated_at)
@@ -136,8 +144,10 @@ impl Store for SqliteStore {
         .bind(c.access_token_ttl)
         .bind(c.created_at)
         .bind(c.updated_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        bump(&mut tx).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -169,6 +179,7 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+        bump(&mut tx).await?;
         tx.commit().await?;
         Ok(n > 0)
     }
@@ -180,6 +191,7 @@ impl Store for SqliteStore {
         hint: &str,
         now: i64,
     ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
         let n = sqlx::query(
             "UPDATE clients SET secret_digest = ?, secret_hint = ?, updated_at = ? WHERE id = ?",
         )
@@ -187,10 +199,20 @@ impl Store for SqliteStore {
         .bind(hint)
         .bind(now)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
+        bump(&mut tx).await?;
+        tx.commit().await?;
         Ok(n > 0)
+    }
+
+    async fn change_seq(&self) -> StoreResult<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT seq FROM change_counter WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     async fn insert_opaque_token(&self, t: &OpaqueTokenRow) -> StoreResult<()> {

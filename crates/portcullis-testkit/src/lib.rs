@@ -90,7 +90,9 @@ impl TestAppBuilder {
             .expect("prepare");
         let app = portcullis_server::router(AppState::new(authority.clone(), settings.clone()))
             .into_make_service_with_connect_info::<SocketAddr>();
+        let jobs = portcullis_server::spawn_jobs(authority.clone(), &settings);
         let server = tokio::spawn(async move {
+            let _jobs = AbortOnDrop(jobs);
             axum::serve(listener, app).await.expect("server");
         });
         let http = reqwest::Client::builder()
@@ -108,6 +110,14 @@ impl TestAppBuilder {
             dir,
             server,
         }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

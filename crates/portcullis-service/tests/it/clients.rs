@@ -198,3 +198,45 @@ async fn unknown_clients_are_not_found() {
         Err(ServiceError::NotFound(_))
     ));
 }
+
+#[tokio::test]
+async fn changes_by_another_process_are_noticed_at_the_next_sync() {
+    let e = env().await;
+    let cli = crate::authority_on(e.dir.path(), &e.clock, &e.mk).await;
+    let c = e
+        .auth
+        .create_client(cc_client("svc"))
+        .await
+        .expect("create");
+    let secret = SecretString::new(c.client_secret.expect("secret"));
+    let id = c.client.client_id.clone();
+    assert!(
+        e.auth.authenticate_client(&id, &secret).await.is_ok(),
+        "now cached"
+    );
+    // The CLI rotates the secret in its own process.
+    let new = SecretString::new(
+        cli.rotate_client_secret(&id)
+            .await
+            .expect("rotate")
+            .client_secret
+            .expect("s"),
+    );
+    assert!(
+        e.auth.sync_changes().await.expect("sync"),
+        "the change counter moved"
+    );
+    assert!(
+        e.auth.authenticate_client(&id, &secret).await.is_err(),
+        "old secret dead after sync"
+    );
+    assert!(e.auth.authenticate_client(&id, &new).await.is_ok());
+    assert!(!e.auth.sync_changes().await.expect("sync"), "nothing new");
+    // The CLI deletes the client.
+    cli.delete_client(&id).await.expect("delete");
+    e.auth.sync_changes().await.expect("sync");
+    assert!(
+        e.auth.authenticate_client(&id, &new).await.is_err(),
+        "deleted client refused after sync"
+    );
+}

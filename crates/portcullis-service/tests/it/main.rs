@@ -15,29 +15,40 @@ use portcullis_store::SqliteStore;
 pub(crate) struct Env {
     pub(crate) auth: Authority,
     pub(crate) clock: ManualClock,
-    _dir: tempfile::TempDir,
+    pub(crate) mk: MasterKey,
+    pub(crate) dir: tempfile::TempDir,
 }
 
 pub(crate) async fn env() -> Env {
     let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-    let store = SqliteStore::connect(&url, 4).await.expect("store");
     let clock = ManualClock::new(1_800_000_000);
     let mk = MasterKey::generate().expect("master key");
-    let auth = Authority::new(
-        Arc::new(store),
-        Arc::new(clock.clone()),
-        &mk,
-        AuthorityConfig::with_issuer("https://issuer.test"),
-    )
-    .await
-    .expect("authority");
+    let auth = authority_on(dir.path(), &clock, &mk).await;
     auth.ensure_signing_keys().await.expect("keys");
     Env {
         auth,
         clock,
-        _dir: dir,
+        mk,
+        dir,
     }
+}
+
+/// Another authority over the same database, as a second process (the CLI) opens it.
+pub(crate) async fn authority_on(
+    dir: &std::path::Path,
+    clock: &ManualClock,
+    mk: &MasterKey,
+) -> Authority {
+    let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
+    let store = SqliteStore::connect(&url, 4).await.expect("store");
+    Authority::new(
+        Arc::new(store),
+        Arc::new(clock.clone()),
+        mk,
+        AuthorityConfig::with_issuer("https://issuer.test"),
+    )
+    .await
+    .expect("authority")
 }
 
 pub(crate) fn cc_client(name: &str) -> NewClient {

@@ -188,3 +188,25 @@ store_test!(
         assert_eq!(store.list_signing_keys().await.expect("list").len(), 2);
     }
 );
+
+store_test!(every_client_change_bumps_the_change_counter, |store| {
+    let s0 = store.change_seq().await.expect("seq");
+    store.insert_client(&client("c1")).await.expect("insert");
+    let s1 = store.change_seq().await.expect("seq");
+    store
+        .set_client_secret("c1", "d", "h", 2)
+        .await
+        .expect("secret");
+    let s2 = store.change_seq().await.expect("seq");
+    store.delete_client("c1").await.expect("delete");
+    let s3 = store.change_seq().await.expect("seq");
+    assert!(s0 < s1 && s1 < s2 && s2 < s3, "{s0} {s1} {s2} {s3}");
+    let _ = store.insert_client(&client("c2")).await;
+    let failed = store.insert_client(&client("c2")).await;
+    assert!(failed.is_err());
+    assert_eq!(
+        store.change_seq().await.expect("seq"),
+        s3 + 1,
+        "a failed write bumps nothing"
+    );
+});

@@ -332,3 +332,35 @@ fn tls_is_served_when_a_certificate_is_configured() {
         "plain HTTP is not served on the TLS port"
     );
 }
+
+#[test]
+fn a_secret_rotated_by_the_cli_stops_working_on_the_running_server_within_seconds() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (id, secret) = create_client(dir.path(), "jwt");
+    let port = free_port();
+    let s = Server::start(dir.path(), port, &[]);
+    token(&s, &id, &secret);
+    let rotated = json_ok(&run(cli(dir.path()).args(["client", "rotate-secret", &id])));
+    let new = rotated["client_secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    let start = Instant::now();
+    loop {
+        let r = http()
+            .post(format!("{}/oauth/token", s.base))
+            .basic_auth(&id, Some(&secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .expect("token");
+        if r.status() == 401 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "old secret still accepted after 3 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    token(&s, &id, &new);
+}

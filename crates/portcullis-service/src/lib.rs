@@ -76,6 +76,8 @@ pub struct Authority {
     client_cache: RwLock<clients::ClientCache>,
     /// The store's change counter as last seen.
     seen_change_seq: AtomicI64,
+    /// Tokens already verified, for repeated introspection; see [`tokens`].
+    live_cache: RwLock<tokens::LiveCache>,
 }
 
 impl Authority {
@@ -101,6 +103,7 @@ impl Authority {
             revoked_jtis: RwLock::new(HashMap::new()),
             client_cache: RwLock::new(clients::ClientCache::default()),
             seen_change_seq: AtomicI64::new(seq),
+            live_cache: RwLock::new(tokens::LiveCache::default()),
         };
         me.reload_keyring().await?;
         me.reload_revocations().await?;

@@ -8,6 +8,9 @@
 //! committed to the database before the caller hears "done", and the in-memory
 //! deny list is updated in the same call, so introspection refuses the token at once.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use anyhow::Context;
 use portcullis_core::claims::{AccessTokenClaims, Audience, ACCESS_TOKEN_TYP};
 use portcullis_core::ids::TokenId;
@@ -110,8 +113,38 @@ pub enum Revoked {
 
 /// The token as introspection or revocation sees it.
 enum Known {
-    Jwt(AccessTokenClaims),
-    Opaque(OpaqueTokenRow),
+    Jwt(Arc<AccessTokenClaims>),
+    Opaque(Arc<OpaqueTokenRow>),
+}
+
+/// Most entries per kind in [`LiveCache`]; past it that kind is cleared.
+const LIVE_CACHE_MAX: usize = 50_000;
+
+/// Tokens already proven genuine, so repeated introspection of the same token does
+/// not verify a signature or read the database again. Only what cannot change is
+/// cached (a JWT's verified claims; an opaque token's row as issued): expiry, the
+/// deny list, revocation and the client's existence are checked on every use, and
+/// revoking an opaque token drops its entry.
+#[derive(Debug, Default)]
+pub(crate) struct LiveCache {
+    jwt: HashMap<String, Arc<AccessTokenClaims>>,
+    opaque: HashMap<String, Arc<OpaqueTokenRow>>,
+}
+
+impl LiveCache {
+    fn insert_jwt(&mut self, token: &str, claims: Arc<AccessTokenClaims>) {
+        if self.jwt.len() >= LIVE_CACHE_MAX {
+            self.jwt.clear();
+        }
+        self.jwt.insert(token.to_owned(), claims);
+    }
+
+    fn insert_opaque(&mut self, row: Arc<OpaqueTokenRow>) {
+        if self.opaque.len() >= LIVE_CACHE_MAX {
+            self.opaque.clear();
+        }
+        self.opaque.insert(row.digest.clone(), row);
+    }
 }
 
 impl Known {
@@ -231,25 +264,48 @@ impl Authority {
     async fn find_live(&self, token: &str) -> Result<Option<Known>, ServiceError> {
         let now = self.now();
         let known = if looks_like_jwt(token) {
-            let ring = self.keyring();
-            match ring.verifier().verify_access_token(token, now, None) {
-                Ok(c) if !self.is_jti_revoked(&c.jti) => Known::Jwt(c),
-                _ => return Ok(None),
+            let cached = self.live_cache_read(|c| c.jwt.get(token).cloned());
+            let claims = match cached {
+                Some(c) => c,
+                None => {
+                    let Ok(c) = self
+                        .keyring()
+                        .verifier()
+                        .verify_access_token(token, now, None)
+                    else {
+                        return Ok(None);
+                    };
+                    let c = Arc::new(c);
+                    self.live_cache_write(|cache| cache.insert_jwt(token, c.clone()));
+                    c
+                }
+            };
+            // Checked on every use, cached or not: expiry and the deny list.
+            if claims.exp <= now - self.config.leeway || self.is_jti_revoked(&claims.jti) {
+                return Ok(None);
             }
+            Known::Jwt(claims)
         } else {
             // Checksum first: typos and fabrications never reach the database.
             let Ok(secret) = OpaqueSecret::parse(token, ACCESS_TOKEN_PREFIX) else {
                 return Ok(None);
             };
             let digest = self.pepper.digest(secret.expose());
-            match self.store.find_opaque_token(digest.as_str()).await? {
-                Some(r)
-                    if r.revoked_at.is_none() && r.expires_at > now && r.kind == KIND_ACCESS =>
-                {
-                    Known::Opaque(r)
-                }
-                _ => return Ok(None),
+            let row = match self.live_cache_read(|c| c.opaque.get(digest.as_str()).cloned()) {
+                Some(r) => r,
+                None => match self.store.find_opaque_token(digest.as_str()).await? {
+                    Some(r) if r.revoked_at.is_none() && r.kind == KIND_ACCESS => {
+                        let r = Arc::new(r);
+                        self.live_cache_write(|cache| cache.insert_opaque(r.clone()));
+                        r
+                    }
+                    _ => return Ok(None),
+                },
+            };
+            if row.expires_at <= now {
+                return Ok(None);
             }
+            Known::Opaque(row)
         };
         let Ok(client_id) = known.client_id().parse::<portcullis_core::ids::ClientId>() else {
             return Ok(None);
@@ -258,6 +314,20 @@ impl Authority {
             return Ok(None);
         }
         Ok(Some(known))
+    }
+
+    fn live_cache_read<T>(&self, f: impl FnOnce(&LiveCache) -> T) -> T {
+        match self.live_cache.read() {
+            Ok(g) => f(&g),
+            Err(p) => f(&p.into_inner()),
+        }
+    }
+
+    fn live_cache_write<T>(&self, f: impl FnOnce(&mut LiveCache) -> T) -> T {
+        match self.live_cache.write() {
+            Ok(mut g) => f(&mut g),
+            Err(p) => f(&mut p.into_inner()),
+        }
     }
 
     /// RFC 7662 introspection by an authenticated client. A client sees tokens
@@ -277,14 +347,14 @@ impl Authority {
                 let a = c.aud.clone();
                 let i = Introspection {
                     active: true,
-                    scope: Some(c.scope),
-                    client_id: Some(c.client_id),
-                    sub: Some(c.sub),
+                    scope: Some(c.scope.clone()),
+                    client_id: Some(c.client_id.clone()),
+                    sub: Some(c.sub.clone()),
                     exp: Some(c.exp),
                     iat: Some(c.iat),
-                    iss: Some(c.iss),
-                    aud: Some(c.aud),
-                    jti: Some(c.jti),
+                    iss: Some(c.iss.clone()),
+                    aud: Some(c.aud.clone()),
+                    jti: Some(c.jti.clone()),
                     token_type: Some("Bearer".into()),
                 };
                 (a, i)
@@ -299,14 +369,14 @@ impl Authority {
                 };
                 let i = Introspection {
                     active: true,
-                    scope: Some(r.scope),
-                    client_id: Some(r.client_id),
-                    sub: Some(r.subject),
+                    scope: Some(r.scope.clone()),
+                    client_id: Some(r.client_id.clone()),
+                    sub: Some(r.subject.clone()),
                     exp: Some(r.expires_at),
                     iat: Some(r.issued_at),
                     iss: Some(self.config.issuer.clone()),
                     aud: Some(a.clone()),
-                    jti: Some(r.id),
+                    jti: Some(r.id.clone()),
                     token_type: Some("Bearer".into()),
                 };
                 (a, i)
@@ -338,7 +408,7 @@ impl Authority {
             Known::Jwt(c) => {
                 let entry = RevokedJti {
                     jti: c.jti.clone(),
-                    client_id: c.client_id,
+                    client_id: c.client_id.clone(),
                     expires_at: c.exp,
                     revoked_at: now,
                 };
@@ -348,6 +418,7 @@ impl Authority {
             }
             Known::Opaque(r) => {
                 self.store.revoke_opaque_token(&r.id, now).await?;
+                self.live_cache_write(|cache| cache.opaque.remove(&r.digest));
                 tracing::info!(jti = %r.id, "access token revoked");
             }
         }

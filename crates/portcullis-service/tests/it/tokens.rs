@@ -88,7 +88,27 @@ async fn tokens_of_both_formats_introspect_expire_and_revoke() {
             .issue_client_credentials(&a, ClientCredentialsRequest::default())
             .await
             .expect("issue");
-        e.clock.advance(900 + 30);
+        let live = |i: portcullis_service::tokens::Introspection| i.active;
+        assert!(
+            live(
+                e.auth
+                    .introspect(&a, t.access_token.expose())
+                    .await
+                    .expect("i")
+            ),
+            "now cached"
+        );
+        e.clock.advance(899);
+        assert!(
+            live(
+                e.auth
+                    .introspect(&a, t.access_token.expose())
+                    .await
+                    .expect("i")
+            ),
+            "{format}: not yet expired"
+        );
+        e.clock.advance(31);
         assert!(
             !e.auth
                 .introspect(&a, t.access_token.expose())
@@ -176,6 +196,14 @@ async fn deleting_a_client_deactivates_its_tokens() {
             .issue_client_credentials(&a, ClientCredentialsRequest::default())
             .await
             .expect("issue");
+        assert!(
+            e.auth
+                .introspect(&a, t.access_token.expose())
+                .await
+                .expect("i")
+                .active,
+            "now cached"
+        );
         e.auth
             .delete_client(&a.id.to_string())
             .await

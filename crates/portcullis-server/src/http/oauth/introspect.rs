@@ -5,9 +5,9 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 
-use super::no_store;
+use super::{authenticate, no_store, Authenticated};
 use crate::error::OAuthError;
-use crate::extract::{client_credentials, OAuthForm};
+use crate::extract::OAuthForm;
 use crate::state::AppState;
 
 /// The introspection endpoint.
@@ -16,13 +16,11 @@ pub async fn introspect(
     headers: HeaderMap,
     mut form: OAuthForm,
 ) -> Result<Response, OAuthError> {
-    let creds = client_credentials(&headers, &mut form)?;
-    let basic = creds.basic;
+    let Authenticated {
+        client: caller,
+        basic,
+    } = authenticate(&state, &headers, &mut form).await?;
     let auth = state.authority();
-    let caller = auth
-        .authenticate_client(&creds.client_id, &creds.secret)
-        .await
-        .map_err(|e| OAuthError::from_service(e, basic))?;
     let token = form.require("token")?;
     let answer = auth
         .introspect(&caller, token)

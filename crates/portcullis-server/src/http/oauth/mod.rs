@@ -5,10 +5,42 @@ pub mod introspect;
 pub mod revoke;
 pub mod token;
 
-use axum::http::{header, HeaderValue};
+use std::sync::Arc;
+
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use portcullis_service::clients::Client;
 use serde::Serialize;
+
+use crate::error::OAuthError;
+use crate::extract::{client_credentials, OAuthForm};
+use crate::state::AppState;
+
+/// The client calling an OAuth endpoint, authenticated.
+pub(crate) struct Authenticated {
+    pub(crate) client: Arc<Client>,
+    /// It used `client_secret_basic` (errors then challenge Basic).
+    pub(crate) basic: bool,
+}
+
+/// Authenticates the calling client with `client_secret_basic` or `client_secret_post`.
+pub(crate) async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    form: &mut OAuthForm,
+) -> Result<Authenticated, OAuthError> {
+    let creds = client_credentials(headers, form)?;
+    let client = state
+        .authority()
+        .authenticate_client(&creds.client_id, &creds.secret)
+        .await
+        .map_err(|e| OAuthError::from_service(e, creds.basic))?;
+    Ok(Authenticated {
+        client,
+        basic: creds.basic,
+    })
+}
 
 /// JSON with `Cache-Control: no-store` and `Pragma: no-cache`, as token responses require.
 pub(crate) fn no_store<T: Serialize>(body: T) -> Response {

@@ -6,8 +6,9 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use portcullis_service::tokens::Revoked;
 
+use super::{authenticate, Authenticated};
 use crate::error::OAuthError;
-use crate::extract::{client_credentials, OAuthForm};
+use crate::extract::OAuthForm;
 use crate::state::AppState;
 
 /// The revocation endpoint.
@@ -16,13 +17,11 @@ pub async fn revoke(
     headers: HeaderMap,
     mut form: OAuthForm,
 ) -> Result<Response, OAuthError> {
-    let creds = client_credentials(&headers, &mut form)?;
-    let basic = creds.basic;
+    let Authenticated {
+        client: caller,
+        basic,
+    } = authenticate(&state, &headers, &mut form).await?;
     let auth = state.authority();
-    let caller = auth
-        .authenticate_client(&creds.client_id, &creds.secret)
-        .await
-        .map_err(|e| OAuthError::from_service(e, basic))?;
     let token = form.require("token")?;
     let outcome = auth
         .revoke(&caller, token)

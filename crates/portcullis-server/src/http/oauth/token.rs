@@ -8,9 +8,9 @@ use portcullis_core::scope::ScopeSet;
 use portcullis_service::tokens::ClientCredentialsRequest;
 use serde::Serialize;
 
-use super::{echo, no_store};
+use super::{authenticate, echo, no_store, Authenticated};
 use crate::error::OAuthError;
-use crate::extract::{client_credentials, OAuthForm};
+use crate::extract::OAuthForm;
 use crate::state::AppState;
 
 #[derive(Serialize)]
@@ -52,13 +52,8 @@ pub async fn token(
             ),
         ));
     };
-    let creds = client_credentials(&headers, &mut form)?;
-    let basic = creds.basic;
+    let Authenticated { client, basic } = authenticate(&state, &headers, &mut form).await?;
     let auth = state.authority();
-    let client = auth
-        .authenticate_client(&creds.client_id, &creds.secret)
-        .await
-        .map_err(|e| OAuthError::from_service(e, basic))?;
     let scope = form
         .get("scope")
         .map(ScopeSet::parse)

@@ -10,6 +10,7 @@
 //! - [`claims`]: RFC 9068 access-token claims.
 //! - [`oauth`]: RFC 6749 error codes.
 //! - [`duration`]: human durations such as `15m` or `90d`.
+//! - [`limits`]: rate limits (`100/minute`) and IP allow lists (CIDRs).
 //!
 //! No I/O, no async, no HTTP types live here.
 #![forbid(unsafe_code)]
@@ -20,6 +21,7 @@ pub mod duration;
 pub mod ids;
 pub mod jose;
 pub mod keys;
+pub mod limits;
 pub mod oauth;
 pub mod scope;
 pub mod secret;

@@ -18,7 +18,10 @@ use async_trait::async_trait;
 pub mod rows;
 pub mod sqlite;
 
-pub use rows::{ClientRow, OpaqueTokenRow, RevokedJti, SigningKeyRow, SigningKeyState};
+pub use rows::{
+    AdminTokenRow, ApiKeyRow, ClientRow, KeyspaceRow, OpaqueTokenRow, RevokedJti, SigningKeyRow, SigningKeyState,
+    UseOutcome,
+};
 pub use sqlite::SqliteStore;
 
 /// Storage failures, converted once from the backend's errors.
@@ -113,6 +116,45 @@ pub trait Store: Send + Sync + Debug + 'static {
     async fn insert_revoked_jti(&self, entry: &RevokedJti) -> StoreResult<()>;
     /// Deny-listed `jti`s that have not expired at `now`.
     async fn list_revoked_jtis(&self, now: i64) -> StoreResult<Vec<RevokedJti>>;
+
+    /// Adds an admin token.
+    async fn insert_admin_token(&self, t: &AdminTokenRow) -> StoreResult<()>;
+    /// An admin token by digest.
+    async fn find_admin_token(&self, digest: &str) -> StoreResult<Option<AdminTokenRow>>;
+    /// All admin tokens.
+    async fn list_admin_tokens(&self) -> StoreResult<Vec<AdminTokenRow>>;
+    /// Revokes an admin token (bumps the change counter); false when unknown or already revoked.
+    async fn revoke_admin_token(&self, id: &str, now: i64) -> StoreResult<bool>;
+
+    /// Adds a keyspace.
+    async fn insert_keyspace(&self, k: &KeyspaceRow) -> StoreResult<()>;
+    /// A keyspace by id or by name.
+    async fn get_keyspace(&self, id_or_name: &str) -> StoreResult<Option<KeyspaceRow>>;
+    /// All keyspaces.
+    async fn list_keyspaces(&self) -> StoreResult<Vec<KeyspaceRow>>;
+    /// Replaces a keyspace's settings (not its prefix); false when unknown.
+    async fn update_keyspace(&self, k: &KeyspaceRow) -> StoreResult<bool>;
+    /// Deletes a keyspace that has no keys; false when unknown.
+    async fn delete_keyspace(&self, id: &str) -> StoreResult<bool>;
+    /// Number of keys in a keyspace.
+    async fn count_keys(&self, keyspace_id: &str) -> StoreResult<i64>;
+
+    /// Adds an API key.
+    async fn insert_api_key(&self, k: &ApiKeyRow) -> StoreResult<()>;
+    /// An API key by id.
+    async fn get_api_key(&self, id: &str) -> StoreResult<Option<ApiKeyRow>>;
+    /// An API key by digest (the verification lookup).
+    async fn find_api_key(&self, digest: &str) -> StoreResult<Option<ApiKeyRow>>;
+    /// API keys, optionally of one keyspace and/or owner, oldest first.
+    async fn list_api_keys(&self, keyspace_id: Option<&str>, owner: Option<&str>) -> StoreResult<Vec<ApiKeyRow>>;
+    /// Replaces a key's mutable fields (scopes, meta, limits, enabled, name); false when unknown.
+    async fn update_api_key(&self, k: &ApiKeyRow) -> StoreResult<bool>;
+    /// Revokes a key; false when unknown or already revoked.
+    async fn revoke_api_key(&self, id: &str, now: i64) -> StoreResult<bool>;
+    /// Takes one use of a quota-limited key atomically (exact under concurrency).
+    async fn take_api_key_use(&self, id: &str) -> StoreResult<UseOutcome>;
+    /// Records last use times in one batch.
+    async fn touch_api_keys(&self, last_used: &[(String, i64)]) -> StoreResult<()>;
 
     /// Deletes tokens and deny-list entries that expired before `before`; returns rows removed.
     async fn purge_expired(&self, before: i64) -> StoreResult<u64>;

@@ -146,3 +146,95 @@ pub struct RevokedJti {
     /// When it was revoked.
     pub revoked_at: i64,
 }
+
+/// An admin API token as stored (its digest, never the token).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AdminTokenRow {
+    /// Token id.
+    pub id: String,
+    /// HMAC-SHA256 of the token under the pepper (hex).
+    pub digest: String,
+    /// Display hint.
+    pub hint: String,
+    /// What it is for.
+    pub name: String,
+    /// Admin scopes, space-separated.
+    pub scopes: String,
+    /// Created at.
+    pub created_at: i64,
+    /// Revoked at.
+    pub revoked_at: Option<i64>,
+}
+
+/// A keyspace: a named group of API keys sharing a prefix and defaults.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct KeyspaceRow {
+    /// Keyspace id.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// Unique key prefix (e.g. `acme_live`).
+    pub prefix: String,
+    /// Scopes keys of this keyspace may have, space-separated.
+    pub scopes: String,
+    /// Scopes of new keys when none are given, space-separated.
+    pub default_scopes: String,
+    /// Default rate limit of new keys (`N/period`).
+    pub rate_limit: Option<String>,
+    /// Default lifetime of new keys, seconds.
+    pub default_ttl: Option<i64>,
+    /// Longest lifetime a key may have, seconds.
+    pub max_ttl: Option<i64>,
+    /// Created at.
+    pub created_at: i64,
+    /// Updated at.
+    pub updated_at: i64,
+}
+
+/// An API key as stored (its digest and a hint, never the key).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ApiKeyRow {
+    /// Key id.
+    pub id: String,
+    /// Keyspace.
+    pub keyspace_id: String,
+    /// HMAC-SHA256 of the key under the pepper (hex).
+    pub digest: String,
+    /// Display hint (prefix and last four characters).
+    pub hint: String,
+    /// Free-form external owner id.
+    pub owner: String,
+    /// Name.
+    pub name: String,
+    /// Scopes, space-separated.
+    pub scopes: String,
+    /// Metadata, a JSON object.
+    pub meta: String,
+    /// Uses left, when limited.
+    pub remaining: Option<i64>,
+    /// Rate limit (`N/period`).
+    pub rate_limit: Option<String>,
+    /// IP allow list, JSON array of CIDRs.
+    pub allow_ips: String,
+    /// Disabled keys are refused but kept.
+    pub enabled: bool,
+    /// Created at.
+    pub created_at: i64,
+    /// Updated at.
+    pub updated_at: i64,
+    /// Expires at.
+    pub expires_at: Option<i64>,
+    /// Last verified at (flushed in batches).
+    pub last_used_at: Option<i64>,
+    /// Revoked at.
+    pub revoked_at: Option<i64>,
+}
+
+/// What a successful quota decrement left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UseOutcome {
+    /// One use taken; this many remain (`None` when unlimited).
+    Taken(Option<i64>),
+    /// No uses left.
+    Exhausted,
+}

@@ -12,7 +12,10 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
-use crate::{ClientRow, OpaqueTokenRow, RevokedJti, SigningKeyRow, Store, StoreError, StoreResult};
+use crate::{
+    AdminTokenRow, ApiKeyRow, ClientRow, KeyspaceRow, OpaqueTokenRow, RevokedJti, SigningKeyRow, Store, StoreError,
+    StoreResult, UseOutcome,
+};
 
 /// The SQLite store.
 #[derive(Debug, Clone)]
@@ -277,6 +280,246 @@ impl Store for SqliteStore {
                 .fetch_all(&self.pool)
                 .await?,
         )
+    }
+
+    async fn insert_admin_token(&self, t: &AdminTokenRow) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO admin_tokens (id, digest, hint, name, scopes, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&t.id)
+        .bind(&t.digest)
+        .bind(&t.hint)
+        .bind(&t.name)
+        .bind(&t.scopes)
+        .bind(t.created_at)
+        .bind(t.revoked_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn find_admin_token(&self, digest: &str) -> StoreResult<Option<AdminTokenRow>> {
+        Ok(sqlx::query_as::<_, AdminTokenRow>("SELECT * FROM admin_tokens WHERE digest = ?")
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn list_admin_tokens(&self) -> StoreResult<Vec<AdminTokenRow>> {
+        Ok(sqlx::query_as::<_, AdminTokenRow>("SELECT * FROM admin_tokens ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn revoke_admin_token(&self, id: &str, now: i64) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query("UPDATE admin_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        bump(&mut tx).await?;
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    async fn insert_keyspace(&self, k: &KeyspaceRow) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO keyspaces (id, name, prefix, scopes, default_scopes, rate_limit, default_ttl, max_ttl, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&k.id)
+        .bind(&k.name)
+        .bind(&k.prefix)
+        .bind(&k.scopes)
+        .bind(&k.default_scopes)
+        .bind(&k.rate_limit)
+        .bind(k.default_ttl)
+        .bind(k.max_ttl)
+        .bind(k.created_at)
+        .bind(k.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        bump(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_keyspace(&self, id_or_name: &str) -> StoreResult<Option<KeyspaceRow>> {
+        Ok(sqlx::query_as::<_, KeyspaceRow>("SELECT * FROM keyspaces WHERE id = ? OR name = ?")
+            .bind(id_or_name)
+            .bind(id_or_name)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn list_keyspaces(&self) -> StoreResult<Vec<KeyspaceRow>> {
+        Ok(sqlx::query_as::<_, KeyspaceRow>("SELECT * FROM keyspaces ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn update_keyspace(&self, k: &KeyspaceRow) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query(
+            "UPDATE keyspaces SET name = ?, scopes = ?, default_scopes = ?, rate_limit = ?, default_ttl = ?, max_ttl = ?, updated_at = ?
+             WHERE id = ?",
+        )
+        .bind(&k.name)
+        .bind(&k.scopes)
+        .bind(&k.default_scopes)
+        .bind(&k.rate_limit)
+        .bind(k.default_ttl)
+        .bind(k.max_ttl)
+        .bind(k.updated_at)
+        .bind(&k.id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        bump(&mut tx).await?;
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    async fn delete_keyspace(&self, id: &str) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query("DELETE FROM keyspaces WHERE id = ?").bind(id).execute(&mut *tx).await?.rows_affected();
+        bump(&mut tx).await?;
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    async fn count_keys(&self, keyspace_id: &str) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE keyspace_id = ?")
+            .bind(keyspace_id)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn insert_api_key(&self, k: &ApiKeyRow) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, keyspace_id, digest, hint, owner, name, scopes, meta, remaining, rate_limit, allow_ips,
+                                   enabled, created_at, updated_at, expires_at, last_used_at, revoked_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&k.id)
+        .bind(&k.keyspace_id)
+        .bind(&k.digest)
+        .bind(&k.hint)
+        .bind(&k.owner)
+        .bind(&k.name)
+        .bind(&k.scopes)
+        .bind(&k.meta)
+        .bind(k.remaining)
+        .bind(&k.rate_limit)
+        .bind(&k.allow_ips)
+        .bind(k.enabled)
+        .bind(k.created_at)
+        .bind(k.updated_at)
+        .bind(k.expires_at)
+        .bind(k.last_used_at)
+        .bind(k.revoked_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_api_key(&self, id: &str) -> StoreResult<Option<ApiKeyRow>> {
+        Ok(sqlx::query_as::<_, ApiKeyRow>("SELECT * FROM api_keys WHERE id = ?").bind(id).fetch_optional(&self.pool).await?)
+    }
+
+    async fn find_api_key(&self, digest: &str) -> StoreResult<Option<ApiKeyRow>> {
+        Ok(sqlx::query_as::<_, ApiKeyRow>("SELECT * FROM api_keys WHERE digest = ?")
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    async fn list_api_keys(&self, keyspace_id: Option<&str>, owner: Option<&str>) -> StoreResult<Vec<ApiKeyRow>> {
+        Ok(sqlx::query_as::<_, ApiKeyRow>(
+            "SELECT * FROM api_keys WHERE (? IS NULL OR keyspace_id = ?) AND (? IS NULL OR owner = ?) ORDER BY created_at, id",
+        )
+        .bind(keyspace_id)
+        .bind(keyspace_id)
+        .bind(owner)
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn update_api_key(&self, k: &ApiKeyRow) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query(
+            "UPDATE api_keys SET name = ?, scopes = ?, meta = ?, remaining = ?, rate_limit = ?, allow_ips = ?, enabled = ?,
+                                 expires_at = ?, updated_at = ?
+             WHERE id = ?",
+        )
+        .bind(&k.name)
+        .bind(&k.scopes)
+        .bind(&k.meta)
+        .bind(k.remaining)
+        .bind(&k.rate_limit)
+        .bind(&k.allow_ips)
+        .bind(k.enabled)
+        .bind(k.expires_at)
+        .bind(k.updated_at)
+        .bind(&k.id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        bump(&mut tx).await?;
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    async fn revoke_api_key(&self, id: &str, now: i64) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        bump(&mut tx).await?;
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    async fn take_api_key_use(&self, id: &str) -> StoreResult<UseOutcome> {
+        let left: Option<i64> =
+            sqlx::query_scalar("UPDATE api_keys SET remaining = remaining - 1 WHERE id = ? AND remaining > 0 RETURNING remaining")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        if let Some(left) = left {
+            return Ok(UseOutcome::Taken(Some(left)));
+        }
+        let current: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT remaining FROM api_keys WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+        match current {
+            Some(None) => Ok(UseOutcome::Taken(None)),
+            Some(Some(_)) => Ok(UseOutcome::Exhausted),
+            None => Err(StoreError::NotFound),
+        }
+    }
+
+    async fn touch_api_keys(&self, last_used: &[(String, i64)]) -> StoreResult<()> {
+        if last_used.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for (id, at) in last_used {
+            sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)")
+                .bind(at)
+                .bind(id)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn purge_expired(&self, before: i64) -> StoreResult<u64> {

@@ -210,3 +210,92 @@ store_test!(every_client_change_bumps_the_change_counter, |store| {
         "a failed write bumps nothing"
     );
 });
+
+fn keyspace(id: &str, prefix: &str) -> portcullis_store::KeyspaceRow {
+    portcullis_store::KeyspaceRow {
+        id: id.into(),
+        name: format!("ks-{id}"),
+        prefix: prefix.into(),
+        scopes: "read write".into(),
+        default_scopes: "read".into(),
+        rate_limit: None,
+        default_ttl: None,
+        max_ttl: None,
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+fn api_key(id: &str, ks: &str, remaining: Option<i64>) -> portcullis_store::ApiKeyRow {
+    portcullis_store::ApiKeyRow {
+        id: id.into(),
+        keyspace_id: ks.into(),
+        digest: format!("digest-{id}"),
+        hint: "acme_…abcd".into(),
+        owner: "user-1".into(),
+        name: "k".into(),
+        scopes: "read".into(),
+        meta: "{}".into(),
+        remaining,
+        rate_limit: None,
+        allow_ips: "[]".into(),
+        enabled: true,
+        created_at: 1,
+        updated_at: 1,
+        expires_at: None,
+        last_used_at: None,
+        revoked_at: None,
+    }
+}
+
+store_test!(keyspace_names_and_prefixes_are_unique, |store| {
+    store.insert_keyspace(&keyspace("k1", "acme_live")).await.expect("insert");
+    let mut dup = keyspace("k2", "acme_live");
+    dup.name = "other".into();
+    assert!(matches!(store.insert_keyspace(&dup).await, Err(StoreError::Conflict { .. })));
+    assert_eq!(store.get_keyspace("ks-k1").await.expect("by name").map(|k| k.id), Some("k1".into()));
+    assert_eq!(store.get_keyspace("k1").await.expect("by id").map(|k| k.prefix), Some("acme_live".into()));
+});
+
+store_test!(api_keys_filter_by_keyspace_and_owner, |store| {
+    store.insert_keyspace(&keyspace("k1", "a")).await.expect("ks");
+    store.insert_keyspace(&keyspace("k2", "b")).await.expect("ks");
+    store.insert_api_key(&api_key("a1", "k1", None)).await.expect("key");
+    let mut other = api_key("a2", "k2", None);
+    other.owner = "user-2".into();
+    store.insert_api_key(&other).await.expect("key");
+    assert_eq!(store.list_api_keys(None, None).await.expect("all").len(), 2);
+    assert_eq!(store.list_api_keys(Some("k1"), None).await.expect("k1").len(), 1);
+    assert_eq!(store.list_api_keys(None, Some("user-2")).await.expect("owner")[0].id, "a2");
+    assert!(store.list_api_keys(Some("k1"), Some("user-2")).await.expect("both").is_empty());
+    assert_eq!(store.count_keys("k1").await.expect("count"), 1);
+    assert!(store.revoke_api_key("a1", 5).await.expect("revoke"));
+    assert!(!store.revoke_api_key("a1", 6).await.expect("idempotent"));
+    store.touch_api_keys(&[("a2".into(), 9), ("a2".into(), 7)]).await.expect("touch");
+    assert_eq!(store.get_api_key("a2").await.expect("get").and_then(|k| k.last_used_at), Some(9));
+});
+
+#[tokio::test]
+async fn a_quota_is_exact_under_concurrency() {
+    let (owned, _dir) = crate::sqlite().await;
+    let shared: std::sync::Arc<dyn portcullis_store::Store> = std::sync::Arc::new(owned);
+    let store = shared.as_ref();
+    store.insert_keyspace(&keyspace("k1", "a")).await.expect("ks");
+    store.insert_api_key(&api_key("q", "k1", Some(50))).await.expect("key");
+    store.insert_api_key(&api_key("u", "k1", None)).await.expect("key");
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..200 {
+        let s = shared.clone();
+        set.spawn(async move { s.take_api_key_use("q").await.expect("take") });
+    }
+    let mut taken = 0;
+    while let Some(r) = set.join_next().await {
+        if matches!(r.expect("join"), portcullis_store::UseOutcome::Taken(_)) {
+            taken += 1;
+        }
+    }
+    assert_eq!(taken, 50, "exactly the quota, never more");
+    assert_eq!(store.get_api_key("q").await.expect("get").and_then(|k| k.remaining), Some(0));
+    assert_eq!(store.take_api_key_use("u").await.expect("unlimited"), portcullis_store::UseOutcome::Taken(None));
+    assert!(matches!(store.take_api_key_use("ghost").await, Err(StoreError::NotFound)));
+}

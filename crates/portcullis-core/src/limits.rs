@@ -1,0 +1,180 @@
+//! Per-credential limits as administrators write them: rate limits (`100/minute`)
+//! and IP allow lists (CIDRs, IPv4 and IPv6).
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Highest request count a rate limit may name.
+pub const MAX_RATE: u32 = 1_000_000_000;
+/// Most CIDRs in one allow list.
+pub const MAX_CIDRS: usize = 256;
+
+/// Why a limit was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LimitError {
+    /// Not `N/PERIOD`.
+    #[error("invalid rate limit {0:?}: expected N/PERIOD with N from 1 to 1000000000 and PERIOD second, minute, hour or day")]
+    RateLimit(String),
+    /// Not a CIDR or IP address.
+    #[error("invalid CIDR {0:?}: expected an IPv4 or IPv6 network like 203.0.113.0/24 or 2001:db8::/32")]
+    Cidr(String),
+    /// Too many entries.
+    #[error("too many CIDRs: at most {MAX_CIDRS}")]
+    TooManyCidrs,
+}
+
+/// `limit` requests per `period_secs`, enforced with GCRA (a smooth rate with a
+/// burst of up to `limit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RateLimit {
+    /// Requests allowed per period.
+    pub limit: u32,
+    /// The period, seconds.
+    pub period_secs: u32,
+}
+
+impl RateLimit {
+    fn period_name(&self) -> &'static str {
+        match self.period_secs {
+            1 => "second",
+            60 => "minute",
+            3_600 => "hour",
+            _ => "day",
+        }
+    }
+}
+
+impl FromStr for RateLimit {
+    type Err = LimitError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || LimitError::RateLimit(s.chars().take(40).collect());
+        let (n, period) = s.trim().split_once('/').ok_or_else(bad)?;
+        let limit: u32 = n.trim().parse().map_err(|_| bad())?;
+        if limit == 0 || limit > MAX_RATE {
+            return Err(bad());
+        }
+        let period_secs = match period.trim() {
+            "second" | "s" => 1,
+            "minute" | "m" => 60,
+            "hour" | "h" => 3_600,
+            "day" | "d" => 86_400,
+            _ => return Err(bad()),
+        };
+        Ok(Self { limit, period_secs })
+    }
+}
+
+impl fmt::Display for RateLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.limit, self.period_name())
+    }
+}
+
+impl Serialize for RateLimit {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for RateLimit {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// An IP allow list. Empty means "any address".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AllowList(Vec<IpNet>);
+
+impl AllowList {
+    /// Parses CIDRs (a bare address is its /32 or /128).
+    pub fn parse<I: IntoIterator<Item = S>, S: AsRef<str>>(items: I) -> Result<Self, LimitError> {
+        let mut nets = Vec::new();
+        for item in items {
+            let t = item.as_ref().trim();
+            let net = IpNet::from_str(t)
+                .or_else(|_| IpAddr::from_str(t).map(IpNet::from))
+                .map_err(|_| LimitError::Cidr(t.chars().take(64).collect()))?;
+            let net = net.trunc();
+            if !nets.contains(&net) {
+                nets.push(net);
+            }
+            if nets.len() > MAX_CIDRS {
+                return Err(LimitError::TooManyCidrs);
+            }
+        }
+        Ok(Self(nets))
+    }
+
+    /// True when the list is empty (no restriction).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// True when `ip` may use the credential. IPv4-mapped IPv6 addresses count as IPv4.
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        if self.0.is_empty() {
+            return true;
+        }
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        self.0.iter().any(|n| n.contains(&ip))
+    }
+
+    /// The CIDRs as text.
+    pub fn to_strings(&self) -> Vec<String> {
+        self.0.iter().map(ToString::to_string).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limits_parse_and_print() {
+        for (s, limit, period, back) in
+            [("100/minute", 100, 60, "100/minute"), ("5/s", 5, 1, "5/second"), (" 7 / day ", 7, 86_400, "7/day")]
+        {
+            let r: RateLimit = s.parse().expect(s);
+            assert_eq!((r.limit, r.period_secs), (limit, period));
+            assert_eq!(r.to_string(), back);
+        }
+    }
+
+    #[test]
+    fn bad_rate_limits_are_refused() {
+        for s in ["", "100", "0/minute", "-1/minute", "100/fortnight", "1000000001/second", "x/minute", "1/2/3"] {
+            assert!(s.parse::<RateLimit>().is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn allow_lists_match_v4_v6_and_mapped_addresses() {
+        let l = AllowList::parse(["203.0.113.0/24", "2001:db8::/32", "198.51.100.7"]).expect("valid");
+        assert!(l.allows("203.0.113.99".parse().expect("ip")));
+        assert!(l.allows("198.51.100.7".parse().expect("ip")));
+        assert!(!l.allows("198.51.100.8".parse().expect("ip")));
+        assert!(l.allows("2001:db8::1".parse().expect("ip")));
+        assert!(l.allows("::ffff:203.0.113.5".parse().expect("ip")), "IPv4-mapped");
+        assert!(!l.allows("10.0.0.1".parse().expect("ip")));
+        assert!(AllowList::default().allows("10.0.0.1".parse().expect("ip")), "empty = any");
+        assert_eq!(l.to_strings()[2], "198.51.100.7/32");
+    }
+
+    #[test]
+    fn bad_cidrs_are_refused() {
+        for s in ["", "300.0.0.0/8", "10.0.0.0/33", "banana", "10.0.0.0/8; DROP TABLE"] {
+            assert!(AllowList::parse([s]).is_err(), "{s}");
+        }
+        let many: Vec<String> = (0..=MAX_CIDRS).map(|i| format!("10.{}.{}.0/24", i / 256, i % 256)).collect();
+        assert_eq!(AllowList::parse(&many), Err(LimitError::TooManyCidrs));
+    }
+}

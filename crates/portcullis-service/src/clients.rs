@@ -5,7 +5,6 @@
 //! parsed back into a [`Client`] on every read, so a hand-edited row cannot
 //! smuggle in an unsupported value.
 
-use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,17 +21,8 @@ use serde::Serialize;
 
 use crate::{Authority, ServiceError};
 
-/// Clients cached by id. Every clear starts a new generation; a lookup that began
-/// in an older generation does not insert, so a row read before a change can
-/// never be cached after the change was noticed.
-#[derive(Debug, Default)]
-pub(crate) struct ClientCache {
-    generation: u64,
-    by_id: HashMap<ClientId, Arc<Client>>,
-}
-
-/// Most clients cached; past it the cache is cleared (clients are few in practice).
-const CLIENT_CACHE_MAX: usize = 100_000;
+/// Most clients cached; past it the cache starts over.
+pub(crate) const CLIENT_CACHE_MAX: usize = 100_000;
 
 /// Access-token format of a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -266,43 +256,20 @@ fn absolute_uri(field: &'static str, s: &str) -> Result<String, ServiceError> {
 impl Authority {
     /// Drops every cached client (after any change to clients).
     pub(crate) fn invalidate_clients(&self) {
-        let mut c = match self.client_cache.write() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        c.generation += 1;
-        c.by_id.clear();
+        self.client_cache.clear();
     }
 
     /// A client by id, from the cache or the store.
-    pub(crate) async fn cached_client(
-        &self,
-        id: &ClientId,
-    ) -> Result<Option<Arc<Client>>, ServiceError> {
-        let generation = {
-            let c = match self.client_cache.read() {
-                Ok(g) => g,
-                Err(p) => p.into_inner(),
-            };
-            if let Some(hit) = c.by_id.get(id) {
-                return Ok(Some(hit.clone()));
-            }
-            c.generation
+    pub(crate) async fn cached_client(&self, id: &ClientId) -> Result<Option<Arc<Client>>, ServiceError> {
+        let generation = match self.client_cache.get(id) {
+            Ok(hit) => return Ok(Some(hit)),
+            Err(generation) => generation,
         };
         let Some(row) = self.store.get_client(&id.to_string()).await? else {
             return Ok(None);
         };
         let client = Arc::new(Client::from_row(row)?);
-        let mut c = match self.client_cache.write() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        if c.generation == generation {
-            if c.by_id.len() >= CLIENT_CACHE_MAX {
-                c.by_id.clear();
-            }
-            c.by_id.insert(*id, client.clone());
-        }
+        self.client_cache.insert(generation, *id, client.clone());
         Ok(Some(client))
     }
 

@@ -9,6 +9,9 @@
 //! - [`error`]: [`ServiceError`], which the server maps to HTTP and the CLI to exit codes.
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod apikeys;
+mod cache;
 pub mod clients;
 pub mod error;
 pub mod keys;
@@ -73,11 +76,19 @@ pub struct Authority {
     /// Revoked JWT ids and their expiry: checked on every JWT introspection.
     revoked_jtis: RwLock<HashMap<String, i64>>,
     /// Clients by id, so authentication costs no database read; see [`clients`].
-    client_cache: RwLock<clients::ClientCache>,
+    client_cache: cache::Cache<portcullis_core::ids::ClientId, clients::Client>,
     /// The store's change counter as last seen.
     seen_change_seq: AtomicI64,
     /// Tokens already verified, for repeated introspection; see [`tokens`].
     live_cache: RwLock<tokens::LiveCache>,
+    /// Admin principals by token digest.
+    admin_cache: cache::Cache<String, admin::AdminPrincipal>,
+    /// API keys by digest, for verification.
+    key_cache: cache::Cache<String, apikeys::KeyRecord>,
+    /// GCRA state (theoretical arrival time, ms) per rate-limited key id.
+    rate_state: std::sync::Mutex<HashMap<String, u64>>,
+    /// Last-use times waiting for the batched flush.
+    key_usage: std::sync::Mutex<HashMap<String, i64>>,
 }
 
 impl Authority {
@@ -101,9 +112,13 @@ impl Authority {
             config,
             keyring,
             revoked_jtis: RwLock::new(HashMap::new()),
-            client_cache: RwLock::new(clients::ClientCache::default()),
+            client_cache: cache::Cache::new(clients::CLIENT_CACHE_MAX),
             seen_change_seq: AtomicI64::new(seq),
             live_cache: RwLock::new(tokens::LiveCache::default()),
+            admin_cache: cache::Cache::new(admin::ADMIN_CACHE_MAX),
+            key_cache: cache::Cache::new(apikeys::KEY_CACHE_MAX),
+            rate_state: std::sync::Mutex::new(HashMap::new()),
+            key_usage: std::sync::Mutex::new(HashMap::new()),
         };
         me.reload_keyring().await?;
         me.reload_revocations().await?;
@@ -174,6 +189,8 @@ impl Authority {
         let seq = self.store.change_seq().await?;
         if self.seen_change_seq.swap(seq, Ordering::SeqCst) != seq {
             self.invalidate_clients();
+            self.admin_cache.clear();
+            self.key_cache.clear();
             return Ok(true);
         }
         Ok(false)

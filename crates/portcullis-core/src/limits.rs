@@ -21,7 +21,9 @@ pub enum LimitError {
     #[error("invalid rate limit {0:?}: expected N/PERIOD with N from 1 to 1000000000 and PERIOD second, minute, hour or day")]
     RateLimit(String),
     /// Not a CIDR or IP address.
-    #[error("invalid CIDR {0:?}: expected an IPv4 or IPv6 network like 203.0.113.0/24 or 2001:db8::/32")]
+    #[error(
+        "invalid CIDR {0:?}: expected an IPv4 or IPv6 network like 203.0.113.0/24 or 2001:db8::/32"
+    )]
     Cidr(String),
     /// Too many entries.
     #[error("too many CIDRs: at most {MAX_CIDRS}")]
@@ -83,7 +85,9 @@ impl Serialize for RateLimit {
 
 impl<'de> Deserialize<'de> for RateLimit {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -140,9 +144,11 @@ mod tests {
 
     #[test]
     fn rate_limits_parse_and_print() {
-        for (s, limit, period, back) in
-            [("100/minute", 100, 60, "100/minute"), ("5/s", 5, 1, "5/second"), (" 7 / day ", 7, 86_400, "7/day")]
-        {
+        for (s, limit, period, back) in [
+            ("100/minute", 100, 60, "100/minute"),
+            ("5/s", 5, 1, "5/second"),
+            (" 7 / day ", 7, 86_400, "7/day"),
+        ] {
             let r: RateLimit = s.parse().expect(s);
             assert_eq!((r.limit, r.period_secs), (limit, period));
             assert_eq!(r.to_string(), back);
@@ -151,30 +157,54 @@ mod tests {
 
     #[test]
     fn bad_rate_limits_are_refused() {
-        for s in ["", "100", "0/minute", "-1/minute", "100/fortnight", "1000000001/second", "x/minute", "1/2/3"] {
+        for s in [
+            "",
+            "100",
+            "0/minute",
+            "-1/minute",
+            "100/fortnight",
+            "1000000001/second",
+            "x/minute",
+            "1/2/3",
+        ] {
             assert!(s.parse::<RateLimit>().is_err(), "{s}");
         }
     }
 
     #[test]
     fn allow_lists_match_v4_v6_and_mapped_addresses() {
-        let l = AllowList::parse(["203.0.113.0/24", "2001:db8::/32", "198.51.100.7"]).expect("valid");
+        let l =
+            AllowList::parse(["203.0.113.0/24", "2001:db8::/32", "198.51.100.7"]).expect("valid");
         assert!(l.allows("203.0.113.99".parse().expect("ip")));
         assert!(l.allows("198.51.100.7".parse().expect("ip")));
         assert!(!l.allows("198.51.100.8".parse().expect("ip")));
         assert!(l.allows("2001:db8::1".parse().expect("ip")));
-        assert!(l.allows("::ffff:203.0.113.5".parse().expect("ip")), "IPv4-mapped");
+        assert!(
+            l.allows("::ffff:203.0.113.5".parse().expect("ip")),
+            "IPv4-mapped"
+        );
         assert!(!l.allows("10.0.0.1".parse().expect("ip")));
-        assert!(AllowList::default().allows("10.0.0.1".parse().expect("ip")), "empty = any");
+        assert!(
+            AllowList::default().allows("10.0.0.1".parse().expect("ip")),
+            "empty = any"
+        );
         assert_eq!(l.to_strings()[2], "198.51.100.7/32");
     }
 
     #[test]
     fn bad_cidrs_are_refused() {
-        for s in ["", "300.0.0.0/8", "10.0.0.0/33", "banana", "10.0.0.0/8; DROP TABLE"] {
+        for s in [
+            "",
+            "300.0.0.0/8",
+            "10.0.0.0/33",
+            "banana",
+            "10.0.0.0/8; DROP TABLE",
+        ] {
             assert!(AllowList::parse([s]).is_err(), "{s}");
         }
-        let many: Vec<String> = (0..=MAX_CIDRS).map(|i| format!("10.{}.{}.0/24", i / 256, i % 256)).collect();
+        let many: Vec<String> = (0..=MAX_CIDRS)
+            .map(|i| format!("10.{}.{}.0/24", i / 256, i % 256))
+            .collect();
         assert_eq!(AllowList::parse(&many), Err(LimitError::TooManyCidrs));
     }
 }
@@ -212,8 +242,17 @@ pub fn gcra(rl: RateLimit, tat_ms: Option<u64>, now_ms: u64) -> GcraDecision {
     }
     let new_tat = tat + t;
     let ahead = new_tat - now;
-    let remaining = if ahead <= tau { ((tau - ahead) / t + 1).min(u64::from(rl.limit)) as u32 } else { 0 };
-    GcraDecision { allowed: true, tat_ms: new_tat.div_ceil(1_000), remaining, reset_after_ms: ahead.div_ceil(1_000) }
+    let remaining = if ahead <= tau {
+        ((tau - ahead) / t + 1).min(u64::from(rl.limit)) as u32
+    } else {
+        0
+    };
+    GcraDecision {
+        allowed: true,
+        tat_ms: new_tat.div_ceil(1_000),
+        remaining,
+        reset_after_ms: ahead.div_ceil(1_000),
+    }
 }
 
 #[cfg(test)]

@@ -24,8 +24,13 @@ pub const PERSONAL_ACCESS_TOKEN_PREFIX: &str = "pcpat";
 pub const ADMIN_TOKEN_PREFIX: &str = "pcadm";
 
 /// Prefixes Portcullis uses itself; a keyspace may not take one of them.
-pub const RESERVED_PREFIXES: &[&str] =
-    &[CLIENT_SECRET_PREFIX, ACCESS_TOKEN_PREFIX, REFRESH_TOKEN_PREFIX, PERSONAL_ACCESS_TOKEN_PREFIX, ADMIN_TOKEN_PREFIX];
+pub const RESERVED_PREFIXES: &[&str] = &[
+    CLIENT_SECRET_PREFIX,
+    ACCESS_TOKEN_PREFIX,
+    REFRESH_TOKEN_PREFIX,
+    PERSONAL_ACCESS_TOKEN_PREFIX,
+    ADMIN_TOKEN_PREFIX,
+];
 
 const RANDOM_CHARS: usize = 44;
 const CHECKSUM_CHARS: usize = 6;

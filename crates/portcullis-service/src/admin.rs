@@ -11,7 +11,14 @@ use serde::Serialize;
 use crate::{Authority, ServiceError};
 
 /// Every admin scope. `admin` implies all others.
-pub const ADMIN_SCOPES: &[&str] = &["admin", "keyspaces:read", "keyspaces:write", "keys:read", "keys:write", "keys:verify"];
+pub const ADMIN_SCOPES: &[&str] = &[
+    "admin",
+    "keyspaces:read",
+    "keyspaces:write",
+    "keys:read",
+    "keys:write",
+    "keys:verify",
+];
 
 /// Most admin tokens cached.
 pub(crate) const ADMIN_CACHE_MAX: usize = 10_000;
@@ -52,7 +59,12 @@ pub struct AdminTokenView {
 impl From<AdminTokenRow> for AdminTokenView {
     fn from(r: AdminTokenRow) -> Self {
         Self {
-            scopes: r.scopes.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+            scopes: r
+                .scopes
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
             id: r.id,
             name: r.name,
             hint: r.hint,
@@ -74,15 +86,25 @@ pub struct CreatedAdminToken {
 
 impl Authority {
     /// Creates an admin token with `scopes` (default: `admin`).
-    pub async fn create_admin_token(&self, name: &str, scopes: &[String]) -> Result<CreatedAdminToken, ServiceError> {
+    pub async fn create_admin_token(
+        &self,
+        name: &str,
+        scopes: &[String],
+    ) -> Result<CreatedAdminToken, ServiceError> {
         let name = name.trim();
         if name.chars().count() > 200 || name.chars().any(char::is_control) {
-            return Err(ServiceError::invalid("name", "must be at most 200 characters without control characters"));
+            return Err(ServiceError::invalid(
+                "name",
+                "must be at most 200 characters without control characters",
+            ));
         }
         let mut list: Vec<String> = Vec::new();
         for s in scopes {
             if !ADMIN_SCOPES.contains(&s.as_str()) {
-                return Err(ServiceError::invalid("scope", format!("{s:?} is not one of {}", ADMIN_SCOPES.join(", "))));
+                return Err(ServiceError::invalid(
+                    "scope",
+                    format!("{s:?} is not one of {}", ADMIN_SCOPES.join(", ")),
+                ));
             }
             if !list.contains(s) {
                 list.push(s.clone());
@@ -96,24 +118,42 @@ impl Authority {
             id: TokenId::new().to_string(),
             digest: self.pepper.digest(secret.expose()).as_str().to_owned(),
             hint: secret.hint(),
-            name: if name.is_empty() { "admin token".into() } else { name.to_owned() },
+            name: if name.is_empty() {
+                "admin token".into()
+            } else {
+                name.to_owned()
+            },
             scopes: list.join(" "),
             created_at: self.now(),
             revoked_at: None,
         };
         self.store.insert_admin_token(&row).await?;
         tracing::info!(admin_token_id = %row.id, scopes = %row.scopes, "admin token created");
-        Ok(CreatedAdminToken { view: row.into(), token: secret.expose().to_owned() })
+        Ok(CreatedAdminToken {
+            view: row.into(),
+            token: secret.expose().to_owned(),
+        })
     }
 
     /// All admin tokens.
     pub async fn list_admin_tokens(&self) -> Result<Vec<AdminTokenView>, ServiceError> {
-        Ok(self.store.list_admin_tokens().await?.into_iter().map(Into::into).collect())
+        Ok(self
+            .store
+            .list_admin_tokens()
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
     }
 
     /// Revokes an admin token at once (here) and within the change poll interval elsewhere.
     pub async fn revoke_admin_token(&self, id: &str) -> Result<(), ServiceError> {
-        let exists = self.store.list_admin_tokens().await?.into_iter().any(|t| t.id == id);
+        let exists = self
+            .store
+            .list_admin_tokens()
+            .await?
+            .into_iter()
+            .any(|t| t.id == id);
         if !exists {
             return Err(ServiceError::NotFound(format!("admin token {id}")));
         }
@@ -124,7 +164,10 @@ impl Authority {
     }
 
     /// Authenticates a bearer admin token; `None` for anything unknown, malformed or revoked.
-    pub async fn authenticate_admin(&self, token: &SecretString) -> Result<Option<Arc<AdminPrincipal>>, ServiceError> {
+    pub async fn authenticate_admin(
+        &self,
+        token: &SecretString,
+    ) -> Result<Option<Arc<AdminPrincipal>>, ServiceError> {
         let Ok(secret) = OpaqueSecret::parse(token.expose(), ADMIN_TOKEN_PREFIX) else {
             return Ok(None);
         };
@@ -140,8 +183,12 @@ impl Authority {
             return Ok(None);
         }
         let view = AdminTokenView::from(row);
-        let p = Arc::new(AdminPrincipal { id: view.id, scopes: view.scopes });
-        self.admin_cache.insert(generation, digest.as_str().to_owned(), p.clone());
+        let p = Arc::new(AdminPrincipal {
+            id: view.id,
+            scopes: view.scopes,
+        });
+        self.admin_cache
+            .insert(generation, digest.as_str().to_owned(), p.clone());
         Ok(Some(p))
     }
 }

@@ -63,7 +63,10 @@ pub struct KeyspaceView {
 }
 
 fn words(s: &str) -> Vec<String> {
-    s.split(' ').filter(|w| !w.is_empty()).map(str::to_owned).collect()
+    s.split(' ')
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 impl From<KeyspaceRow> for KeyspaceView {
@@ -352,7 +355,12 @@ impl KeyRecord {
             meta: serde_json::from_str(&r.meta).context("stored key metadata")?,
             quota: r.remaining.is_some(),
             remaining: r.remaining,
-            rate_limit: r.rate_limit.as_deref().map(str::parse).transpose().context("stored rate limit")?,
+            rate_limit: r
+                .rate_limit
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .context("stored rate limit")?,
             allow: AllowList::parse(&ips).context("stored allow list")?,
             enabled: r.enabled,
             expires_at: r.expires_at,
@@ -366,7 +374,8 @@ fn parse_scopes(field: &'static str, s: &[String]) -> Result<ScopeSet, ServiceEr
 }
 
 fn parse_rate(field: &'static str, s: &str) -> Result<RateLimit, ServiceError> {
-    s.parse::<RateLimit>().map_err(|e| ServiceError::invalid(field, e.to_string()))
+    s.parse::<RateLimit>()
+        .map_err(|e| ServiceError::invalid(field, e.to_string()))
 }
 
 fn parse_meta(meta: Option<Value>) -> Result<String, ServiceError> {
@@ -376,58 +385,106 @@ fn parse_meta(meta: Option<Value>) -> Result<String, ServiceError> {
     }
     let text = serde_json::to_string(&meta).context("json")?;
     if text.len() > MAX_META_BYTES {
-        return Err(ServiceError::invalid("meta", format!("must be at most {MAX_META_BYTES} bytes as JSON")));
+        return Err(ServiceError::invalid(
+            "meta",
+            format!("must be at most {MAX_META_BYTES} bytes as JSON"),
+        ));
     }
     Ok(text)
 }
 
 fn parse_uses(uses: i64) -> Result<i64, ServiceError> {
     if !(1..=MAX_USES).contains(&uses) {
-        return Err(ServiceError::invalid("uses", format!("must be between 1 and {MAX_USES}")));
+        return Err(ServiceError::invalid(
+            "uses",
+            format!("must be between 1 and {MAX_USES}"),
+        ));
     }
     Ok(uses)
 }
 
-fn check_text(field: &'static str, s: &str, max: usize, allow_empty: bool) -> Result<String, ServiceError> {
+fn check_text(
+    field: &'static str,
+    s: &str,
+    max: usize,
+    allow_empty: bool,
+) -> Result<String, ServiceError> {
     let t = s.trim();
-    if (!allow_empty && t.is_empty()) || t.chars().count() > max || t.chars().any(char::is_control) {
+    if (!allow_empty && t.is_empty()) || t.chars().count() > max || t.chars().any(char::is_control)
+    {
         let min = if allow_empty { 0 } else { 1 };
-        return Err(ServiceError::invalid(field, format!("must be {min} to {max} characters without control characters")));
+        return Err(ServiceError::invalid(
+            field,
+            format!("must be {min} to {max} characters without control characters"),
+        ));
     }
     Ok(t.to_owned())
 }
 
 fn unix_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl Authority {
     /// Creates a keyspace.
     pub async fn create_keyspace(&self, req: NewKeyspace) -> Result<KeyspaceView, ServiceError> {
         let name = check_text("name", &req.name, 64, false)?;
-        if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')) {
-            return Err(ServiceError::invalid("name", "use only A-Z, a-z, 0-9, '_', '.' and '-'"));
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        {
+            return Err(ServiceError::invalid(
+                "name",
+                "use only A-Z, a-z, 0-9, '_', '.' and '-'",
+            ));
         }
         validate_prefix(&req.prefix).map_err(|e| ServiceError::invalid("prefix", e.to_string()))?;
         if RESERVED_PREFIXES.contains(&req.prefix.as_str()) {
-            return Err(ServiceError::invalid("prefix", format!("{:?} is reserved by Portcullis", req.prefix)));
+            return Err(ServiceError::invalid(
+                "prefix",
+                format!("{:?} is reserved by Portcullis", req.prefix),
+            ));
         }
         let scopes = parse_scopes("scope", &req.scopes)?;
         let default_scopes = parse_scopes("default_scope", &req.default_scopes)?;
         if !default_scopes.is_subset(&scopes) {
-            return Err(ServiceError::invalid("default_scope", "default scopes must be among the keyspace's scopes"));
+            return Err(ServiceError::invalid(
+                "default_scope",
+                "default scopes must be among the keyspace's scopes",
+            ));
         }
-        let rate_limit = req.rate_limit.as_deref().map(|r| parse_rate("rate_limit", r)).transpose()?;
+        let rate_limit = req
+            .rate_limit
+            .as_deref()
+            .map(|r| parse_rate("rate_limit", r))
+            .transpose()?;
         if let (Some(d), Some(m)) = (req.default_ttl, req.max_ttl) {
             if d > m {
-                return Err(ServiceError::invalid("default_ttl", "must not exceed max_ttl"));
+                return Err(ServiceError::invalid(
+                    "default_ttl",
+                    "must not exceed max_ttl",
+                ));
             }
         }
         if self.store.get_keyspace(&name).await?.is_some() {
-            return Err(ServiceError::Conflict(format!("a keyspace named {name:?} exists")));
+            return Err(ServiceError::Conflict(format!(
+                "a keyspace named {name:?} exists"
+            )));
         }
-        if self.store.list_keyspaces().await?.iter().any(|k| k.prefix == req.prefix) {
-            return Err(ServiceError::Conflict(format!("prefix {:?} is taken by another keyspace", req.prefix)));
+        if self
+            .store
+            .list_keyspaces()
+            .await?
+            .iter()
+            .any(|k| k.prefix == req.prefix)
+        {
+            return Err(ServiceError::Conflict(format!(
+                "prefix {:?} is taken by another keyspace",
+                req.prefix
+            )));
         }
         let now = self.now();
         let row = KeyspaceRow {
@@ -442,16 +499,24 @@ impl Authority {
             created_at: now,
             updated_at: now,
         };
-        self.store.insert_keyspace(&row).await.map_err(|e| match e {
-            portcullis_store::StoreError::Conflict { .. } => ServiceError::Conflict("keyspace name or prefix taken".into()),
-            other => other.into(),
-        })?;
+        self.store
+            .insert_keyspace(&row)
+            .await
+            .map_err(|e| match e {
+                portcullis_store::StoreError::Conflict { .. } => {
+                    ServiceError::Conflict("keyspace name or prefix taken".into())
+                }
+                other => other.into(),
+            })?;
         tracing::info!(keyspace_id = %row.id, prefix = %row.prefix, "keyspace created");
         Ok(row.into())
     }
 
     async fn keyspace_row(&self, id_or_name: &str) -> Result<KeyspaceRow, ServiceError> {
-        self.store.get_keyspace(id_or_name).await?.ok_or_else(|| ServiceError::NotFound(format!("keyspace {id_or_name}")))
+        self.store
+            .get_keyspace(id_or_name)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("keyspace {id_or_name}")))
     }
 
     /// One keyspace by id or name.
@@ -461,11 +526,21 @@ impl Authority {
 
     /// All keyspaces.
     pub async fn list_keyspaces(&self) -> Result<Vec<KeyspaceView>, ServiceError> {
-        Ok(self.store.list_keyspaces().await?.into_iter().map(Into::into).collect())
+        Ok(self
+            .store
+            .list_keyspaces()
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
     }
 
     /// Changes a keyspace's scopes, defaults and lifetimes (not its name or prefix).
-    pub async fn update_keyspace(&self, id_or_name: &str, u: KeyspaceUpdate) -> Result<KeyspaceView, ServiceError> {
+    pub async fn update_keyspace(
+        &self,
+        id_or_name: &str,
+        u: KeyspaceUpdate,
+    ) -> Result<KeyspaceView, ServiceError> {
         let mut row = self.keyspace_row(id_or_name).await?;
         if let Some(s) = &u.scopes {
             row.scopes = parse_scopes("scope", s)?.to_string();
@@ -474,11 +549,21 @@ impl Authority {
             row.default_scopes = parse_scopes("default_scope", s)?.to_string();
         }
         let scopes = ScopeSet::parse(&row.scopes).context("scopes")?;
-        if !ScopeSet::parse(&row.default_scopes).context("scopes")?.is_subset(&scopes) {
-            return Err(ServiceError::invalid("default_scope", "default scopes must be among the keyspace's scopes"));
+        if !ScopeSet::parse(&row.default_scopes)
+            .context("scopes")?
+            .is_subset(&scopes)
+        {
+            return Err(ServiceError::invalid(
+                "default_scope",
+                "default scopes must be among the keyspace's scopes",
+            ));
         }
         if let Some(r) = u.rate_limit {
-            row.rate_limit = r.as_deref().map(|r| parse_rate("rate_limit", r)).transpose()?.map(|r| r.to_string());
+            row.rate_limit = r
+                .as_deref()
+                .map(|r| parse_rate("rate_limit", r))
+                .transpose()?
+                .map(|r| r.to_string());
         }
         if let Some(d) = u.default_ttl {
             row.default_ttl = opt_secs(d);
@@ -488,7 +573,10 @@ impl Authority {
         }
         if let (Some(d), Some(m)) = (row.default_ttl, row.max_ttl) {
             if d > m {
-                return Err(ServiceError::invalid("default_ttl", "must not exceed max_ttl"));
+                return Err(ServiceError::invalid(
+                    "default_ttl",
+                    "must not exceed max_ttl",
+                ));
             }
         }
         row.updated_at = self.now();
@@ -501,7 +589,10 @@ impl Authority {
         let row = self.keyspace_row(id_or_name).await?;
         let n = self.store.count_keys(&row.id).await?;
         if n > 0 {
-            return Err(ServiceError::Conflict(format!("keyspace {} still holds {n} keys; delete or revoke them first", row.name)));
+            return Err(ServiceError::Conflict(format!(
+                "keyspace {} still holds {n} keys; delete or revoke them first",
+                row.name
+            )));
         }
         self.store.delete_keyspace(&row.id).await?;
         tracing::info!(keyspace_id = %row.id, "keyspace deleted");
@@ -519,14 +610,24 @@ impl Authority {
             None => ScopeSet::parse(&ks.default_scopes).context("keyspace scopes")?,
         };
         if !scopes.is_subset(&allowed) {
-            return Err(ServiceError::invalid("scope", format!("scopes must be among the keyspace's: {allowed}")));
+            return Err(ServiceError::invalid(
+                "scope",
+                format!("scopes must be among the keyspace's: {allowed}"),
+            ));
         }
         let meta = parse_meta(req.meta)?;
         let now = self.now();
         let expires_at = match (req.expires_in, req.expires_at) {
-            (Some(_), Some(_)) => return Err(ServiceError::invalid("expires_at", "give expires_in or expires_at, not both")),
+            (Some(_), Some(_)) => {
+                return Err(ServiceError::invalid(
+                    "expires_at",
+                    "give expires_in or expires_at, not both",
+                ))
+            }
             (Some(d), None) => Some(now + d.as_secs() as i64),
-            (None, Some(at)) if at <= now => return Err(ServiceError::invalid("expires_at", "is in the past")),
+            (None, Some(at)) if at <= now => {
+                return Err(ServiceError::invalid("expires_at", "is in the past"))
+            }
             (None, Some(at)) => Some(at),
             (None, None) => ks.default_ttl.map(|t| now + t),
         };
@@ -544,9 +645,14 @@ impl Authority {
         let remaining = req.uses.map(parse_uses).transpose()?;
         let rate_limit = match req.rate_limit.as_deref() {
             Some(r) => Some(parse_rate("rate_limit", r)?),
-            None => ks.rate_limit.as_deref().map(|r| parse_rate("rate_limit", r)).transpose()?,
+            None => ks
+                .rate_limit
+                .as_deref()
+                .map(|r| parse_rate("rate_limit", r))
+                .transpose()?,
         };
-        let allow = AllowList::parse(&req.allow_ips).map_err(|e| ServiceError::invalid("allow_ip", e.to_string()))?;
+        let allow = AllowList::parse(&req.allow_ips)
+            .map_err(|e| ServiceError::invalid("allow_ip", e.to_string()))?;
         let secret = OpaqueSecret::generate(&ks.prefix);
         let row = ApiKeyRow {
             id: TokenId::new().to_string(),
@@ -569,11 +675,17 @@ impl Authority {
         };
         self.store.insert_api_key(&row).await?;
         tracing::info!(key_id = %row.id, keyspace_id = %ks.id, "api key created");
-        Ok(CreatedApiKey { view: row.try_into()?, key: secret.expose().to_owned() })
+        Ok(CreatedApiKey {
+            view: row.try_into()?,
+            key: secret.expose().to_owned(),
+        })
     }
 
     async fn api_key_row(&self, id: &str) -> Result<ApiKeyRow, ServiceError> {
-        self.store.get_api_key(id).await?.ok_or_else(|| ServiceError::NotFound(format!("api key {id}")))
+        self.store
+            .get_api_key(id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("api key {id}")))
     }
 
     /// One key.
@@ -582,16 +694,29 @@ impl Authority {
     }
 
     /// Keys, optionally of one keyspace (id or name) and/or owner. Never the secrets.
-    pub async fn list_api_keys(&self, keyspace: Option<&str>, owner: Option<&str>) -> Result<Vec<ApiKeyView>, ServiceError> {
+    pub async fn list_api_keys(
+        &self,
+        keyspace: Option<&str>,
+        owner: Option<&str>,
+    ) -> Result<Vec<ApiKeyView>, ServiceError> {
         let ks = match keyspace {
             Some(k) => Some(self.keyspace_row(k).await?.id),
             None => None,
         };
-        self.store.list_api_keys(ks.as_deref(), owner).await?.into_iter().map(TryInto::try_into).collect()
+        self.store
+            .list_api_keys(ks.as_deref(), owner)
+            .await?
+            .into_iter()
+            .map(TryInto::try_into)
+            .collect()
     }
 
     /// Updates a key; effective at once for verification.
-    pub async fn update_api_key(&self, id: &str, u: ApiKeyUpdate) -> Result<ApiKeyView, ServiceError> {
+    pub async fn update_api_key(
+        &self,
+        id: &str,
+        u: ApiKeyUpdate,
+    ) -> Result<ApiKeyView, ServiceError> {
         let mut row = self.api_key_row(id).await?;
         if row.revoked_at.is_some() {
             return Err(ServiceError::Conflict(format!("api key {id} is revoked")));
@@ -603,7 +728,10 @@ impl Authority {
         if let Some(s) = &u.scopes {
             let scopes = parse_scopes("scope", s)?;
             if !scopes.is_subset(&ScopeSet::parse(&ks.scopes).context("keyspace scopes")?) {
-                return Err(ServiceError::invalid("scope", "scopes must be among the keyspace's"));
+                return Err(ServiceError::invalid(
+                    "scope",
+                    "scopes must be among the keyspace's",
+                ));
             }
             row.scopes = scopes.to_string();
         }
@@ -614,10 +742,15 @@ impl Authority {
             row.remaining = uses.map(parse_uses).transpose()?;
         }
         if let Some(r) = u.rate_limit {
-            row.rate_limit = r.as_deref().map(|r| parse_rate("rate_limit", r)).transpose()?.map(|r| r.to_string());
+            row.rate_limit = r
+                .as_deref()
+                .map(|r| parse_rate("rate_limit", r))
+                .transpose()?
+                .map(|r| r.to_string());
         }
         if let Some(ips) = &u.allow_ips {
-            let allow = AllowList::parse(ips).map_err(|e| ServiceError::invalid("allow_ip", e.to_string()))?;
+            let allow = AllowList::parse(ips)
+                .map_err(|e| ServiceError::invalid("allow_ip", e.to_string()))?;
             row.allow_ips = serde_json::to_string(&allow.to_strings()).context("json")?;
         }
         if let Some(e) = u.enabled {
@@ -662,7 +795,14 @@ impl Authority {
             }
             g.insert(key_id.to_owned(), d.tat_ms);
         }
-        (d.allowed, RateLimitState { limit: rl.limit, remaining: d.remaining, reset: now + d.reset_after_ms })
+        (
+            d.allowed,
+            RateLimitState {
+                limit: rl.limit,
+                remaining: d.remaining,
+                reset: now + d.reset_after_ms,
+            },
+        )
     }
 
     fn note_use(&self, key_id: &str, now: i64) {
@@ -687,7 +827,10 @@ impl Authority {
     }
 
     /// The verification hot path.
-    pub async fn verify_api_key(&self, req: &VerifyRequest) -> Result<VerifyResponse, ServiceError> {
+    pub async fn verify_api_key(
+        &self,
+        req: &VerifyRequest,
+    ) -> Result<VerifyResponse, ServiceError> {
         // Format and checksum first: junk never reaches the cache or the database.
         let Ok(secret) = OpaqueSecret::parse_any(req.key.trim()) else {
             return Ok(VerifyResponse::not_found());
@@ -700,7 +843,8 @@ impl Authority {
                     return Ok(VerifyResponse::not_found());
                 };
                 let rec = Arc::new(KeyRecord::from_row(&row)?);
-                self.key_cache.insert(generation, digest.as_str().to_owned(), rec.clone());
+                self.key_cache
+                    .insert(generation, digest.as_str().to_owned(), rec.clone());
                 rec
             }
         };

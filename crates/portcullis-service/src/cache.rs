@@ -25,7 +25,13 @@ pub(crate) struct Cache<K, V> {
 
 impl<K: Eq + Hash, V> Cache<K, V> {
     pub(crate) fn new(max: usize) -> Self {
-        Self { inner: RwLock::new(Inner { generation: 0, map: HashMap::new() }), max }
+        Self {
+            inner: RwLock::new(Inner {
+                generation: 0,
+                map: HashMap::new(),
+            }),
+            max,
+        }
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Inner<K, V>> {

@@ -260,7 +260,10 @@ impl Authority {
     }
 
     /// A client by id, from the cache or the store.
-    pub(crate) async fn cached_client(&self, id: &ClientId) -> Result<Option<Arc<Client>>, ServiceError> {
+    pub(crate) async fn cached_client(
+        &self,
+        id: &ClientId,
+    ) -> Result<Option<Arc<Client>>, ServiceError> {
         let generation = match self.client_cache.get(id) {
             Ok(hit) => return Ok(Some(hit)),
             Err(generation) => generation,

@@ -19,8 +19,8 @@ pub mod rows;
 pub mod sqlite;
 
 pub use rows::{
-    AdminTokenRow, ApiKeyRow, ClientRow, KeyspaceRow, OpaqueTokenRow, RevokedJti, SigningKeyRow, SigningKeyState,
-    UseOutcome,
+    AdminTokenRow, ApiKeyRow, ClientRow, KeyspaceRow, OpaqueTokenRow, RevokedJti, SigningKeyRow,
+    SigningKeyState, UseOutcome,
 };
 pub use sqlite::SqliteStore;
 
@@ -146,7 +146,11 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// An API key by digest (the verification lookup).
     async fn find_api_key(&self, digest: &str) -> StoreResult<Option<ApiKeyRow>>;
     /// API keys, optionally of one keyspace and/or owner, oldest first.
-    async fn list_api_keys(&self, keyspace_id: Option<&str>, owner: Option<&str>) -> StoreResult<Vec<ApiKeyRow>>;
+    async fn list_api_keys(
+        &self,
+        keyspace_id: Option<&str>,
+        owner: Option<&str>,
+    ) -> StoreResult<Vec<ApiKeyRow>>;
     /// Replaces a key's mutable fields (scopes, meta, limits, enabled, name); false when unknown.
     async fn update_api_key(&self, k: &ApiKeyRow) -> StoreResult<bool>;
     /// Revokes a key; false when unknown or already revoked.

@@ -13,8 +13,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 use crate::{
-    AdminTokenRow, ApiKeyRow, ClientRow, KeyspaceRow, OpaqueTokenRow, RevokedJti, SigningKeyRow, Store, StoreError,
-    StoreResult, UseOutcome,
+    AdminTokenRow, ApiKeyRow, ClientRow, KeyspaceRow, OpaqueTokenRow, RevokedJti, SigningKeyRow,
+    Store, StoreError, StoreResult, UseOutcome,
 };
 
 /// The SQLite store.
@@ -299,26 +299,34 @@ impl Store for SqliteStore {
     }
 
     async fn find_admin_token(&self, digest: &str) -> StoreResult<Option<AdminTokenRow>> {
-        Ok(sqlx::query_as::<_, AdminTokenRow>("SELECT * FROM admin_tokens WHERE digest = ?")
-            .bind(digest)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_as::<_, AdminTokenRow>("SELECT * FROM admin_tokens WHERE digest = ?")
+                .bind(digest)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     async fn list_admin_tokens(&self) -> StoreResult<Vec<AdminTokenRow>> {
-        Ok(sqlx::query_as::<_, AdminTokenRow>("SELECT * FROM admin_tokens ORDER BY created_at, id")
+        Ok(
+            sqlx::query_as::<_, AdminTokenRow>(
+                "SELECT * FROM admin_tokens ORDER BY created_at, id",
+            )
             .fetch_all(&self.pool)
-            .await?)
+            .await?,
+        )
     }
 
     async fn revoke_admin_token(&self, id: &str, now: i64) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await?;
-        let n = sqlx::query("UPDATE admin_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let n = sqlx::query(
+            "UPDATE admin_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         bump(&mut tx).await?;
         tx.commit().await?;
         Ok(n > 0)
@@ -348,17 +356,21 @@ impl Store for SqliteStore {
     }
 
     async fn get_keyspace(&self, id_or_name: &str) -> StoreResult<Option<KeyspaceRow>> {
-        Ok(sqlx::query_as::<_, KeyspaceRow>("SELECT * FROM keyspaces WHERE id = ? OR name = ?")
-            .bind(id_or_name)
-            .bind(id_or_name)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_as::<_, KeyspaceRow>("SELECT * FROM keyspaces WHERE id = ? OR name = ?")
+                .bind(id_or_name)
+                .bind(id_or_name)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     async fn list_keyspaces(&self) -> StoreResult<Vec<KeyspaceRow>> {
-        Ok(sqlx::query_as::<_, KeyspaceRow>("SELECT * FROM keyspaces ORDER BY created_at, id")
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_as::<_, KeyspaceRow>("SELECT * FROM keyspaces ORDER BY created_at, id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     async fn update_keyspace(&self, k: &KeyspaceRow) -> StoreResult<bool> {
@@ -385,17 +397,23 @@ impl Store for SqliteStore {
 
     async fn delete_keyspace(&self, id: &str) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await?;
-        let n = sqlx::query("DELETE FROM keyspaces WHERE id = ?").bind(id).execute(&mut *tx).await?.rows_affected();
+        let n = sqlx::query("DELETE FROM keyspaces WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         bump(&mut tx).await?;
         tx.commit().await?;
         Ok(n > 0)
     }
 
     async fn count_keys(&self, keyspace_id: &str) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE keyspace_id = ?")
-            .bind(keyspace_id)
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE keyspace_id = ?")
+                .bind(keyspace_id)
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     async fn insert_api_key(&self, k: &ApiKeyRow) -> StoreResult<()> {
@@ -427,17 +445,28 @@ impl Store for SqliteStore {
     }
 
     async fn get_api_key(&self, id: &str) -> StoreResult<Option<ApiKeyRow>> {
-        Ok(sqlx::query_as::<_, ApiKeyRow>("SELECT * FROM api_keys WHERE id = ?").bind(id).fetch_optional(&self.pool).await?)
+        Ok(
+            sqlx::query_as::<_, ApiKeyRow>("SELECT * FROM api_keys WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     async fn find_api_key(&self, digest: &str) -> StoreResult<Option<ApiKeyRow>> {
-        Ok(sqlx::query_as::<_, ApiKeyRow>("SELECT * FROM api_keys WHERE digest = ?")
-            .bind(digest)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_as::<_, ApiKeyRow>("SELECT * FROM api_keys WHERE digest = ?")
+                .bind(digest)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
-    async fn list_api_keys(&self, keyspace_id: Option<&str>, owner: Option<&str>) -> StoreResult<Vec<ApiKeyRow>> {
+    async fn list_api_keys(
+        &self,
+        keyspace_id: Option<&str>,
+        owner: Option<&str>,
+    ) -> StoreResult<Vec<ApiKeyRow>> {
         Ok(sqlx::query_as::<_, ApiKeyRow>(
             "SELECT * FROM api_keys WHERE (? IS NULL OR keyspace_id = ?) AND (? IS NULL OR owner = ?) ORDER BY created_at, id",
         )
@@ -476,12 +505,13 @@ impl Store for SqliteStore {
 
     async fn revoke_api_key(&self, id: &str, now: i64) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await?;
-        let n = sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let n =
+            sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         bump(&mut tx).await?;
         tx.commit().await?;
         Ok(n > 0)
@@ -497,7 +527,10 @@ impl Store for SqliteStore {
             return Ok(UseOutcome::Taken(Some(left)));
         }
         let current: Option<Option<i64>> =
-            sqlx::query_scalar("SELECT remaining FROM api_keys WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+            sqlx::query_scalar("SELECT remaining FROM api_keys WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
         match current {
             Some(None) => Ok(UseOutcome::Taken(None)),
             Some(Some(_)) => Ok(UseOutcome::Exhausted),

@@ -1,5 +1,6 @@
 //! Service tests on a real SQLite file with a manual clock.
 
+mod apikeys;
 mod clients;
 mod rotation;
 mod tokens;

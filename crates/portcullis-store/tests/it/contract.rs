@@ -249,30 +249,87 @@ fn api_key(id: &str, ks: &str, remaining: Option<i64>) -> portcullis_store::ApiK
 }
 
 store_test!(keyspace_names_and_prefixes_are_unique, |store| {
-    store.insert_keyspace(&keyspace("k1", "acme_live")).await.expect("insert");
+    store
+        .insert_keyspace(&keyspace("k1", "acme_live"))
+        .await
+        .expect("insert");
     let mut dup = keyspace("k2", "acme_live");
     dup.name = "other".into();
-    assert!(matches!(store.insert_keyspace(&dup).await, Err(StoreError::Conflict { .. })));
-    assert_eq!(store.get_keyspace("ks-k1").await.expect("by name").map(|k| k.id), Some("k1".into()));
-    assert_eq!(store.get_keyspace("k1").await.expect("by id").map(|k| k.prefix), Some("acme_live".into()));
+    assert!(matches!(
+        store.insert_keyspace(&dup).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(
+        store
+            .get_keyspace("ks-k1")
+            .await
+            .expect("by name")
+            .map(|k| k.id),
+        Some("k1".into())
+    );
+    assert_eq!(
+        store
+            .get_keyspace("k1")
+            .await
+            .expect("by id")
+            .map(|k| k.prefix),
+        Some("acme_live".into())
+    );
 });
 
 store_test!(api_keys_filter_by_keyspace_and_owner, |store| {
-    store.insert_keyspace(&keyspace("k1", "a")).await.expect("ks");
-    store.insert_keyspace(&keyspace("k2", "b")).await.expect("ks");
-    store.insert_api_key(&api_key("a1", "k1", None)).await.expect("key");
+    store
+        .insert_keyspace(&keyspace("k1", "a"))
+        .await
+        .expect("ks");
+    store
+        .insert_keyspace(&keyspace("k2", "b"))
+        .await
+        .expect("ks");
+    store
+        .insert_api_key(&api_key("a1", "k1", None))
+        .await
+        .expect("key");
     let mut other = api_key("a2", "k2", None);
     other.owner = "user-2".into();
     store.insert_api_key(&other).await.expect("key");
     assert_eq!(store.list_api_keys(None, None).await.expect("all").len(), 2);
-    assert_eq!(store.list_api_keys(Some("k1"), None).await.expect("k1").len(), 1);
-    assert_eq!(store.list_api_keys(None, Some("user-2")).await.expect("owner")[0].id, "a2");
-    assert!(store.list_api_keys(Some("k1"), Some("user-2")).await.expect("both").is_empty());
+    assert_eq!(
+        store
+            .list_api_keys(Some("k1"), None)
+            .await
+            .expect("k1")
+            .len(),
+        1
+    );
+    assert_eq!(
+        store
+            .list_api_keys(None, Some("user-2"))
+            .await
+            .expect("owner")[0]
+            .id,
+        "a2"
+    );
+    assert!(store
+        .list_api_keys(Some("k1"), Some("user-2"))
+        .await
+        .expect("both")
+        .is_empty());
     assert_eq!(store.count_keys("k1").await.expect("count"), 1);
     assert!(store.revoke_api_key("a1", 5).await.expect("revoke"));
     assert!(!store.revoke_api_key("a1", 6).await.expect("idempotent"));
-    store.touch_api_keys(&[("a2".into(), 9), ("a2".into(), 7)]).await.expect("touch");
-    assert_eq!(store.get_api_key("a2").await.expect("get").and_then(|k| k.last_used_at), Some(9));
+    store
+        .touch_api_keys(&[("a2".into(), 9), ("a2".into(), 7)])
+        .await
+        .expect("touch");
+    assert_eq!(
+        store
+            .get_api_key("a2")
+            .await
+            .expect("get")
+            .and_then(|k| k.last_used_at),
+        Some(9)
+    );
 });
 
 #[tokio::test]
@@ -280,9 +337,18 @@ async fn a_quota_is_exact_under_concurrency() {
     let (owned, _dir) = crate::sqlite().await;
     let shared: std::sync::Arc<dyn portcullis_store::Store> = std::sync::Arc::new(owned);
     let store = shared.as_ref();
-    store.insert_keyspace(&keyspace("k1", "a")).await.expect("ks");
-    store.insert_api_key(&api_key("q", "k1", Some(50))).await.expect("key");
-    store.insert_api_key(&api_key("u", "k1", None)).await.expect("key");
+    store
+        .insert_keyspace(&keyspace("k1", "a"))
+        .await
+        .expect("ks");
+    store
+        .insert_api_key(&api_key("q", "k1", Some(50)))
+        .await
+        .expect("key");
+    store
+        .insert_api_key(&api_key("u", "k1", None))
+        .await
+        .expect("key");
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..200 {
         let s = shared.clone();
@@ -295,7 +361,20 @@ async fn a_quota_is_exact_under_concurrency() {
         }
     }
     assert_eq!(taken, 50, "exactly the quota, never more");
-    assert_eq!(store.get_api_key("q").await.expect("get").and_then(|k| k.remaining), Some(0));
-    assert_eq!(store.take_api_key_use("u").await.expect("unlimited"), portcullis_store::UseOutcome::Taken(None));
-    assert!(matches!(store.take_api_key_use("ghost").await, Err(StoreError::NotFound)));
+    assert_eq!(
+        store
+            .get_api_key("q")
+            .await
+            .expect("get")
+            .and_then(|k| k.remaining),
+        Some(0)
+    );
+    assert_eq!(
+        store.take_api_key_use("u").await.expect("unlimited"),
+        portcullis_store::UseOutcome::Taken(None)
+    );
+    assert!(matches!(
+        store.take_api_key_use("ghost").await,
+        Err(StoreError::NotFound)
+    ));
 }

@@ -8,6 +8,7 @@
 //! - [`serve`]: listen (plain or TLS), run background jobs, shut down gracefully.
 #![forbid(unsafe_code)]
 
+pub mod admin_extract;
 pub mod bootstrap;
 pub mod config;
 pub mod error;
@@ -46,6 +47,9 @@ pub async fn prepare(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Resu
     Ok(auth)
 }
 
+/// How often API-key last-use times gathered in memory are written.
+pub const USAGE_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Periodic work: notice client changes made by other processes every
 /// `database.change_poll_interval`; due key rotations (and key reloads, so keys
 /// rotated by the CLI are picked up) every `keys.check_interval`; purge expired
@@ -54,7 +58,8 @@ pub fn spawn_jobs(auth: Arc<Authority>, settings: &Settings) -> tokio::task::Joi
     let mut changes = tokio::time::interval(settings.database.change_poll_interval);
     let mut keys = tokio::time::interval(settings.keys.check_interval);
     let mut cleanup = tokio::time::interval(settings.tokens.cleanup_interval);
-    for t in [&mut changes, &mut keys, &mut cleanup] {
+    let mut usage = tokio::time::interval(USAGE_FLUSH_INTERVAL);
+    for t in [&mut changes, &mut keys, &mut cleanup, &mut usage] {
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
     let log = |what: &str, e: portcullis_service::ServiceError| {
@@ -72,6 +77,9 @@ pub fn spawn_jobs(auth: Arc<Authority>, settings: &Settings) -> tokio::task::Joi
                     Ok(r) if !r.is_empty() => tracing::info!(report = ?r, "key rotation"),
                     Ok(_) => {}
                     Err(e) => log("key rotation", e),
+                },
+                _ = usage.tick() => if let Err(e) = auth.flush_key_usage().await {
+                    log("key usage flush", e);
                 },
                 _ = cleanup.tick() => match auth.purge_expired().await {
                     Ok(n) => tracing::debug!(removed = n, "expired tokens purged"),
@@ -91,6 +99,7 @@ pub async fn serve(
     let started = Instant::now();
     let auth = prepare(&settings, Arc::new(SystemClock)).await?;
     let jobs = spawn_jobs(auth.clone(), &settings);
+    let auth_for_flush = auth.clone();
     let app = router(AppState::new(auth, settings.clone()))
         .into_make_service_with_connect_info::<SocketAddr>();
     let grace = settings.server.shutdown_grace;
@@ -157,6 +166,9 @@ pub async fn serve(
         }
     };
     jobs.abort();
+    if let Err(e) = auth_for_flush.flush_key_usage().await {
+        tracing::warn!(error = %e, "final key usage flush failed");
+    }
     tracing::info!("stopped");
     result
 }

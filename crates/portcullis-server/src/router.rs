@@ -15,7 +15,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::http::discovery::{self, INTROSPECT_PATH, JWKS_PATH, REVOKE_PATH, TOKEN_PATH};
-use crate::http::{oauth, ops};
+use crate::http::{admin, oauth, ops};
 use crate::metrics;
 use crate::state::AppState;
 
@@ -61,7 +61,30 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .route(
+            "/api/v1/keyspaces",
+            post(admin::keyspaces::create).get(admin::keyspaces::list),
+        )
+        .route(
+            "/api/v1/keyspaces/{id}",
+            get(admin::keyspaces::show)
+                .patch(admin::keyspaces::patch)
+                .delete(admin::keyspaces::delete),
+        )
+        .route(
+            "/api/v1/keys",
+            post(admin::keys::create).get(admin::keys::list),
+        )
+        .route("/api/v1/keys/verify", post(admin::keys::verify))
+        .route(
+            "/api/v1/keys/{id}",
+            get(admin::keys::show).patch(admin::keys::patch),
+        )
+        .route("/api/v1/keys/{id}/revoke", post(admin::keys::revoke))
         .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.settings().server.max_body_bytes,
+        ))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             metrics::track,

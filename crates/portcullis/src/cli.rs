@@ -41,6 +41,145 @@ enum Command {
     /// Manage signing keys.
     #[command(subcommand, name = "signing-key")]
     SigningKey(KeyCmd),
+    /// Manage admin API tokens (bearer tokens for /api/v1).
+    #[command(subcommand, name = "admin-token")]
+    AdminToken(AdminTokenCmd),
+    /// Manage keyspaces (groups of API keys sharing a prefix).
+    #[command(subcommand)]
+    Keyspace(KeyspaceCmd),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Apikey(ApikeyCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminTokenCmd {
+    /// Create a token; prints it once.
+    Create {
+        /// Scope (repeatable): admin, keyspaces:read, keyspaces:write, keys:read, keys:write, keys:verify. Default: admin.
+        #[arg(long = "scope", value_name = "S", num_args = 1..)]
+        scopes: Vec<String>,
+        /// What the token is for.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List tokens (never the tokens themselves).
+    List,
+    /// Revoke a token.
+    Revoke {
+        /// Token id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyspaceCmd {
+    /// Create a keyspace.
+    Create {
+        /// Unique name.
+        #[arg(long)]
+        name: String,
+        /// Key prefix, e.g. acme_live.
+        #[arg(long)]
+        prefix: String,
+        /// Scope keys may have (repeatable).
+        #[arg(long = "scope", value_name = "S", num_args = 1..)]
+        scopes: Vec<String>,
+        /// Scope of keys created without --scope (repeatable).
+        #[arg(long = "default-scope", value_name = "S", num_args = 1..)]
+        default_scopes: Vec<String>,
+        /// Default rate limit of new keys, N/second|minute|hour|day.
+        #[arg(long = "rate-limit", value_name = "N/PERIOD")]
+        rate_limit: Option<String>,
+        /// Default lifetime of new keys, like 90d.
+        #[arg(long = "default-ttl", value_name = "DURATION")]
+        default_ttl: Option<String>,
+        /// Longest lifetime of keys, like 365d.
+        #[arg(long = "max-ttl", value_name = "DURATION")]
+        max_ttl: Option<String>,
+    },
+    /// List keyspaces.
+    List,
+    /// Show a keyspace (id or name).
+    Show {
+        /// Id or name.
+        keyspace: String,
+    },
+    /// Delete a keyspace that holds no keys.
+    Delete {
+        /// Id or name.
+        keyspace: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ApikeyCmd {
+    /// Create a key; prints it once.
+    Create(Box<CreateKey>),
+    /// List keys (never the keys themselves).
+    List {
+        /// Only this keyspace (id or name).
+        #[arg(long)]
+        keyspace: Option<String>,
+        /// Only this owner.
+        #[arg(long)]
+        owner: Option<String>,
+    },
+    /// Show a key.
+    Show {
+        /// Key id.
+        id: String,
+    },
+    /// Revoke a key (effective at once on this node; on a running server within database.change_poll_interval).
+    Revoke {
+        /// Key id.
+        id: String,
+    },
+    /// Enable or disable a key.
+    Update {
+        /// Key id.
+        id: String,
+        /// Enable (true) or disable (false).
+        #[arg(long)]
+        enabled: Option<bool>,
+        /// Replace the remaining uses.
+        #[arg(long)]
+        uses: Option<i64>,
+        /// Replace the rate limit.
+        #[arg(long = "rate-limit", value_name = "N/PERIOD")]
+        rate_limit: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct CreateKey {
+    /// Keyspace id or name.
+    #[arg(long)]
+    keyspace: String,
+    /// Owner (an external id: user, team, customer).
+    #[arg(long)]
+    owner: String,
+    /// Name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Scope (repeatable; default: the keyspace's default scopes).
+    #[arg(long = "scope", value_name = "S", num_args = 1..)]
+    scopes: Option<Vec<String>>,
+    /// Lifetime, like 90d.
+    #[arg(long = "expires-in", value_name = "DURATION")]
+    expires_in: Option<String>,
+    /// Rate limit, N/second|minute|hour|day.
+    #[arg(long = "rate-limit", value_name = "N/PERIOD")]
+    rate_limit: Option<String>,
+    /// Uses allowed (quota).
+    #[arg(long)]
+    uses: Option<i64>,
+    /// Allowed client network (repeatable CIDR).
+    #[arg(long = "allow-ip", value_name = "CIDR", num_args = 1..)]
+    allow_ips: Vec<String>,
+    /// Metadata, a JSON object.
+    #[arg(long)]
+    meta: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -172,6 +311,149 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Client(cmd) => client(cmd, &settings, out).await,
         Command::SigningKey(cmd) => signing_key(cmd, &settings, out).await,
+        Command::AdminToken(cmd) => admin_token(cmd, &settings, out).await,
+        Command::Keyspace(cmd) => keyspace(cmd, &settings, out).await,
+        Command::Apikey(cmd) => apikey(cmd, &settings, out).await,
+    }
+}
+
+fn opt_duration(flag: &str, v: Option<&str>) -> anyhow::Result<Option<std::time::Duration>> {
+    v.map(parse_duration)
+        .transpose()
+        .with_context(|| flag.to_owned())
+}
+
+async fn admin_token(cmd: AdminTokenCmd, settings: &Settings, out: Output) -> anyhow::Result<()> {
+    let auth = authority(settings).await?;
+    match cmd {
+        AdminTokenCmd::Create { scopes, name } => print(
+            out,
+            &auth.create_admin_token(&name, &scopes).await?,
+            &["id", "scopes", "token"],
+        ),
+        AdminTokenCmd::List => print(
+            out,
+            &auth.list_admin_tokens().await?,
+            &["id", "name", "hint", "scopes", "revoked_at"],
+        ),
+        AdminTokenCmd::Revoke { id } => {
+            auth.revoke_admin_token(&id).await?;
+            print(out, &json!({"id": id, "revoked": true}), &["id", "revoked"])
+        }
+    }
+}
+
+const KEYSPACE_COLUMNS: &[&str] = &[
+    "id",
+    "name",
+    "prefix",
+    "scopes",
+    "default_scopes",
+    "rate_limit",
+    "max_ttl",
+];
+const KEY_COLUMNS: &[&str] = &[
+    "id",
+    "hint",
+    "owner",
+    "name",
+    "scopes",
+    "remaining",
+    "rate_limit",
+    "enabled",
+    "expires_at",
+    "revoked_at",
+];
+
+async fn keyspace(cmd: KeyspaceCmd, settings: &Settings, out: Output) -> anyhow::Result<()> {
+    let auth = authority(settings).await?;
+    match cmd {
+        KeyspaceCmd::Create {
+            name,
+            prefix,
+            scopes,
+            default_scopes,
+            rate_limit,
+            default_ttl,
+            max_ttl,
+        } => {
+            let ks = auth
+                .create_keyspace(portcullis_service::apikeys::NewKeyspace {
+                    name,
+                    prefix,
+                    scopes,
+                    default_scopes,
+                    rate_limit,
+                    default_ttl: opt_duration("--default-ttl", default_ttl.as_deref())?,
+                    max_ttl: opt_duration("--max-ttl", max_ttl.as_deref())?,
+                })
+                .await?;
+            print(out, &ks, KEYSPACE_COLUMNS)
+        }
+        KeyspaceCmd::List => print(out, &auth.list_keyspaces().await?, KEYSPACE_COLUMNS),
+        KeyspaceCmd::Show { keyspace } => {
+            print(out, &auth.get_keyspace(&keyspace).await?, KEYSPACE_COLUMNS)
+        }
+        KeyspaceCmd::Delete { keyspace } => {
+            auth.delete_keyspace(&keyspace).await?;
+            print(
+                out,
+                &json!({"keyspace": keyspace, "deleted": true}),
+                &["keyspace", "deleted"],
+            )
+        }
+    }
+}
+
+async fn apikey(cmd: ApikeyCmd, settings: &Settings, out: Output) -> anyhow::Result<()> {
+    let auth = authority(settings).await?;
+    match cmd {
+        ApikeyCmd::Create(c) => {
+            let meta = c
+                .meta
+                .as_deref()
+                .map(serde_json::from_str::<serde_json::Value>)
+                .transpose()
+                .context("--meta: not valid JSON")?;
+            let created = auth
+                .create_api_key(portcullis_service::apikeys::NewApiKey {
+                    keyspace: c.keyspace,
+                    owner: c.owner,
+                    name: c.name,
+                    scopes: c.scopes,
+                    meta,
+                    expires_in: opt_duration("--expires-in", c.expires_in.as_deref())?,
+                    expires_at: None,
+                    uses: c.uses,
+                    rate_limit: c.rate_limit,
+                    allow_ips: c.allow_ips,
+                })
+                .await?;
+            print(out, &created, &["id", "owner", "key"])
+        }
+        ApikeyCmd::List { keyspace, owner } => print(
+            out,
+            &auth
+                .list_api_keys(keyspace.as_deref(), owner.as_deref())
+                .await?,
+            KEY_COLUMNS,
+        ),
+        ApikeyCmd::Show { id } => print(out, &auth.get_api_key(&id).await?, KEY_COLUMNS),
+        ApikeyCmd::Revoke { id } => print(out, &auth.revoke_api_key(&id).await?, KEY_COLUMNS),
+        ApikeyCmd::Update {
+            id,
+            enabled,
+            uses,
+            rate_limit,
+        } => {
+            let u = portcullis_service::apikeys::ApiKeyUpdate {
+                enabled,
+                uses: uses.map(Some),
+                rate_limit: rate_limit.map(Some),
+                ..Default::default()
+            };
+            print(out, &auth.update_api_key(&id, u).await?, KEY_COLUMNS)
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //!
 //! - [`OAuthError`]: RFC 6749 §5.2 JSON (`error`, `error_description`) for the
 //!   OAuth endpoints; `invalid_client` is 401 with `WWW-Authenticate`.
+//! - [`Problem`]: RFC 9457 `application/problem+json` for the admin API.
 //! - 5xx bodies are opaque (`server_error`); the cause is logged once, here.
 
 use axum::http::{header, HeaderValue, StatusCode};
@@ -9,6 +10,9 @@ use axum::response::{IntoResponse, Response};
 use portcullis_core::oauth::ErrorCode;
 use portcullis_service::ServiceError;
 use serde::Serialize;
+
+mod problem;
+pub use problem::Problem;
 
 /// An OAuth error response.
 #[derive(Debug)]

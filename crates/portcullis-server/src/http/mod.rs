@@ -4,6 +4,7 @@
 //! - [`discovery`]: RFC 8414 / OpenID discovery and the JWKS.
 //! - [`ops`]: health, readiness, metrics.
 
+pub mod admin;
 pub mod discovery;
 pub mod oauth;
 pub mod ops;

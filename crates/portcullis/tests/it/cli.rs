@@ -239,3 +239,120 @@ fn an_invalid_configuration_is_refused_at_start_naming_the_key() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("server.listen"));
 }
+
+#[test]
+fn keyspaces_api_keys_and_admin_tokens_through_the_cli() {
+    let dir = tempfile::tempdir().expect("tmp");
+    json_ok(&run(cli(dir.path()).args([
+        "keyspace",
+        "create",
+        "--name",
+        "acme",
+        "--prefix",
+        "acme_live",
+        "--scope",
+        "read",
+    ])));
+    let out = run(cli(dir.path()).args([
+        "apikey",
+        "create",
+        "--keyspace",
+        "acme",
+        "--owner",
+        "cust-1",
+        "--scope",
+        "read",
+        "--expires-in",
+        "90d",
+        "--rate-limit",
+        "100/minute",
+        "--uses",
+        "5",
+        "--allow-ip",
+        "203.0.113.0/24",
+        "--meta",
+        r#"{"plan":"pro"}"#,
+    ]));
+    let created = json_ok(&out);
+    let key = created["key"].as_str().expect("key").to_owned();
+    assert!(key.starts_with("acme_live_"));
+    assert_eq!(created["remaining"], 5);
+    assert_eq!(created["allow_ips"], serde_json::json!(["203.0.113.0/24"]));
+    let list = run(cli(dir.path()).args(["apikey", "list", "--owner", "cust-1"]));
+    assert_eq!(json_ok(&list).as_array().map(Vec::len), Some(1));
+    assert!(!String::from_utf8_lossy(&list.stdout).contains(&key));
+    let id = created["id"].as_str().expect("id");
+    let revoked = json_ok(&run(cli(dir.path()).args(["apikey", "revoke", id])));
+    assert!(revoked["revoked_at"].is_i64());
+    for (args, needle) in [
+        (
+            vec![
+                "apikey",
+                "create",
+                "--keyspace",
+                "acme",
+                "--owner",
+                "o",
+                "--rate-limit",
+                "0/minute",
+            ],
+            "rate_limit",
+        ),
+        (
+            vec![
+                "apikey",
+                "create",
+                "--keyspace",
+                "acme",
+                "--owner",
+                "o",
+                "--allow-ip",
+                "nope",
+            ],
+            "allow_ip",
+        ),
+        (
+            vec![
+                "apikey",
+                "create",
+                "--keyspace",
+                "acme",
+                "--owner",
+                "o",
+                "--meta",
+                "{",
+            ],
+            "--meta",
+        ),
+        (
+            vec!["apikey", "create", "--keyspace", "nope", "--owner", "o"],
+            "not found",
+        ),
+        (
+            vec!["keyspace", "create", "--name", "x", "--prefix", "pcat"],
+            "prefix",
+        ),
+        (vec!["admin-token", "create", "--scope", "root"], "scope"),
+    ] {
+        let out = run(cli(dir.path()).args(&args));
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    let t = json_ok(&run(cli(dir.path()).args([
+        "admin-token",
+        "create",
+        "--scope",
+        "keys:verify",
+        "--name",
+        "gateway",
+    ])));
+    assert!(t["token"].as_str().expect("token").starts_with("pcadm_"));
+    let listed = run(cli(dir.path()).args(["admin-token", "list"]));
+    assert!(!String::from_utf8_lossy(&listed.stdout).contains(t["token"].as_str().expect("token")));
+    json_ok(&run(cli(dir.path()).args([
+        "admin-token",
+        "revoke",
+        t["id"].as_str().expect("id"),
+    ])));
+}

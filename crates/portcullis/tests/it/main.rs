@@ -2,6 +2,7 @@
 //! file (`TestApp`), and the real `portcullis` executable for the CLI, crash
 //! durability, logging and shutdown.
 
+mod admin_api;
 mod cli;
 mod discovery;
 mod introspect;

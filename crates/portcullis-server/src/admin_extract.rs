@@ -1,0 +1,84 @@
+//! Extractors of the admin API: the bearer admin principal and a JSON body whose
+//! rejections are problem+json.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use portcullis_core::secret::SecretString;
+use portcullis_service::admin::AdminPrincipal;
+use serde::de::DeserializeOwned;
+
+use crate::error::Problem;
+use crate::state::AppState;
+
+/// An authenticated admin caller. Handlers then call [`Admin::require`] with the
+/// scope the action needs: authorization is explicit in every handler.
+#[derive(Debug)]
+pub struct Admin(pub Arc<AdminPrincipal>);
+
+impl Admin {
+    /// Refuses with 403 unless the token holds `scope`.
+    pub fn require(&self, scope: &str) -> Result<(), Problem> {
+        if self.0.allows(scope) {
+            Ok(())
+        } else {
+            Err(Problem::forbidden(scope))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let token = match value.split_once(' ') {
+            Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") => t.trim(),
+            _ => return Err(Problem::unauthorized("an admin bearer token is required")),
+        };
+        match state
+            .authority()
+            .authenticate_admin(&SecretString::new(token))
+            .await
+            .map_err(Problem::from_service)?
+        {
+            Some(p) => Ok(Self(p)),
+            None => Err(Problem::unauthorized(
+                "the admin token is invalid or revoked",
+            )),
+        }
+    }
+}
+
+/// A JSON body; malformed JSON, a wrong content type or an oversized body become problem+json.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Self(v)),
+            Err(e) => {
+                let status = match &e {
+                    JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    JsonRejection::JsonDataError(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                    JsonRejection::BytesRejection(_) => StatusCode::PAYLOAD_TOO_LARGE,
+                    _ => StatusCode::BAD_REQUEST,
+                };
+                Err(Problem::new(status, e.body_text()))
+            }
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! `/api/v1/keys`, including the verification hot path `POST /api/v1/keys/verify`.
+
+use std::net::IpAddr;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use portcullis_service::apikeys::{ApiKeyUpdate, NewApiKey, VerifyRequest};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{double_option, duration};
+use crate::admin_extract::{Admin, ApiJson};
+use crate::error::Problem;
+use crate::state::AppState;
+
+/// `POST /api/v1/keys` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    keyspace: String,
+    owner: String,
+    name: Option<String>,
+    scopes: Option<Vec<String>>,
+    meta: Option<Value>,
+    expires_in: Option<String>,
+    expires_at: Option<i64>,
+    uses: Option<i64>,
+    rate_limit: Option<String>,
+    #[serde(default)]
+    allow_ips: Vec<String>,
+}
+
+/// `PATCH /api/v1/keys/{id}` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchKey {
+    name: Option<String>,
+    scopes: Option<Vec<String>>,
+    meta: Option<Value>,
+    #[serde(default, deserialize_with = "double_option")]
+    uses: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "double_option")]
+    rate_limit: Option<Option<String>>,
+    allow_ips: Option<Vec<String>>,
+    enabled: Option<bool>,
+}
+
+/// `GET /api/v1/keys` filters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    keyspace: Option<String>,
+    owner: Option<String>,
+}
+
+/// `POST /api/v1/keys/verify` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Verify {
+    key: String,
+    #[serde(default)]
+    scopes: Vec<String>,
+    /// The end client's address, for keys with an IP allow list.
+    ip: Option<IpAddr>,
+}
+
+/// Create a key; the response carries the key once.
+pub async fn create(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiJson(b): ApiJson<CreateKey>,
+) -> Result<Response, Problem> {
+    admin.require("keys:write")?;
+    let req = NewApiKey {
+        keyspace: b.keyspace,
+        owner: b.owner,
+        name: b.name,
+        scopes: b.scopes,
+        meta: b.meta,
+        expires_in: duration("expires_in", b.expires_in.as_deref())?,
+        expires_at: b.expires_at,
+        uses: b.uses,
+        rate_limit: b.rate_limit,
+        allow_ips: b.allow_ips,
+    };
+    let created = state.authority().create_api_key(req).await?;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+/// List keys (never their secrets), optionally by keyspace and owner.
+pub async fn list(
+    State(state): State<AppState>,
+    admin: Admin,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, Problem> {
+    admin.require("keys:read")?;
+    Ok(Json(
+        state
+            .authority()
+            .list_api_keys(q.keyspace.as_deref(), q.owner.as_deref())
+            .await?,
+    )
+    .into_response())
+}
+
+/// Show a key.
+pub async fn show(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    admin.require("keys:read")?;
+    Ok(Json(state.authority().get_api_key(&id).await?).into_response())
+}
+
+/// Update a key's name, scopes, metadata, limits or enabled flag.
+pub async fn patch(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<PatchKey>,
+) -> Result<Response, Problem> {
+    admin.require("keys:write")?;
+    let u = ApiKeyUpdate {
+        name: b.name,
+        scopes: b.scopes,
+        meta: b.meta,
+        uses: b.uses,
+        rate_limit: b.rate_limit,
+        allow_ips: b.allow_ips,
+        enabled: b.enabled,
+    };
+    Ok(Json(state.authority().update_api_key(&id, u).await?).into_response())
+}
+
+/// Revoke a key (idempotent).
+pub async fn revoke(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    admin.require("keys:write")?;
+    Ok(Json(state.authority().revoke_api_key(&id).await?).into_response())
+}
+
+/// Verify a key. Always 200 with `valid` and `code` for a well-formed request.
+pub async fn verify(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiJson(b): ApiJson<Verify>,
+) -> Result<Response, Problem> {
+    admin.require("keys:verify")?;
+    let answer = state
+        .authority()
+        .verify_api_key(&VerifyRequest {
+            key: b.key,
+            scopes: b.scopes,
+            ip: b.ip,
+        })
+        .await?;
+    let mut res = Json(answer).into_response();
+    res.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(res)
+}

@@ -1,0 +1,300 @@
+//! The admin REST API over HTTP: keyspaces, keys, verification, problem+json errors.
+
+use portcullis_testkit::TestApp;
+use serde_json::{json, Value};
+
+async fn admin(app: &TestApp, scopes: &[&str]) -> String {
+    let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+    app.authority
+        .create_admin_token("test", &scopes)
+        .await
+        .expect("admin token")
+        .token
+}
+
+async fn call(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value, reqwest::header::HeaderMap) {
+    let mut req = app.http.request(method, app.url(path));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let res = req.send().await.expect("send");
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let text = res.text().await.expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        headers,
+    )
+}
+
+#[tokio::test]
+async fn keyspace_key_and_verify_over_http() {
+    let app = TestApp::spawn().await;
+    let t = admin(&app, &["admin"]).await;
+    let (s, ks, _) = call(&app, reqwest::Method::POST, "/api/v1/keyspaces", Some(&t),
+        Some(json!({"name": "acme", "prefix": "acme_live", "scopes": ["read", "write"], "default_scopes": ["read"]}))).await;
+    assert_eq!(s, 201, "{ks}");
+    let (s, k, _) = call(&app, reqwest::Method::POST, "/api/v1/keys", Some(&t),
+        Some(json!({"keyspace": "acme", "owner": "cust-1", "uses": 10, "rate_limit": "100/minute", "meta": {"plan": "pro"}}))).await;
+    assert_eq!(s, 201, "{k}");
+    let key = k["key"].as_str().expect("key").to_owned();
+    let id = k["id"].as_str().expect("id").to_owned();
+    let (s, v, h) = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/keys/verify",
+        Some(&t),
+        Some(json!({"key": key, "scopes": ["read"]})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(h["cache-control"], "no-store");
+    assert_eq!(v["valid"], true, "{v}");
+    assert_eq!(v["code"], "VALID");
+    assert_eq!(v["key_id"], id.as_str());
+    assert_eq!(v["owner"], "cust-1");
+    assert_eq!(v["remaining"], 9);
+    assert_eq!(v["meta"], json!({"plan": "pro"}));
+    assert_eq!(v["ratelimit"]["limit"], 100);
+    let (_, v, _) = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/keys/verify",
+        Some(&t),
+        Some(json!({"key": "acme_live_nope"})),
+    )
+    .await;
+    assert_eq!(v, json!({"valid": false, "code": "NOT_FOUND"}));
+    let (s, list, _) = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/keys?owner=cust-1",
+        Some(&t),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(list.as_array().map(Vec::len), Some(1));
+    assert!(
+        !list.to_string().contains(&key),
+        "listing never shows the key"
+    );
+    let (s, _, _) = call(
+        &app,
+        reqwest::Method::PATCH,
+        &format!("/api/v1/keys/{id}"),
+        Some(&t),
+        Some(json!({"enabled": false})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (_, v, _) = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/keys/verify",
+        Some(&t),
+        Some(json!({"key": key})),
+    )
+    .await;
+    assert_eq!(v["code"], "DISABLED");
+    let (s, r, _) = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/keys/{id}/revoke"),
+        Some(&t),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert!(r["revoked_at"].is_i64());
+    let (_, v, _) = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/keys/verify",
+        Some(&t),
+        Some(json!({"key": key})),
+    )
+    .await;
+    assert_eq!(v["code"], "REVOKED", "revoked at once");
+    let (s, _, _) = call(
+        &app,
+        reqwest::Method::DELETE,
+        "/api/v1/keyspaces/acme",
+        Some(&t),
+        None,
+    )
+    .await;
+    assert_eq!(s, 409, "a keyspace with keys is not deleted");
+}
+
+#[tokio::test]
+async fn admin_api_errors_are_problem_json_and_change_nothing() {
+    let app = TestApp::spawn().await;
+    let t = admin(&app, &["admin"]).await;
+    let verify_only = admin(&app, &["keys:verify"]).await;
+    let ks = json!({"name": "acme", "prefix": "acme_live"});
+    let cases: Vec<(Option<&str>, Value, u16, Option<&str>)> = vec![
+        (None, ks.clone(), 401, None),
+        (Some("pcadm_notarealtoken"), ks.clone(), 401, None),
+        (Some(verify_only.as_str()), ks.clone(), 403, None),
+        (
+            Some(t.as_str()),
+            json!({"name": "acme", "prefix": "Bad Prefix"}),
+            422,
+            Some("prefix"),
+        ),
+        (
+            Some(t.as_str()),
+            json!({"name": "acme", "prefix": "pcs"}),
+            422,
+            Some("prefix"),
+        ),
+        (
+            Some(t.as_str()),
+            json!({"name": "acme", "prefix": "acme", "rate_limit": "0/second"}),
+            422,
+            Some("rate_limit"),
+        ),
+        (
+            Some(t.as_str()),
+            json!({"name": "acme", "prefix": "acme", "max_ttl": "soon"}),
+            422,
+            Some("max_ttl"),
+        ),
+        (
+            Some(t.as_str()),
+            json!({"name": "acme", "prefix": "acme", "bogus": 1}),
+            422,
+            None,
+        ),
+        (Some(t.as_str()), json!(["not", "an", "object"]), 422, None),
+    ];
+    for (token, body, status, field) in cases {
+        let (s, b, h) = call(
+            &app,
+            reqwest::Method::POST,
+            "/api/v1/keyspaces",
+            token,
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(s, status, "{body}: {b}");
+        assert_eq!(h["content-type"], "application/problem+json", "{body}");
+        assert_eq!(b["status"], status);
+        assert!(b["title"].is_string());
+        if status == 401 || status == 403 {
+            assert!(
+                h["www-authenticate"]
+                    .to_str()
+                    .expect("ascii")
+                    .starts_with("Bearer"),
+                "{body}"
+            );
+        }
+        if let Some(f) = field {
+            assert_eq!(b["field"], f, "{b}");
+        }
+    }
+    // Malformed JSON, wrong content type, oversized body.
+    let raw = |ct: &'static str, body: String| {
+        app.http
+            .post(app.url("/api/v1/keyspaces"))
+            .bearer_auth(&t)
+            .header("content-type", ct)
+            .body(body)
+            .send()
+    };
+    assert_eq!(
+        raw("application/json", "{".into())
+            .await
+            .expect("send")
+            .status(),
+        400
+    );
+    assert_eq!(
+        raw("text/plain", ks.to_string())
+            .await
+            .expect("send")
+            .status(),
+        415
+    );
+    assert_eq!(
+        raw(
+            "application/json",
+            format!("{{\"name\":\"{}\"}}", "a".repeat(20_000))
+        )
+        .await
+        .expect("send")
+        .status(),
+        413
+    );
+    // Key bad input: unknown keyspace, not-an-object meta, negative uses, bad CIDR, past expiry.
+    let (s, _, _) = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/keyspaces",
+        Some(&t),
+        Some(json!({"name": "acme", "prefix": "acme_live", "scopes": ["read"]})),
+    )
+    .await;
+    assert_eq!(s, 201);
+    for (body, status) in [
+        (json!({"keyspace": "nope", "owner": "o"}), 404),
+        (json!({"keyspace": "acme", "owner": "o", "meta": "x"}), 422),
+        (json!({"keyspace": "acme", "owner": "o", "uses": -1}), 422),
+        (
+            json!({"keyspace": "acme", "owner": "o", "allow_ips": ["1.2.3.4/99"]}),
+            422,
+        ),
+        (
+            json!({"keyspace": "acme", "owner": "o", "expires_at": 1}),
+            422,
+        ),
+        (
+            json!({"keyspace": "acme", "owner": "o", "scopes": ["admin"]}),
+            422,
+        ),
+        (json!({"keyspace": "acme", "owner": "   "}), 422),
+    ] {
+        let (s, b, _) = call(
+            &app,
+            reqwest::Method::POST,
+            "/api/v1/keys",
+            Some(&t),
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(s, status, "{body}: {b}");
+    }
+    assert_eq!(app.count_rows("api_keys").await, 0, "nothing was written");
+    assert_eq!(app.count_rows("keyspaces").await, 1);
+    let (s, _, _) = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/keys/does-not-exist",
+        Some(&t),
+        None,
+    )
+    .await;
+    assert_eq!(s, 404);
+    // The verify-only token cannot list keys.
+    let (s, _, _) = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/keys",
+        Some(&verify_only),
+        None,
+    )
+    .await;
+    assert_eq!(s, 403);
+}

@@ -105,10 +105,13 @@ class Portcullis:
         self.proc.wait(timeout=30)
 
 
-def oha(url, duration, conns, method="GET", body=None, basic=None, rate=None):
+def oha(url, duration, conns, method="GET", body=None, basic=None, rate=None, bearer=None,
+        content_type="application/x-www-form-urlencoded"):
     cmd = ["oha", "--no-tui", "--output-format", "json", "-z", f"{duration}s", "-c", str(conns), "-m", method]
     if body is not None:
-        cmd += ["-d", body, "-T", "application/x-www-form-urlencoded"]
+        cmd += ["-d", body, "-T", content_type]
+    if bearer is not None:
+        cmd += ["-H", f"Authorization: Bearer {bearer}"]
     if basic is not None:
         cmd += ["-a", basic]
     if rate is not None:
@@ -215,6 +218,10 @@ def main():
         return json.loads(conn.getresponse().read())["access_token"]
 
     jwt_token, opaque_token = token(es), token(op)
+    verifier = pc.cli("admin-token", "create", "--scope", "keys:verify", "--name", "bench")["token"]
+    pc.cli("keyspace", "create", "--name", "bench", "--prefix", "bench_live", "--scope", "read")
+    api_key = pc.cli("apikey", "create", "--keyspace", "bench", "--owner", "bench", "--scope", "read")["key"]
+    time.sleep(1.5)  # let the running server notice the CLI's changes (database.change_poll_interval)
     base = subprocess.Popen([BASE_BIN, f"127.0.0.1:{base_port}"], stderr=subprocess.DEVNULL)
     time.sleep(0.5)
 
@@ -234,6 +241,9 @@ def main():
                         body=f"token={jwt_token}", basic=basic(es)))
     rows.append(measure("introspect opaque", f"{u}/oauth/introspect", pc.proc.pid, args, method="POST",
                         body=f"token={opaque_token}", basic=basic(op)))
+    rows.append(measure("keys/verify (cached key)", f"{u}/api/v1/keys/verify", pc.proc.pid, args, method="POST",
+                        body=json.dumps({"key": api_key, "scopes": ["read"]}), bearer=verifier,
+                        content_type="application/json"))
     rows.append(measure("JWKS", f"{u}/jwks.json", pc.proc.pid, args))
     server_peak_rss_mb = rss_kb(pc.proc.pid, "VmHWM") / 1024
     base.terminate()
@@ -246,11 +256,11 @@ def main():
         "B2 sign-only EdDSA": "B1 trivial axum JSON",
         "client_credentials ES256": "B2 sign-only ES256", "client_credentials EdDSA": "B2 sign-only EdDSA",
         "introspect JWT (ES256)": "B1 trivial axum JSON", "introspect opaque": "B1 trivial axum JSON",
-        "JWKS": "B1 trivial axum JSON",
+        "JWKS": "B1 trivial axum JSON", "keys/verify (cached key)": "B1 trivial axum JSON",
     }
     target_of = {
         "client_credentials ES256": 0.60, "client_credentials EdDSA": 0.60,
-        "introspect JWT (ES256)": 0.50, "introspect opaque": 0.50, "JWKS": 0.90,
+        "introspect JWT (ES256)": 0.50, "introspect opaque": 0.50, "JWKS": 0.90, "keys/verify (cached key)": 0.50,
     }
     for r in rows:
         r["connections"] = args.connections
@@ -298,8 +308,9 @@ def write_markdown(r):
         ratio = f"{x['ratio']:.0%} of {x['baseline']}" if x["ratio"] is not None else "baseline"
         tgt = "—"
         if x["target_ratio"] is not None:
-            ok = x["ratio"] >= x["target_ratio"] and x["p99_half_ms"] <= (2.0 if "client" in x["scenario"] else 1.0 if "introspect" in x["scenario"] else 99)
-            lat = " and p99 ≤ 2 ms at half load" if "client" in x["scenario"] else " and p99 ≤ 1 ms at half load" if "introspect" in x["scenario"] else ""
+            p99_target = 2.0 if ("client" in x["scenario"] or "keys/verify" in x["scenario"]) else 1.0 if "introspect" in x["scenario"] else None
+            ok = x["ratio"] >= x["target_ratio"] and (p99_target is None or x["p99_half_ms"] <= p99_target)
+            lat = f" and p99 ≤ {p99_target:g} ms at half load" if p99_target else ""
             tgt = f"≥ {x['target_ratio']:.0%}{lat}: {verdict(ok)}"
         lines.append(f"| {x['scenario']} | {x['rps']:.0f} | {x['p50_ms']:.2f} | {x['p99_ms']:.2f} | "
                      f"{x['p99_half_ms']:.2f} | {x['peak_rss_mb']:.1f} | {ratio} | {tgt} |")

@@ -24,6 +24,7 @@ pub fn authority_config(s: &Settings) -> AuthorityConfig {
         max_access_token_ttl: s.tokens.max_access_token_ttl,
         rotation_interval: s.keys.rotation_interval,
         publish_ahead: s.keys.publish_ahead,
+        usage_retention: s.apikeys.usage_retention,
     }
 }
 

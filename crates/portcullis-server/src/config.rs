@@ -29,6 +29,25 @@ pub struct Settings {
     pub tokens: TokenSettings,
     /// `[log]`
     pub log: LogSettings,
+    /// `[apikeys]`
+    pub apikeys: ApiKeySettings,
+}
+
+/// `[apikeys]`: API-key analytics.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiKeySettings {
+    /// How long per-minute verification counts are kept.
+    #[serde(with = "dur")]
+    pub usage_retention: Duration,
+}
+
+impl Default for ApiKeySettings {
+    fn default() -> Self {
+        Self {
+            usage_retention: Duration::from_secs(90 * 86_400),
+        }
+    }
 }
 
 /// `[server]`: where and how to listen.

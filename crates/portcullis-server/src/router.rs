@@ -81,6 +81,9 @@ pub fn router(state: AppState) -> Router {
             get(admin::keys::show).patch(admin::keys::patch),
         )
         .route("/api/v1/keys/{id}/revoke", post(admin::keys::revoke))
+        .route("/api/v1/keys/{id}/roll", post(admin::keys::roll))
+        .route("/api/v1/keys/{id}/usage", get(admin::keys::usage))
+        .route("/api/v1/keys/leaked", post(admin::keys::leaked))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(
             state.settings().server.max_body_bytes,

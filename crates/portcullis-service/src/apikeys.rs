@@ -236,7 +236,7 @@ pub struct CreatedApiKey {
 }
 
 /// Verification outcome codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum VerifyCode {
     /// The key may be used.
@@ -330,18 +330,31 @@ impl VerifyResponse {
 /// What verification needs of a key, parsed once and cached.
 #[derive(Debug)]
 pub(crate) struct KeyRecord {
-    id: String,
-    owner: String,
+    pub(crate) id: String,
+    digest: String,
+    previous_digest: Option<String>,
+    previous_expires_at: Option<i64>,
+    pub(crate) owner: String,
     scopes: ScopeSet,
-    scope_list: Vec<String>,
+    pub(crate) scope_list: Vec<String>,
     meta: Value,
     quota: bool,
-    remaining: Option<i64>,
+    pub(crate) remaining: Option<i64>,
     rate_limit: Option<RateLimit>,
     allow: AllowList,
-    enabled: bool,
-    expires_at: Option<i64>,
-    revoked_at: Option<i64>,
+    pub(crate) enabled: bool,
+    pub(crate) expires_at: Option<i64>,
+    pub(crate) revoked_at: Option<i64>,
+    pub(crate) created_at: i64,
+}
+
+impl KeyRecord {
+    /// The secret presented is the one replaced by a roll, and its grace period is over.
+    pub(crate) fn is_stale_previous(&self, digest: &str, now: i64) -> bool {
+        self.digest != digest
+            && self.previous_digest.as_deref() == Some(digest)
+            && self.previous_expires_at.is_none_or(|t| t <= now)
+    }
 }
 
 impl KeyRecord {
@@ -349,6 +362,9 @@ impl KeyRecord {
         let ips: Vec<String> = serde_json::from_str(&r.allow_ips).context("stored allow list")?;
         Ok(Self {
             id: r.id.clone(),
+            digest: r.digest.clone(),
+            previous_digest: r.previous_digest.clone(),
+            previous_expires_at: r.previous_expires_at,
             owner: r.owner.clone(),
             scopes: ScopeSet::parse(&r.scopes).context("stored key scopes")?,
             scope_list: words(&r.scopes),
@@ -365,6 +381,7 @@ impl KeyRecord {
             enabled: r.enabled,
             expires_at: r.expires_at,
             revoked_at: r.revoked_at,
+            created_at: r.created_at,
         })
     }
 }
@@ -672,6 +689,8 @@ impl Authority {
             expires_at,
             last_used_at: None,
             revoked_at: None,
+            previous_digest: None,
+            previous_expires_at: None,
         };
         self.store.insert_api_key(&row).await?;
         tracing::info!(key_id = %row.id, keyspace_id = %ks.id, "api key created");
@@ -813,7 +832,8 @@ impl Authority {
         g.insert(key_id.to_owned(), now);
     }
 
-    /// Writes last-use times gathered since the previous flush, in one transaction.
+    /// Writes last-use times and verification counts gathered since the previous
+    /// flush (each in one transaction). Returns the number of keys touched.
     pub async fn flush_key_usage(&self) -> Result<usize, ServiceError> {
         let batch: Vec<(String, i64)> = {
             let mut g = match self.key_usage.lock() {
@@ -822,8 +842,28 @@ impl Authority {
             };
             std::mem::take(&mut *g).into_iter().collect()
         };
+        let counts: Vec<(String, i64, String, i64)> = {
+            let mut g = match self.usage_counts.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            std::mem::take(&mut *g)
+                .into_iter()
+                .map(|((id, bucket, code), n)| (id, bucket, code.as_str().to_owned(), n))
+                .collect()
+        };
         self.store.touch_api_keys(&batch).await?;
+        self.store.add_key_usage(&counts).await?;
         Ok(batch.len())
+    }
+
+    fn count_usage(&self, key_id: &str, now: i64, code: VerifyCode) {
+        let mut g = match self.usage_counts.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        *g.entry((key_id.to_owned(), now - now.rem_euclid(60), code))
+            .or_insert(0) += 1;
     }
 
     /// The verification hot path.
@@ -836,19 +876,41 @@ impl Authority {
             return Ok(VerifyResponse::not_found());
         };
         let digest = self.pepper.digest(secret.expose());
-        let rec = match self.key_cache.get(digest.as_str()) {
-            Ok(hit) => hit,
+        let Some(rec) = self.key_record(digest.as_str()).await? else {
+            return Ok(VerifyResponse::not_found());
+        };
+        let now = self.now();
+        let answer = self.verify_record(&rec, digest.as_str(), req, now).await?;
+        self.count_usage(&rec.id, now, answer.code);
+        Ok(answer)
+    }
+
+    /// A key's verification record by the digest of a presented secret (current or rolled-over).
+    pub(crate) async fn key_record(
+        &self,
+        digest: &str,
+    ) -> Result<Option<Arc<KeyRecord>>, ServiceError> {
+        match self.key_cache.get(digest) {
+            Ok(hit) => Ok(Some(hit)),
             Err(generation) => {
-                let Some(row) = self.store.find_api_key(digest.as_str()).await? else {
-                    return Ok(VerifyResponse::not_found());
+                let Some(row) = self.store.find_api_key(digest).await? else {
+                    return Ok(None);
                 };
                 let rec = Arc::new(KeyRecord::from_row(&row)?);
                 self.key_cache
-                    .insert(generation, digest.as_str().to_owned(), rec.clone());
-                rec
+                    .insert(generation, digest.to_owned(), rec.clone());
+                Ok(Some(rec))
             }
-        };
-        let now = self.now();
+        }
+    }
+
+    async fn verify_record(
+        &self,
+        rec: &KeyRecord,
+        digest: &str,
+        req: &VerifyRequest,
+        now: i64,
+    ) -> Result<VerifyResponse, ServiceError> {
         let mut answer = VerifyResponse {
             valid: false,
             code: VerifyCode::Valid,
@@ -867,7 +929,7 @@ impl Authority {
         if rec.revoked_at.is_some() {
             return refuse(answer, VerifyCode::Revoked);
         }
-        if rec.expires_at.is_some_and(|e| e <= now) {
+        if rec.expires_at.is_some_and(|e| e <= now) || rec.is_stale_previous(digest, now) {
             return refuse(answer, VerifyCode::Expired);
         }
         if !rec.enabled {
@@ -898,5 +960,229 @@ impl Authority {
         self.note_use(&rec.id, now);
         answer.valid = true;
         Ok(answer)
+    }
+}
+
+impl VerifyCode {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Valid => "VALID",
+            Self::NotFound => "NOT_FOUND",
+            Self::Expired => "EXPIRED",
+            Self::Revoked => "REVOKED",
+            Self::Disabled => "DISABLED",
+            Self::RateLimited => "RATE_LIMITED",
+            Self::UsageExceeded => "USAGE_EXCEEDED",
+            Self::ForbiddenIp => "FORBIDDEN_IP",
+            Self::InsufficientScope => "INSUFFICIENT_SCOPE",
+        }
+    }
+}
+
+/// Usage buckets: `minute`, `hour` or `day`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Granularity {
+    /// 60 s buckets.
+    Minute,
+    /// 3,600 s buckets.
+    Hour,
+    /// 86,400 s buckets.
+    Day,
+}
+
+impl Granularity {
+    /// Parses `minute`, `hour`, `day`.
+    pub fn parse(s: &str) -> Result<Self, ServiceError> {
+        match s {
+            "minute" => Ok(Self::Minute),
+            "hour" => Ok(Self::Hour),
+            "day" => Ok(Self::Day),
+            _ => Err(ServiceError::invalid(
+                "granularity",
+                format!("{s:?} is not one of minute, hour, day"),
+            )),
+        }
+    }
+
+    fn secs(self) -> i64 {
+        match self {
+            Self::Minute => 60,
+            Self::Hour => 3_600,
+            Self::Day => 86_400,
+        }
+    }
+}
+
+/// One bucket of a key's usage.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct UsageBucket {
+    /// Bucket start, seconds since the epoch.
+    pub start: i64,
+    /// Count per outcome code.
+    pub counts: std::collections::BTreeMap<String, i64>,
+}
+
+/// A key found in a leak report.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LeakedKey {
+    /// Key id.
+    pub key_id: String,
+    /// Display hint.
+    pub hint: String,
+    /// Owner (to notify).
+    pub owner: String,
+}
+
+/// What a leak report did.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LeakReport {
+    /// Candidates received.
+    pub checked: usize,
+    /// Dropped without lookup: not a well-formed key with a valid checksum.
+    pub dropped: usize,
+    /// Live keys revoked now.
+    pub revoked: Vec<LeakedKey>,
+    /// Matching keys that were already revoked.
+    pub already_revoked: Vec<LeakedKey>,
+}
+
+/// Most candidates in one leak report.
+pub const MAX_LEAK_CANDIDATES: usize = 1_000;
+/// Longest rolled-key grace period.
+pub const MAX_ROLL_GRACE: Duration = Duration::from_secs(30 * 86_400);
+
+impl Authority {
+    /// Usage of one key from `from` to `to` (seconds since the epoch), by bucket and outcome.
+    /// Counts reach the database every few seconds (the usage flush).
+    pub async fn api_key_usage(
+        &self,
+        id: &str,
+        from: Option<i64>,
+        to: Option<i64>,
+        granularity: Granularity,
+    ) -> Result<Vec<UsageBucket>, ServiceError> {
+        self.api_key_row(id).await?;
+        let now = self.now();
+        let to = to.unwrap_or(now + 1);
+        let from = from.unwrap_or(to - 86_400);
+        if from >= to {
+            return Err(ServiceError::invalid("from", "must be before to"));
+        }
+        if to - from > 400 * 86_400 {
+            return Err(ServiceError::invalid(
+                "from",
+                "the range may span at most 400 days",
+            ));
+        }
+        let g = granularity.secs();
+        let rows = self
+            .store
+            .key_usage(id, from - from.rem_euclid(g), to, g)
+            .await?;
+        let mut out: Vec<UsageBucket> = Vec::new();
+        for r in rows {
+            match out.last_mut() {
+                Some(b) if b.start == r.bucket_start => {
+                    b.counts.insert(r.outcome, r.count);
+                }
+                _ => out.push(UsageBucket {
+                    start: r.bucket_start,
+                    counts: [(r.outcome, r.count)].into_iter().collect(),
+                }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Rolls a key: a new secret for the same key (same id, owner, scopes, limits);
+    /// the old secret keeps working for `grace`, then verifies as `EXPIRED`.
+    pub async fn roll_api_key(
+        &self,
+        id: &str,
+        grace: Duration,
+    ) -> Result<CreatedApiKey, ServiceError> {
+        if grace > MAX_ROLL_GRACE {
+            return Err(ServiceError::invalid("grace", "must be at most 30d"));
+        }
+        let row = self.api_key_row(id).await?;
+        if row.revoked_at.is_some() {
+            return Err(ServiceError::Conflict(format!(
+                "api key {id} is revoked and cannot be rolled"
+            )));
+        }
+        let ks = self.keyspace_row(&row.keyspace_id).await?;
+        let secret = OpaqueSecret::generate(&ks.prefix);
+        let now = self.now();
+        let digest = self.pepper.digest(secret.expose());
+        if !self
+            .store
+            .roll_api_key(
+                id,
+                digest.as_str(),
+                &secret.hint(),
+                now + grace.as_secs() as i64,
+                now,
+            )
+            .await?
+        {
+            return Err(ServiceError::Conflict(format!(
+                "api key {id} is revoked and cannot be rolled"
+            )));
+        }
+        self.key_cache.clear();
+        tracing::info!(key_id = %id, grace_secs = grace.as_secs(), "api key rolled");
+        Ok(CreatedApiKey {
+            view: self.get_api_key(id).await?,
+            key: secret.expose().to_owned(),
+        })
+    }
+
+    /// Leak response: revokes every live key among `candidates` (for instance what a
+    /// secret scanner found in a public repository) and reports them. Candidates that
+    /// are not well-formed keys with a valid checksum are dropped without a lookup.
+    pub async fn report_leaked(&self, candidates: &[String]) -> Result<LeakReport, ServiceError> {
+        if candidates.len() > MAX_LEAK_CANDIDATES {
+            return Err(ServiceError::invalid(
+                "candidates",
+                format!("at most {MAX_LEAK_CANDIDATES} per request"),
+            ));
+        }
+        let mut report = LeakReport {
+            checked: candidates.len(),
+            dropped: 0,
+            revoked: vec![],
+            already_revoked: vec![],
+        };
+        let mut seen = std::collections::HashSet::new();
+        for c in candidates {
+            let Ok(secret) = OpaqueSecret::parse_any(c.trim()) else {
+                report.dropped += 1;
+                continue;
+            };
+            let digest = self.pepper.digest(secret.expose());
+            let Some(row) = self.store.find_api_key(digest.as_str()).await? else {
+                continue;
+            };
+            if !seen.insert(row.id.clone()) {
+                continue;
+            }
+            let found = LeakedKey {
+                key_id: row.id.clone(),
+                hint: row.hint.clone(),
+                owner: row.owner.clone(),
+            };
+            if row.revoked_at.is_some() {
+                report.already_revoked.push(found);
+                continue;
+            }
+            self.store.revoke_api_key(&row.id, self.now()).await?;
+            tracing::warn!(key_id = %row.id, owner = %row.owner, "api key revoked: reported leaked");
+            report.revoked.push(found);
+        }
+        if !report.revoked.is_empty() {
+            self.key_cache.clear();
+        }
+        Ok(report)
     }
 }

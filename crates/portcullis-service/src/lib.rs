@@ -47,6 +47,8 @@ pub struct AuthorityConfig {
     pub rotation_interval: Duration,
     /// How long a next key is published before it signs (at least the JWKS cache lifetime).
     pub publish_ahead: Duration,
+    /// How long API-key usage counts are kept.
+    pub usage_retention: Duration,
 }
 
 impl AuthorityConfig {
@@ -60,6 +62,7 @@ impl AuthorityConfig {
             max_access_token_ttl: Duration::from_secs(24 * 3600),
             rotation_interval: Duration::from_secs(90 * 86_400),
             publish_ahead: Duration::from_secs(86_400),
+            usage_retention: Duration::from_secs(90 * 86_400),
         }
     }
 }
@@ -89,6 +92,8 @@ pub struct Authority {
     rate_state: std::sync::Mutex<HashMap<String, u64>>,
     /// Last-use times waiting for the batched flush.
     key_usage: std::sync::Mutex<HashMap<String, i64>>,
+    /// Verification counts per (key, minute, outcome) waiting for the batched flush.
+    usage_counts: std::sync::Mutex<HashMap<(String, i64, apikeys::VerifyCode), i64>>,
 }
 
 impl Authority {
@@ -119,6 +124,7 @@ impl Authority {
             key_cache: cache::Cache::new(apikeys::KEY_CACHE_MAX),
             rate_state: std::sync::Mutex::new(HashMap::new()),
             key_usage: std::sync::Mutex::new(HashMap::new()),
+            usage_counts: std::sync::Mutex::new(HashMap::new()),
         };
         me.reload_keyring().await?;
         me.reload_revocations().await?;
@@ -196,10 +202,14 @@ impl Authority {
         Ok(false)
     }
 
-    /// Housekeeping: removes expired tokens and deny-list entries.
+    /// Housekeeping: removes expired tokens and deny-list entries, and usage counts past retention.
     pub async fn purge_expired(&self) -> Result<u64, ServiceError> {
         let now = self.now();
-        let n = self.store.purge_expired(now - self.config.leeway).await?;
+        let mut n = self.store.purge_expired(now - self.config.leeway).await?;
+        n += self
+            .store
+            .purge_key_usage(now - self.config.usage_retention.as_secs() as i64)
+            .await?;
         {
             let mut g = match self.revoked_jtis.write() {
                 Ok(g) => g,

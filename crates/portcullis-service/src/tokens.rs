@@ -115,6 +115,8 @@ pub enum Revoked {
 enum Known {
     Jwt(Arc<AccessTokenClaims>),
     Opaque(Arc<OpaqueTokenRow>),
+    /// An API key: one bearer, many kinds.
+    ApiKey(Arc<crate::apikeys::KeyRecord>),
 }
 
 /// Most entries per kind in [`LiveCache`]; past it that kind is cleared.
@@ -148,10 +150,12 @@ impl LiveCache {
 }
 
 impl Known {
+    /// The client the token was issued to (API keys belong to no OAuth client).
     fn client_id(&self) -> &str {
         match self {
             Self::Jwt(c) => &c.client_id,
             Self::Opaque(r) => &r.client_id,
+            Self::ApiKey(_) => "",
         }
     }
 }
@@ -263,6 +267,21 @@ impl Authority {
     /// and its client still registered. `None` for everything else.
     async fn find_live(&self, token: &str) -> Result<Option<Known>, ServiceError> {
         let now = self.now();
+        if !looks_like_jwt(token) && !token.starts_with("pcat_") {
+            // Any other well-formed opaque secret may be an API key of some keyspace.
+            let Ok(secret) = OpaqueSecret::parse_any(token) else {
+                return Ok(None);
+            };
+            let digest = self.pepper.digest(secret.expose());
+            let Some(rec) = self.key_record(digest.as_str()).await? else {
+                return Ok(None);
+            };
+            let live = rec.revoked_at.is_none()
+                && rec.enabled
+                && rec.expires_at.is_none_or(|e| e > now)
+                && !rec.is_stale_previous(digest.as_str(), now);
+            return Ok(live.then_some(Known::ApiKey(rec)));
+        }
         let known = if looks_like_jwt(token) {
             let cached = self.live_cache_read(|c| c.jwt.get(token).cloned());
             let claims = match cached {
@@ -359,6 +378,22 @@ impl Authority {
                 };
                 (a, i)
             }
+            Known::ApiKey(k) => {
+                // Any authenticated client may introspect an API key it holds.
+                let i = Introspection {
+                    active: true,
+                    scope: Some(k.scope_list.join(" ")),
+                    client_id: None,
+                    sub: Some(k.owner.clone()),
+                    exp: k.expires_at,
+                    iat: Some(k.created_at),
+                    iss: Some(self.config.issuer.clone()),
+                    aud: None,
+                    jti: Some(k.id.clone()),
+                    token_type: Some("api_key".into()),
+                };
+                return Ok(i);
+            }
             Known::Opaque(r) => {
                 let list: Vec<String> =
                     serde_json::from_str(&r.audience).context("stored token audience")?;
@@ -415,6 +450,11 @@ impl Authority {
                 self.store.insert_revoked_jti(&entry).await?;
                 self.remember_revoked_jti(c.jti.clone(), c.exp);
                 tracing::info!(jti = %c.jti, "access token revoked");
+            }
+            Known::ApiKey(_) => {
+                return Err(ServiceError::UnauthorizedClient(
+                    "API keys are revoked through the admin API".into(),
+                ));
             }
             Known::Opaque(r) => {
                 self.store.revoke_opaque_token(&r.id, now).await?;

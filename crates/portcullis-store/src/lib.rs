@@ -20,7 +20,7 @@ pub mod sqlite;
 
 pub use rows::{
     AdminTokenRow, ApiKeyRow, ClientRow, KeyspaceRow, OpaqueTokenRow, RevokedJti, SigningKeyRow,
-    SigningKeyState, UseOutcome,
+    SigningKeyState, UsageRow, UseOutcome,
 };
 pub use sqlite::SqliteStore;
 
@@ -159,6 +159,28 @@ pub trait Store: Send + Sync + Debug + 'static {
     async fn take_api_key_use(&self, id: &str) -> StoreResult<UseOutcome>;
     /// Records last use times in one batch.
     async fn touch_api_keys(&self, last_used: &[(String, i64)]) -> StoreResult<()>;
+
+    /// Gives a key a new secret digest; the old one stays valid until `previous_expires_at`.
+    async fn roll_api_key(
+        &self,
+        id: &str,
+        digest: &str,
+        hint: &str,
+        previous_expires_at: i64,
+        now: i64,
+    ) -> StoreResult<bool>;
+    /// Adds verification counts: (key id, minute bucket start, outcome, count).
+    async fn add_key_usage(&self, rows: &[(String, i64, String, i64)]) -> StoreResult<()>;
+    /// Counts of one key between `from` and `to` (seconds), summed into buckets of `granularity` seconds.
+    async fn key_usage(
+        &self,
+        key_id: &str,
+        from: i64,
+        to: i64,
+        granularity: i64,
+    ) -> StoreResult<Vec<UsageRow>>;
+    /// Deletes usage buckets older than `before`.
+    async fn purge_key_usage(&self, before: i64) -> StoreResult<u64>;
 
     /// Deletes tokens and deny-list entries that expired before `before`; returns rows removed.
     async fn purge_expired(&self, before: i64) -> StoreResult<u64>;

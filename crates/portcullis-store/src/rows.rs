@@ -228,6 +228,21 @@ pub struct ApiKeyRow {
     pub last_used_at: Option<i64>,
     /// Revoked at.
     pub revoked_at: Option<i64>,
+    /// Digest of the secret before the last roll.
+    pub previous_digest: Option<String>,
+    /// When the previous secret stops working.
+    pub previous_expires_at: Option<i64>,
+}
+
+/// Verification outcomes of one key in one time bucket.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct UsageRow {
+    /// Bucket start (seconds since the epoch), aligned to the granularity.
+    pub bucket_start: i64,
+    /// Outcome code (`VALID`, `RATE_LIMITED` …).
+    pub outcome: String,
+    /// How many.
+    pub count: i64,
 }
 
 /// What a successful quota decrement left.

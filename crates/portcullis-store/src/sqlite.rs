@@ -14,7 +14,7 @@ use sqlx::SqlitePool;
 
 use crate::{
     AdminTokenRow, ApiKeyRow, ClientRow, KeyspaceRow, OpaqueTokenRow, RevokedJti, SigningKeyRow,
-    Store, StoreError, StoreResult, UseOutcome,
+    Store, StoreError, StoreResult, UsageRow, UseOutcome,
 };
 
 /// The SQLite store.
@@ -419,8 +419,9 @@ impl Store for SqliteStore {
     async fn insert_api_key(&self, k: &ApiKeyRow) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO api_keys (id, keyspace_id, digest, hint, owner, name, scopes, meta, remaining, rate_limit, allow_ips,
-                                   enabled, created_at, updated_at, expires_at, last_used_at, revoked_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                   enabled, created_at, updated_at, expires_at, last_used_at, revoked_at,
+                                   previous_digest, previous_expires_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&k.id)
         .bind(&k.keyspace_id)
@@ -439,6 +440,8 @@ impl Store for SqliteStore {
         .bind(k.expires_at)
         .bind(k.last_used_at)
         .bind(k.revoked_at)
+        .bind(&k.previous_digest)
+        .bind(k.previous_expires_at)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -454,12 +457,13 @@ impl Store for SqliteStore {
     }
 
     async fn find_api_key(&self, digest: &str) -> StoreResult<Option<ApiKeyRow>> {
-        Ok(
-            sqlx::query_as::<_, ApiKeyRow>("SELECT * FROM api_keys WHERE digest = ?")
-                .bind(digest)
-                .fetch_optional(&self.pool)
-                .await?,
+        Ok(sqlx::query_as::<_, ApiKeyRow>(
+            "SELECT * FROM api_keys WHERE digest = ? OR previous_digest = ?",
         )
+        .bind(digest)
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     async fn list_api_keys(
@@ -553,6 +557,84 @@ impl Store for SqliteStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn roll_api_key(
+        &self,
+        id: &str,
+        digest: &str,
+        hint: &str,
+        previous_expires_at: i64,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query(
+            "UPDATE api_keys SET previous_digest = digest, previous_expires_at = ?, digest = ?, hint = ?, updated_at = ?
+             WHERE id = ? AND revoked_at IS NULL",
+        )
+        .bind(previous_expires_at)
+        .bind(digest)
+        .bind(hint)
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        bump(&mut tx).await?;
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    async fn add_key_usage(&self, rows: &[(String, i64, String, i64)]) -> StoreResult<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for (key_id, bucket, outcome, count) in rows {
+            sqlx::query(
+                "INSERT INTO key_usage (key_id, bucket_start, outcome, count) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (key_id, bucket_start, outcome) DO UPDATE SET count = key_usage.count + excluded.count",
+            )
+            .bind(key_id)
+            .bind(bucket)
+            .bind(outcome)
+            .bind(count)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn key_usage(
+        &self,
+        key_id: &str,
+        from: i64,
+        to: i64,
+        granularity: i64,
+    ) -> StoreResult<Vec<UsageRow>> {
+        Ok(sqlx::query_as::<_, UsageRow>(
+            "SELECT (bucket_start / ?) * ? AS bucket_start, outcome, SUM(count) AS count FROM key_usage
+             WHERE key_id = ? AND bucket_start >= ? AND bucket_start < ?
+             GROUP BY (bucket_start / ?) * ?, outcome ORDER BY 1, 2",
+        )
+        .bind(granularity)
+        .bind(granularity)
+        .bind(key_id)
+        .bind(from)
+        .bind(to)
+        .bind(granularity)
+        .bind(granularity)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn purge_key_usage(&self, before: i64) -> StoreResult<u64> {
+        Ok(sqlx::query("DELETE FROM key_usage WHERE bucket_start < ?")
+            .bind(before)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
     }
 
     async fn purge_expired(&self, before: i64) -> StoreResult<u64> {

@@ -135,6 +135,28 @@ enum ApikeyCmd {
         /// Key id.
         id: String,
     },
+    /// Give a key a new secret; the old one keeps working for --grace (prints the new key once).
+    Roll {
+        /// Key id.
+        id: String,
+        /// How long the old secret keeps working, like 24h (default: it stops now).
+        #[arg(long, value_name = "DURATION")]
+        grace: Option<String>,
+    },
+    /// Verification counts of a key by bucket and outcome.
+    Usage {
+        /// Key id.
+        id: String,
+        /// minute, hour or day.
+        #[arg(long, default_value = "hour")]
+        granularity: String,
+        /// Start, seconds since the epoch (default: 24 h before --to).
+        #[arg(long)]
+        from: Option<i64>,
+        /// End, seconds since the epoch (default: now).
+        #[arg(long)]
+        to: Option<i64>,
+    },
     /// Enable or disable a key.
     Update {
         /// Key id.
@@ -440,6 +462,27 @@ async fn apikey(cmd: ApikeyCmd, settings: &Settings, out: Output) -> anyhow::Res
         ),
         ApikeyCmd::Show { id } => print(out, &auth.get_api_key(&id).await?, KEY_COLUMNS),
         ApikeyCmd::Revoke { id } => print(out, &auth.revoke_api_key(&id).await?, KEY_COLUMNS),
+        ApikeyCmd::Roll { id, grace } => {
+            let grace = opt_duration("--grace", grace.as_deref())?.unwrap_or_default();
+            print(
+                out,
+                &auth.roll_api_key(&id, grace).await?,
+                &["id", "hint", "key"],
+            )
+        }
+        ApikeyCmd::Usage {
+            id,
+            granularity,
+            from,
+            to,
+        } => {
+            let g = portcullis_service::apikeys::Granularity::parse(&granularity)?;
+            print(
+                out,
+                &auth.api_key_usage(&id, from, to, g).await?,
+                &["start", "counts"],
+            )
+        }
         ApikeyCmd::Update {
             id,
             enabled,

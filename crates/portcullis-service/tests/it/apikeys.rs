@@ -547,3 +547,237 @@ async fn admin_tokens_authenticate_until_revoked() {
         .expect("a")
         .is_none());
 }
+
+#[tokio::test]
+async fn a_rolled_key_keeps_the_old_secret_for_the_grace_period_only() {
+    let e = env().await;
+    e.auth
+        .create_keyspace(ks("acme", "acme_live"))
+        .await
+        .expect("keyspace");
+    let k = e.auth.create_api_key(key("u")).await.expect("key");
+    assert!(
+        e.auth
+            .verify_api_key(&verify(&k.key))
+            .await
+            .expect("v")
+            .valid,
+        "old secret cached"
+    );
+    let rolled = e
+        .auth
+        .roll_api_key(&k.view.id, Duration::from_secs(3600))
+        .await
+        .expect("roll");
+    assert_eq!(rolled.view.id, k.view.id, "same key, new secret");
+    assert_ne!(rolled.key, k.key);
+    assert!(
+        e.auth
+            .verify_api_key(&verify(&rolled.key))
+            .await
+            .expect("v")
+            .valid
+    );
+    assert!(
+        e.auth
+            .verify_api_key(&verify(&k.key))
+            .await
+            .expect("v")
+            .valid,
+        "old secret inside the grace period"
+    );
+    e.clock.advance(3600);
+    assert_eq!(
+        e.auth
+            .verify_api_key(&verify(&k.key))
+            .await
+            .expect("v")
+            .code,
+        VerifyCode::Expired
+    );
+    assert!(
+        e.auth
+            .verify_api_key(&verify(&rolled.key))
+            .await
+            .expect("v")
+            .valid
+    );
+    // No grace: the old secret dies at once.
+    let again = e
+        .auth
+        .roll_api_key(&k.view.id, Duration::ZERO)
+        .await
+        .expect("roll");
+    assert_eq!(
+        e.auth
+            .verify_api_key(&verify(&rolled.key))
+            .await
+            .expect("v")
+            .code,
+        VerifyCode::Expired
+    );
+    assert!(
+        e.auth
+            .verify_api_key(&verify(&again.key))
+            .await
+            .expect("v")
+            .valid
+    );
+    assert!(matches!(
+        e.auth
+            .roll_api_key(&k.view.id, Duration::from_secs(31 * 86_400))
+            .await,
+        Err(ServiceError::Invalid { .. })
+    ));
+    e.auth.revoke_api_key(&k.view.id).await.expect("revoke");
+    assert!(
+        matches!(
+            e.auth.roll_api_key(&k.view.id, Duration::ZERO).await,
+            Err(ServiceError::Conflict(_))
+        ),
+        "roll of a revoked key"
+    );
+}
+
+#[tokio::test]
+async fn leaked_keys_are_revoked_and_reported_and_junk_is_dropped_unlooked() {
+    let e = env().await;
+    e.auth
+        .create_keyspace(ks("acme", "acme_live"))
+        .await
+        .expect("keyspace");
+    let a = e.auth.create_api_key(key("alice")).await.expect("key");
+    let b = e.auth.create_api_key(key("bob")).await.expect("key");
+    e.auth.revoke_api_key(&b.view.id).await.expect("revoke");
+    let untouched = e.auth.create_api_key(key("carol")).await.expect("key");
+    let unknown = portcullis_core::secret::OpaqueSecret::generate("acme_live");
+    let candidates = vec![
+        a.key.clone(),
+        a.key.clone(),
+        b.key.clone(),
+        unknown.expose().to_owned(),
+        "acme_live_short".into(),
+        format!("{}x", &a.key[..a.key.len() - 1]),
+    ];
+    let r = e.auth.report_leaked(&candidates).await.expect("report");
+    assert_eq!(r.checked, 6);
+    assert_eq!(r.dropped, 2, "bad checksum and malformed dropped");
+    assert_eq!(
+        r.revoked
+            .iter()
+            .map(|k| k.key_id.as_str())
+            .collect::<Vec<_>>(),
+        vec![a.view.id.as_str()]
+    );
+    assert_eq!(r.revoked[0].owner, "alice");
+    assert_eq!(r.already_revoked.len(), 1);
+    assert_eq!(
+        e.auth
+            .verify_api_key(&verify(&a.key))
+            .await
+            .expect("v")
+            .code,
+        VerifyCode::Revoked
+    );
+    assert!(
+        e.auth
+            .verify_api_key(&verify(&untouched.key))
+            .await
+            .expect("v")
+            .valid
+    );
+    let too_many = vec!["x".to_owned(); 1001];
+    assert!(matches!(
+        e.auth.report_leaked(&too_many).await,
+        Err(ServiceError::Invalid { .. })
+    ));
+}
+
+#[tokio::test]
+async fn usage_is_counted_by_outcome_and_bucket() {
+    use portcullis_service::apikeys::Granularity;
+    let e = env().await;
+    e.auth
+        .create_keyspace(ks("acme", "acme_live"))
+        .await
+        .expect("keyspace");
+    let k = e
+        .auth
+        .create_api_key(NewApiKey {
+            uses: Some(2),
+            ..key("u")
+        })
+        .await
+        .expect("key");
+    for _ in 0..3 {
+        e.auth.verify_api_key(&verify(&k.key)).await.expect("v");
+    }
+    e.clock.advance(3600);
+    e.auth.verify_api_key(&verify(&k.key)).await.expect("v");
+    e.auth.flush_key_usage().await.expect("flush");
+    let hours = e
+        .auth
+        .api_key_usage(&k.view.id, None, None, Granularity::Hour)
+        .await
+        .expect("usage");
+    assert_eq!(hours.len(), 2, "{hours:?}");
+    assert_eq!(hours[0].counts.get("VALID"), Some(&2));
+    assert_eq!(hours[0].counts.get("USAGE_EXCEEDED"), Some(&1));
+    assert_eq!(hours[1].counts.get("USAGE_EXCEEDED"), Some(&1));
+    let row = e.auth.get_api_key(&k.view.id).await.expect("get");
+    assert!(row.last_used_at.is_some(), "last use flushed");
+    assert!(matches!(
+        Granularity::parse("week"),
+        Err(ServiceError::Invalid { .. })
+    ));
+    let now = 1_800_000_000 + 3600;
+    assert!(e
+        .auth
+        .api_key_usage(&k.view.id, Some(now), Some(now - 1), Granularity::Hour)
+        .await
+        .is_err());
+    assert!(matches!(
+        e.auth
+            .api_key_usage("nope", None, None, Granularity::Hour)
+            .await,
+        Err(ServiceError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn api_keys_introspect_as_one_more_kind_of_bearer() {
+    let e = env().await;
+    e.auth
+        .create_keyspace(ks("acme", "acme_live"))
+        .await
+        .expect("keyspace");
+    let k = e.auth.create_api_key(key("cust-9")).await.expect("key");
+    let c = e
+        .auth
+        .create_client(crate::cc_client("rs"))
+        .await
+        .expect("client");
+    let caller = e
+        .auth
+        .get_client(&c.client.client_id)
+        .await
+        .expect("client");
+    let i = e
+        .auth
+        .introspect(&caller, &k.key)
+        .await
+        .expect("introspect");
+    assert!(i.active);
+    assert_eq!(i.token_type.as_deref(), Some("api_key"));
+    assert_eq!(i.sub.as_deref(), Some("cust-9"));
+    assert_eq!(i.scope.as_deref(), Some("read"));
+    assert_eq!(i.jti.as_deref(), Some(k.view.id.as_str()));
+    e.auth.revoke_api_key(&k.view.id).await.expect("revoke");
+    assert!(
+        !e.auth
+            .introspect(&caller, &k.key)
+            .await
+            .expect("introspect")
+            .active
+    );
+}

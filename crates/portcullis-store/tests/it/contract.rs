@@ -245,6 +245,8 @@ fn api_key(id: &str, ks: &str, remaining: Option<i64>) -> portcullis_store::ApiK
         expires_at: None,
         last_used_at: None,
         revoked_at: None,
+        previous_digest: None,
+        previous_expires_at: None,
     }
 }
 
@@ -378,3 +380,68 @@ async fn a_quota_is_exact_under_concurrency() {
         Err(StoreError::NotFound)
     ));
 }
+
+store_test!(
+    a_rolled_key_is_found_by_both_digests_and_usage_sums_by_bucket,
+    |store| {
+        store
+            .insert_keyspace(&keyspace("k1", "a"))
+            .await
+            .expect("ks");
+        store
+            .insert_api_key(&api_key("r", "k1", None))
+            .await
+            .expect("key");
+        assert!(store
+            .roll_api_key("r", "digest-new", "a_…new1", 100, 5)
+            .await
+            .expect("roll"));
+        assert_eq!(
+            store
+                .find_api_key("digest-new")
+                .await
+                .expect("new")
+                .map(|k| k.id),
+            Some("r".into())
+        );
+        let old = store
+            .find_api_key("digest-r")
+            .await
+            .expect("old")
+            .expect("still found");
+        assert_eq!(
+            (old.previous_digest.as_deref(), old.previous_expires_at),
+            (Some("digest-r"), Some(100))
+        );
+        store.revoke_api_key("r", 6).await.expect("revoke");
+        assert!(
+            !store
+                .roll_api_key("r", "digest-newer", "h", 100, 7)
+                .await
+                .expect("roll"),
+            "a revoked key does not roll"
+        );
+        let rows = vec![
+            ("r".to_owned(), 60, "VALID".to_owned(), 3),
+            ("r".to_owned(), 120, "VALID".to_owned(), 2),
+            ("r".to_owned(), 120, "RATE_LIMITED".to_owned(), 1),
+            ("other".to_owned(), 60, "VALID".to_owned(), 9),
+        ];
+        store.add_key_usage(&rows).await.expect("add");
+        store
+            .add_key_usage(&rows[..1])
+            .await
+            .expect("add again sums");
+        let per_minute = store.key_usage("r", 0, 3_600, 60).await.expect("usage");
+        assert_eq!(per_minute.len(), 3);
+        assert_eq!((per_minute[0].bucket_start, per_minute[0].count), (60, 6));
+        let per_hour = store.key_usage("r", 0, 3_600, 3_600).await.expect("usage");
+        let valid: i64 = per_hour
+            .iter()
+            .filter(|r| r.outcome == "VALID")
+            .map(|r| r.count)
+            .sum();
+        assert_eq!(valid, 8);
+        assert_eq!(store.purge_key_usage(100).await.expect("purge"), 2);
+    }
+);

@@ -298,3 +298,107 @@ async fn admin_api_errors_are_problem_json_and_change_nothing() {
     .await;
     assert_eq!(s, 403);
 }
+
+#[tokio::test]
+async fn roll_leak_usage_and_oauth_introspection_of_api_keys_over_http() {
+    let app = TestApp::spawn().await;
+    let t = admin(&app, &["admin"]).await;
+    call(&app, reqwest::Method::POST, "/api/v1/keyspaces", Some(&t), Some(json!({"name": "acme", "prefix": "acme_live", "scopes": ["read"], "default_scopes": ["read"]}))).await;
+    let (_, k, _) = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/keys",
+        Some(&t),
+        Some(json!({"keyspace": "acme", "owner": "o"})),
+    )
+    .await;
+    let (id, key) = (
+        k["id"].as_str().expect("id").to_owned(),
+        k["key"].as_str().expect("key").to_owned(),
+    );
+    // A resource server (an OAuth client) introspects the API key like any bearer.
+    let rs = app.client(TestApp::cc("rs")).await;
+    let i = app.introspect(&rs, &key).await;
+    assert_eq!(
+        (
+            i["active"].as_bool(),
+            i["token_type"].as_str(),
+            i["sub"].as_str()
+        ),
+        (Some(true), Some("api_key"), Some("o"))
+    );
+    // Roll with a grace period: both secrets verify.
+    let (s, rolled, _) = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/keys/{id}/roll"),
+        Some(&t),
+        Some(json!({"grace": "1h"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{rolled}");
+    let new_key = rolled["key"].as_str().expect("key").to_owned();
+    for k in [&key, &new_key] {
+        let (_, v, _) = call(
+            &app,
+            reqwest::Method::POST,
+            "/api/v1/keys/verify",
+            Some(&t),
+            Some(json!({"key": k})),
+        )
+        .await;
+        assert_eq!(v["valid"], true);
+    }
+    let (s, _, _) = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/keys/{id}/roll"),
+        Some(&t),
+        Some(json!({"grace": "forever"})),
+    )
+    .await;
+    assert_eq!(s, 422);
+    // Usage (flushed explicitly here; the server flushes every 5 s).
+    app.authority.flush_key_usage().await.expect("flush");
+    let (s, u, _) = call(
+        &app,
+        reqwest::Method::GET,
+        &format!("/api/v1/keys/{id}/usage?granularity=day"),
+        Some(&t),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{u}");
+    assert_eq!(u[0]["counts"]["VALID"], 2);
+    let (s, _, _) = call(
+        &app,
+        reqwest::Method::GET,
+        &format!("/api/v1/keys/{id}/usage?granularity=week"),
+        Some(&t),
+        None,
+    )
+    .await;
+    assert_eq!(s, 422);
+    // A secret scanner reports the new key: it is revoked and reported.
+    let (s, r, _) = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/keys/leaked",
+        Some(&t),
+        Some(json!({"candidates": [new_key, "junk"]})),
+    )
+    .await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["revoked"][0]["key_id"], id.as_str());
+    assert_eq!(r["dropped"], 1);
+    let (_, v, _) = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/keys/verify",
+        Some(&t),
+        Some(json!({"key": new_key})),
+    )
+    .await;
+    assert_eq!(v["code"], "REVOKED");
+    assert_eq!(app.introspect(&rs, &key).await, json!({"active": false}));
+}

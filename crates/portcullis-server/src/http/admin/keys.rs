@@ -167,3 +167,72 @@ pub async fn verify(
     );
     Ok(res)
 }
+
+/// `POST /api/v1/keys/{id}/roll` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Roll {
+    /// How long the old secret keeps working, like `24h` (default: none).
+    grace: Option<String>,
+}
+
+/// Roll a key: a new secret for the same key; the old one works for `grace`.
+pub async fn roll(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<Roll>,
+) -> Result<Response, Problem> {
+    admin.require("keys:write")?;
+    let grace = match b.grace.as_deref() {
+        None | Some("0") | Some("0s") => std::time::Duration::ZERO,
+        Some(g) => duration("grace", Some(g))?.unwrap_or_default(),
+    };
+    Ok(Json(state.authority().roll_api_key(&id, grace).await?).into_response())
+}
+
+/// `GET /api/v1/keys/{id}/usage` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageQuery {
+    from: Option<i64>,
+    to: Option<i64>,
+    granularity: Option<String>,
+}
+
+/// Verification counts of a key by bucket and outcome.
+pub async fn usage(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    Query(q): Query<UsageQuery>,
+) -> Result<Response, Problem> {
+    admin.require("keys:read")?;
+    let g = portcullis_service::apikeys::Granularity::parse(
+        q.granularity.as_deref().unwrap_or("hour"),
+    )?;
+    Ok(Json(
+        state
+            .authority()
+            .api_key_usage(&id, q.from, q.to, g)
+            .await?,
+    )
+    .into_response())
+}
+
+/// `POST /api/v1/keys/leaked` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Leaked {
+    candidates: Vec<String>,
+}
+
+/// Leak response: revoke every live key among the candidates and report them.
+pub async fn leaked(
+    State(state): State<AppState>,
+    admin: Admin,
+    ApiJson(b): ApiJson<Leaked>,
+) -> Result<Response, Problem> {
+    admin.require("keys:write")?;
+    Ok(Json(state.authority().report_leaked(&b.candidates).await?).into_response())
+}

@@ -7,7 +7,8 @@ database, registers clients with the CLI, then:
     client_credentials (client_secret_basic and client_secret_post);
   * PyJWT (with `cryptography`) verifies each JWT against the published JWKS,
     for every algorithm Portcullis signs with (EdDSA, ES256, RS256, PS256);
-  * Authlib introspects and revokes, and the revocation shows at once.
+  * Authlib introspects and revokes, and the revocation shows at once;
+  * openapi-spec-validator accepts the admin API's OpenAPI 3.1 document.
 
 Usage: interop.py PATH_TO_PORTCULLIS_BINARY
 """
@@ -21,6 +22,7 @@ import tempfile
 import time
 
 import jwt  # PyJWT
+from openapi_spec_validator import validate as validate_openapi
 import requests
 from authlib.integrations.requests_client import OAuth2Session
 
@@ -86,6 +88,13 @@ def main():
         oidc = requests.get(f"{issuer}/.well-known/openid-configuration").json()
         check("openid-configuration agrees", oidc["token_endpoint"] == meta["token_endpoint"])
         jwks_client = jwt.PyJWKClient(meta["jwks_uri"])
+
+        spec = requests.get(f"{issuer}/api/v1/openapi.json").json()
+        try:
+            validate_openapi(spec)
+            check("admin API OpenAPI document is valid (openapi-spec-validator)", spec["openapi"].startswith("3.1"))
+        except Exception as e:  # noqa: BLE001 - report any validation failure as a failed check
+            check("admin API OpenAPI document is valid (openapi-spec-validator)", False, str(e)[:300])
 
         for alg in ALGS:
             c = clients[alg]

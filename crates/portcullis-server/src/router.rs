@@ -84,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/keys/{id}/roll", post(admin::keys::roll))
         .route("/api/v1/keys/{id}/usage", get(admin::keys::usage))
         .route("/api/v1/keys/leaked", post(admin::keys::leaked))
+        .route("/api/v1/openapi.json", get(admin::openapi))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(
             state.settings().server.max_body_bytes,

@@ -39,6 +39,7 @@ fn opt_secs(d: Option<Duration>) -> Option<i64> {
 
 /// A keyspace as shown.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KeyspaceView {
     /// Id.
     pub id: String,
@@ -122,6 +123,7 @@ pub struct KeyspaceUpdate {
 
 /// An API key as shown (never the secret).
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApiKeyView {
     /// Id.
     pub id: String,
@@ -136,6 +138,7 @@ pub struct ApiKeyView {
     /// Scopes.
     pub scopes: Vec<String>,
     /// Metadata.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub meta: Value,
     /// Uses left (`null`: unlimited).
     pub remaining: Option<i64>,
@@ -227,6 +230,7 @@ pub struct ApiKeyUpdate {
 
 /// A new API key, shown once.
 #[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatedApiKey {
     /// The record.
     #[serde(flatten)]
@@ -237,6 +241,7 @@ pub struct CreatedApiKey {
 
 /// Verification outcome codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum VerifyCode {
     /// The key may be used.
@@ -261,6 +266,7 @@ pub enum VerifyCode {
 
 /// Rate-limit state reported with a verification.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RateLimitState {
     /// Requests per period.
     pub limit: u32,
@@ -283,6 +289,7 @@ pub struct VerifyRequest {
 
 /// A verification answer.
 #[derive(Debug, Clone, Serialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VerifyResponse {
     /// True only for `VALID`.
     pub valid: bool,
@@ -299,6 +306,7 @@ pub struct VerifyResponse {
     pub scopes: Option<Vec<String>>,
     /// Metadata.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub meta: Option<Value>,
     /// Expiry.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1016,6 +1024,7 @@ impl Granularity {
 
 /// One bucket of a key's usage.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UsageBucket {
     /// Bucket start, seconds since the epoch.
     pub start: i64,
@@ -1025,6 +1034,7 @@ pub struct UsageBucket {
 
 /// A key found in a leak report.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LeakedKey {
     /// Key id.
     pub key_id: String,
@@ -1036,6 +1046,7 @@ pub struct LeakedKey {
 
 /// What a leak report did.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LeakReport {
     /// Candidates received.
     pub checked: usize,

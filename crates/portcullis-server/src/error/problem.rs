@@ -6,7 +6,7 @@ use portcullis_service::ServiceError;
 use serde::Serialize;
 
 /// A problem response.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     #[serde(rename = "type")]
     kind: &'static str,
@@ -18,6 +18,7 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'static str>,
     #[serde(skip)]
+    #[schema(ignore)]
     challenge: Option<&'static str>,
 }
 

@@ -402,3 +402,41 @@ async fn roll_leak_usage_and_oauth_introspection_of_api_keys_over_http() {
     assert_eq!(v["code"], "REVOKED");
     assert_eq!(app.introspect(&rs, &key).await, json!({"active": false}));
 }
+
+#[tokio::test]
+async fn the_admin_api_is_described_by_an_openapi_3_1_document() {
+    let app = TestApp::spawn().await;
+    let (s, doc, _) = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/openapi.json",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert!(
+        doc["openapi"].as_str().expect("version").starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    for (path, method) in [
+        ("/api/v1/keyspaces", "post"),
+        ("/api/v1/keys", "post"),
+        ("/api/v1/keys/verify", "post"),
+        ("/api/v1/keys/{id}/roll", "post"),
+        ("/api/v1/keys/{id}/usage", "get"),
+        ("/api/v1/keys/leaked", "post"),
+    ] {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} missing"
+        );
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["admin_token"]["scheme"],
+        "bearer"
+    );
+    assert!(doc["components"]["schemas"]["VerifyResponse"].is_object());
+    assert!(doc["components"]["schemas"]["Problem"].is_object());
+}

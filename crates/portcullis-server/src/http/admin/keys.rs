@@ -6,7 +6,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use portcullis_service::apikeys::{ApiKeyUpdate, NewApiKey, VerifyRequest};
+use portcullis_service::apikeys::{
+    ApiKeyUpdate, ApiKeyView, CreatedApiKey, LeakReport, NewApiKey, UsageBucket, VerifyRequest,
+    VerifyResponse,
+};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -16,13 +19,14 @@ use crate::error::Problem;
 use crate::state::AppState;
 
 /// `POST /api/v1/keys` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
     keyspace: String,
     owner: String,
     name: Option<String>,
     scopes: Option<Vec<String>>,
+    #[schema(value_type = Option<Object>)]
     meta: Option<Value>,
     expires_in: Option<String>,
     expires_at: Option<i64>,
@@ -33,39 +37,58 @@ pub struct CreateKey {
 }
 
 /// `PATCH /api/v1/keys/{id}` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchKey {
     name: Option<String>,
     scopes: Option<Vec<String>>,
+    #[schema(value_type = Option<Object>)]
     meta: Option<Value>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(nullable)]
     uses: Option<Option<i64>>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(nullable)]
     rate_limit: Option<Option<String>>,
     allow_ips: Option<Vec<String>>,
     enabled: Option<bool>,
 }
 
 /// `GET /api/v1/keys` filters.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     keyspace: Option<String>,
     owner: Option<String>,
 }
 
 /// `POST /api/v1/keys/verify` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Verify {
     key: String,
     #[serde(default)]
     scopes: Vec<String>,
     /// The end client's address, for keys with an IP allow list.
+    #[schema(value_type = Option<String>, example = "203.0.113.7")]
     ip: Option<IpAddr>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/keys",
+    operation_id = "keys_create",
+    request_body = CreateKey,
+    responses(
+        (status = 201, body = CreatedApiKey),
+        (status = 401, description = "no valid admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "scope missing", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid input", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("admin_token" = ["keys:write"])),
+    tag = "keys"
+)]
 /// Create a key; the response carries the key once.
 pub async fn create(
     State(state): State<AppState>,
@@ -89,6 +112,20 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/keys",
+    operation_id = "keys_list",
+    params(ListQuery),
+    responses(
+        (status = 200, body = Vec<ApiKeyView>),
+        (status = 401, description = "no valid admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "scope missing", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "unknown keyspace", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("admin_token" = ["keys:read"])),
+    tag = "keys"
+)]
 /// List keys (never their secrets), optionally by keyspace and owner.
 pub async fn list(
     State(state): State<AppState>,
@@ -105,6 +142,20 @@ pub async fn list(
     .into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/keys/{id}",
+    operation_id = "keys_show",
+    params(("id" = String, Path, description = "key id")),
+    responses(
+        (status = 200, body = ApiKeyView),
+        (status = 401, description = "no valid admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "scope missing", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "unknown key", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("admin_token" = ["keys:read"])),
+    tag = "keys"
+)]
 /// Show a key.
 pub async fn show(
     State(state): State<AppState>,
@@ -115,6 +166,21 @@ pub async fn show(
     Ok(Json(state.authority().get_api_key(&id).await?).into_response())
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/keys/{id}",
+    operation_id = "keys_patch",
+    params(("id" = String, Path, description = "key id")),
+    request_body = PatchKey,
+    responses(
+        (status = 200, body = ApiKeyView),
+        (status = 401, description = "no valid admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "scope missing", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid input", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("admin_token" = ["keys:write"])),
+    tag = "keys"
+)]
 /// Update a key's name, scopes, metadata, limits or enabled flag.
 pub async fn patch(
     State(state): State<AppState>,
@@ -135,6 +201,20 @@ pub async fn patch(
     Ok(Json(state.authority().update_api_key(&id, u).await?).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/keys/{id}/revoke",
+    operation_id = "keys_revoke",
+    params(("id" = String, Path, description = "key id")),
+    responses(
+        (status = 200, body = ApiKeyView),
+        (status = 401, description = "no valid admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "scope missing", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "unknown key", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("admin_token" = ["keys:write"])),
+    tag = "keys"
+)]
 /// Revoke a key (idempotent).
 pub async fn revoke(
     State(state): State<AppState>,
@@ -145,6 +225,20 @@ pub async fn revoke(
     Ok(Json(state.authority().revoke_api_key(&id).await?).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/keys/verify",
+    operation_id = "keys_verify",
+    request_body = Verify,
+    responses(
+        (status = 200, body = VerifyResponse),
+        (status = 401, description = "no valid admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "scope missing", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid input", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("admin_token" = ["keys:verify"])),
+    tag = "keys"
+)]
 /// Verify a key. Always 200 with `valid` and `code` for a well-formed request.
 pub async fn verify(
     State(state): State<AppState>,
@@ -169,13 +263,28 @@ pub async fn verify(
 }
 
 /// `POST /api/v1/keys/{id}/roll` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Roll {
     /// How long the old secret keeps working, like `24h` (default: none).
     grace: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/keys/{id}/roll",
+    operation_id = "keys_roll",
+    params(("id" = String, Path, description = "key id")),
+    request_body = Roll,
+    responses(
+        (status = 200, body = CreatedApiKey),
+        (status = 401, description = "no valid admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "scope missing", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the key is revoked", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("admin_token" = ["keys:write"])),
+    tag = "keys"
+)]
 /// Roll a key: a new secret for the same key; the old one works for `grace`.
 pub async fn roll(
     State(state): State<AppState>,
@@ -192,14 +301,29 @@ pub async fn roll(
 }
 
 /// `GET /api/v1/keys/{id}/usage` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct UsageQuery {
     from: Option<i64>,
     to: Option<i64>,
     granularity: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/keys/{id}/usage",
+    operation_id = "keys_usage",
+    params(("id" = String, Path, description = "key id"), UsageQuery),
+    responses(
+        (status = 200, body = Vec<UsageBucket>),
+        (status = 401, description = "no valid admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "scope missing", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid range or granularity", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("admin_token" = ["keys:read"])),
+    tag = "keys"
+)]
 /// Verification counts of a key by bucket and outcome.
 pub async fn usage(
     State(state): State<AppState>,
@@ -221,12 +345,26 @@ pub async fn usage(
 }
 
 /// `POST /api/v1/keys/leaked` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Leaked {
     candidates: Vec<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/keys/leaked",
+    operation_id = "keys_leaked",
+    request_body = Leaked,
+    responses(
+        (status = 200, body = LeakReport),
+        (status = 401, description = "no valid admin token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "scope missing", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "too many candidates", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("admin_token" = ["keys:write"])),
+    tag = "keys"
+)]
 /// Leak response: revoke every live key among the candidates and report them.
 pub async fn leaked(
     State(state): State<AppState>,

@@ -28,3 +28,41 @@ pub(crate) fn duration(field: &'static str, s: Option<&str>) -> Result<Option<Du
         })
     })
 }
+
+/// The OpenAPI 3.1 document of the admin API, served at `/api/v1/openapi.json`.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "Portcullis admin API", description = "Keyspaces, API keys and key verification. Errors are RFC 9457 problem+json."),
+    paths(
+        keyspaces::create, keyspaces::list, keyspaces::show, keyspaces::patch, keyspaces::delete,
+        keys::create, keys::list, keys::show, keys::patch, keys::revoke, keys::verify, keys::roll, keys::usage, keys::leaked,
+    ),
+    modifiers(&AdminTokenScheme)
+)]
+#[derive(Debug)]
+pub struct ApiDoc;
+
+struct AdminTokenScheme;
+
+impl utoipa::Modify for AdminTokenScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An admin token (pcadm_…) from `portcullis admin-token create`",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// `GET /api/v1/openapi.json`
+pub async fn openapi() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(<ApiDoc as utoipa::OpenApi>::openapi())
+}

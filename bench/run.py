@@ -26,6 +26,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release", "portcullis")
 BASE_BIN = os.path.join(ROOT, "target", "release", "portcullis-bench-baseline")
+SCALE_BIN = os.path.join(ROOT, "target", "release", "portcullis-bench-keyscale")
 RESULTS = os.path.join(ROOT, "bench", "results")
 
 
@@ -270,12 +271,16 @@ def main():
         r["target_ratio"] = target_of.get(r["scenario"])
 
     crit = criterion(args.skip_criterion)
+    print("API-key scale (cold lookups with few vs many keys stored; RSS with keys cached)", flush=True)
+    sizes, cached = ("1000,100000", "50000") if args.quick else ("1000,1000000", "100000")
+    scale = json.loads(subprocess.run([SCALE_BIN, "--keys", sizes, "--sample", "5000", "--cached", cached],
+                                      capture_output=True, text=True, check=True).stdout)
     result = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{os.cpu_count()} cores, {platform_mem()}",
         "quick": args.quick, "duration_s": args.duration, "warmup_s": args.warmup, "connections": args.connections,
         "first_start_s": first_start, "start_to_ready_ms": start_to_ready_ms, "idle_rss_mb": idle_rss_mb,
-        "server_peak_rss_mb": server_peak_rss_mb, "load": rows, "criterion_us": crit,
+        "server_peak_rss_mb": server_peak_rss_mb, "load": rows, "criterion_us": crit, "key_scale": scale,
     }
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, "latest.json"), "w") as f:
@@ -320,6 +325,21 @@ def write_markdown(r):
               f"| first start (creates DB, master key, 4 signing keys incl. 2 RSA-2048) | {r['first_start_s'] * 1000:.0f} ms | — |",
               f"| idle RSS after start | {r['idle_rss_mb']:.1f} MB | ≤ 32 MB: {verdict(r['idle_rss_mb'] <= 32)} |",
               f"| server peak RSS over all runs (VmHWM) | {r['server_peak_rss_mb']:.1f} MB | — |"]
+    sc = r.get("key_scale") or []
+    if len(sc) >= 2:
+        small, big = sc[0], sc[-1]
+        ratio = big["cold_p99_us"] / small["cold_p99_us"]
+        lines += ["", "API-key verification at scale (`portcullis-bench-keyscale`, in-process through the service's verification path, "
+                  "SQLite; each sampled key verified once with a cold cache, then again warm):", "",
+                  "| keys stored | sampled | cold p50 µs | cold p99 µs | warm p50 µs | warm p99 µs |", "|---:|---:|---:|---:|---:|---:|"]
+        for x in sc:
+            lines.append(f"| {x['keys_stored']:,} | {x['sample']:,} | {x['cold_p50_us']:.0f} | {x['cold_p99_us']:.0f} | "
+                         f"{x['warm_p50_us']:.1f} | {x['warm_p99_us']:.1f} |")
+        lines += ["", f"Cold p99 with {big['keys_stored']:,} keys is {ratio:.2f}× that with {small['keys_stored']:,} keys "
+                  f"(target ≤ 1.5×: {verdict(ratio <= 1.5)})."]
+        if "rss_with_cache_mb" in big:
+            lines.append(f"Process RSS with {big['cached_keys']:,} keys cached: {big['rss_with_cache_mb']:.0f} MB "
+                         f"(before caching: {big['rss_before_cache_mb']:.0f} MB; target < 150 MB: {verdict(big['rss_with_cache_mb'] < 150)}).")
     if r["criterion_us"]:
         lines += ["", "Criterion (`cargo bench -p portcullis-core --bench jose`), mean µs per operation; throughput ratio = raw time / JWT time:", "",
                   "| alg | raw sign | JWT sign | sign ratio (target ≥ 80%) | raw verify | JWT verify | verify ratio (target ≥ 90%) |",

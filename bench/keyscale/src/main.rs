@@ -1,0 +1,136 @@
+//! `portcullis-bench-keyscale [--keys N…] [--sample S] [--cached C]`
+//!
+//! For each N: a fresh SQLite database with one keyspace and N API keys (bulk
+//! inserted in transactions, with real HMAC digests), then S distinct keys verified
+//! once each through the service's verification path with a cold cache: the
+//! latency distribution of an uncached verification. Then C distinct keys verified
+//! to fill the cache, and the process RSS before and after. Prints one JSON document.
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use portcullis_core::clock::SystemClock;
+use portcullis_core::keys::MasterKey;
+use portcullis_core::secret::OpaqueSecret;
+use portcullis_service::apikeys::{NewKeyspace, VerifyRequest};
+use portcullis_service::{Authority, AuthorityConfig};
+use portcullis_store::SqliteStore;
+use serde_json::json;
+
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// A database with `n` keys; returns the authority and the first `keep` keys in clear.
+async fn populate(dir: &std::path::Path, n: usize, keep: usize) -> anyhow::Result<(Authority, Vec<String>)> {
+    let url = format!("sqlite://{}?mode=rwc", dir.join("keys.db").display());
+    let store = SqliteStore::connect(&url, 4).await?;
+    let pool = store.pool().clone();
+    let mk = MasterKey::generate()?;
+    let pepper = mk.pepper()?;
+    let auth = Authority::new(Arc::new(store), Arc::new(SystemClock), &mk, AuthorityConfig::with_issuer("http://127.0.0.1")).await?;
+    let ks = auth
+        .create_keyspace(NewKeyspace {
+            name: "bench".into(),
+            prefix: "bench_live".into(),
+            scopes: vec!["read".into()],
+            default_scopes: vec!["read".into()],
+            ..NewKeyspace::default()
+        })
+        .await?;
+    let mut kept = Vec::with_capacity(keep);
+    let now = 1_800_000_000i64;
+    let mut i = 0;
+    while i < n {
+        let mut tx = pool.begin().await?;
+        for _ in 0..10_000.min(n - i) {
+            let secret = OpaqueSecret::generate("bench_live");
+            sqlx::query(
+                "INSERT INTO api_keys (id, keyspace_id, digest, hint, owner, name, scopes, meta, remaining, rate_limit, allow_ips,
+                                       enabled, created_at, updated_at)
+                 VALUES (?, ?, ?, ?, ?, '', 'read', '{}', NULL, NULL, '[]', TRUE, ?, ?)",
+            )
+            .bind(format!("key-{i:08}"))
+            .bind(&ks.id)
+            .bind(pepper.digest(secret.expose()).as_str())
+            .bind(secret.hint())
+            .bind(format!("owner-{}", i % 1000))
+            .bind(now)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if kept.len() < keep {
+                kept.push(secret.expose().to_owned());
+            }
+            i += 1;
+        }
+        tx.commit().await?;
+    }
+    Ok((auth, kept))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str, default: &str| -> String {
+        args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned()).unwrap_or_else(|| default.to_owned())
+    };
+    let sizes: Vec<usize> =
+        arg("--keys", "1000,1000000").split(',').map(|s| s.parse().context("--keys")).collect::<Result<_, _>>()?;
+    let sample: usize = arg("--sample", "5000").parse().context("--sample")?;
+    let cached: usize = arg("--cached", "100000").parse().context("--cached")?;
+    let mut results = Vec::new();
+    for &n in &sizes {
+        let dir = tempfile::tempdir()?;
+        let t0 = Instant::now();
+        let keep = sample.max(cached).min(n);
+        let (auth, keys) = populate(dir.path(), n, keep).await?;
+        let populate_s = t0.elapsed().as_secs_f64();
+        // Cold: each key verified once, spread over the whole table.
+        let step = (keys.len() / sample.min(keys.len()).max(1)).max(1);
+        let mut lat = Vec::new();
+        for k in keys.iter().step_by(step).take(sample) {
+            let t = Instant::now();
+            let v = auth.verify_api_key(&VerifyRequest { key: k.clone(), scopes: vec!["read".into()], ip: None }).await?;
+            lat.push(t.elapsed().as_secs_f64() * 1e6);
+            anyhow::ensure!(v.valid, "a stored key failed to verify");
+        }
+        lat.sort_by(f64::total_cmp);
+        // Warm: the same keys again, now from the cache.
+        let mut warm = Vec::new();
+        for k in keys.iter().step_by(step).take(sample) {
+            let t = Instant::now();
+            auth.verify_api_key(&VerifyRequest { key: k.clone(), scopes: vec![], ip: None }).await?;
+            warm.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        warm.sort_by(f64::total_cmp);
+        let mut entry = json!({
+            "keys_stored": n, "sample": lat.len(), "populate_s": populate_s,
+            "cold_p50_us": percentile(&lat, 0.5), "cold_p99_us": percentile(&lat, 0.99),
+            "warm_p50_us": percentile(&warm, 0.5), "warm_p99_us": percentile(&warm, 0.99),
+        });
+        if n >= cached {
+            let before = rss_kb();
+            for k in keys.iter().take(cached) {
+                auth.verify_api_key(&VerifyRequest { key: k.clone(), scopes: vec![], ip: None }).await?;
+            }
+            let after = rss_kb();
+            entry["cached_keys"] = json!(cached);
+            entry["rss_before_cache_mb"] = json!(before as f64 / 1024.0);
+            entry["rss_with_cache_mb"] = json!(after as f64 / 1024.0);
+        }
+        eprintln!("{entry}");
+        results.push(entry);
+    }
+    println!("{}", serde_json::to_string_pretty(&results)?);
+    Ok(())
+}

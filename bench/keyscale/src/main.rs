@@ -22,7 +22,11 @@ use serde_json::json;
 fn rss_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -31,13 +35,23 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// A database with `n` keys; returns the authority and the first `keep` keys in clear.
-async fn populate(dir: &std::path::Path, n: usize, keep: usize) -> anyhow::Result<(Authority, Vec<String>)> {
+async fn populate(
+    dir: &std::path::Path,
+    n: usize,
+    keep: usize,
+) -> anyhow::Result<(Authority, Vec<String>)> {
     let url = format!("sqlite://{}?mode=rwc", dir.join("keys.db").display());
     let store = SqliteStore::connect(&url, 4).await?;
     let pool = store.pool().clone();
     let mk = MasterKey::generate()?;
     let pepper = mk.pepper()?;
-    let auth = Authority::new(Arc::new(store), Arc::new(SystemClock), &mk, AuthorityConfig::with_issuer("http://127.0.0.1")).await?;
+    let auth = Authority::new(
+        Arc::new(store),
+        Arc::new(SystemClock),
+        &mk,
+        AuthorityConfig::with_issuer("http://127.0.0.1"),
+    )
+    .await?;
     let ks = auth
         .create_keyspace(NewKeyspace {
             name: "bench".into(),
@@ -82,10 +96,15 @@ async fn populate(dir: &std::path::Path, n: usize, keep: usize) -> anyhow::Resul
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str, default: &str| -> String {
-        args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned()).unwrap_or_else(|| default.to_owned())
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1).cloned())
+            .unwrap_or_else(|| default.to_owned())
     };
-    let sizes: Vec<usize> =
-        arg("--keys", "1000,1000000").split(',').map(|s| s.parse().context("--keys")).collect::<Result<_, _>>()?;
+    let sizes: Vec<usize> = arg("--keys", "1000,1000000")
+        .split(',')
+        .map(|s| s.parse().context("--keys"))
+        .collect::<Result<_, _>>()?;
     let sample: usize = arg("--sample", "5000").parse().context("--sample")?;
     let cached: usize = arg("--cached", "100000").parse().context("--cached")?;
     let mut results = Vec::new();
@@ -100,7 +119,13 @@ async fn main() -> anyhow::Result<()> {
         let mut lat = Vec::new();
         for k in keys.iter().step_by(step).take(sample) {
             let t = Instant::now();
-            let v = auth.verify_api_key(&VerifyRequest { key: k.clone(), scopes: vec!["read".into()], ip: None }).await?;
+            let v = auth
+                .verify_api_key(&VerifyRequest {
+                    key: k.clone(),
+                    scopes: vec!["read".into()],
+                    ip: None,
+                })
+                .await?;
             lat.push(t.elapsed().as_secs_f64() * 1e6);
             anyhow::ensure!(v.valid, "a stored key failed to verify");
         }
@@ -109,7 +134,12 @@ async fn main() -> anyhow::Result<()> {
         let mut warm = Vec::new();
         for k in keys.iter().step_by(step).take(sample) {
             let t = Instant::now();
-            auth.verify_api_key(&VerifyRequest { key: k.clone(), scopes: vec![], ip: None }).await?;
+            auth.verify_api_key(&VerifyRequest {
+                key: k.clone(),
+                scopes: vec![],
+                ip: None,
+            })
+            .await?;
             warm.push(t.elapsed().as_secs_f64() * 1e6);
         }
         warm.sort_by(f64::total_cmp);
@@ -121,7 +151,12 @@ async fn main() -> anyhow::Result<()> {
         if n >= cached {
             let before = rss_kb();
             for k in keys.iter().take(cached) {
-                auth.verify_api_key(&VerifyRequest { key: k.clone(), scopes: vec![], ip: None }).await?;
+                auth.verify_api_key(&VerifyRequest {
+                    key: k.clone(),
+                    scopes: vec![],
+                    ip: None,
+                })
+                .await?;
             }
             let after = rss_kb();
             entry["cached_keys"] = json!(cached);

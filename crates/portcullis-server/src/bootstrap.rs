@@ -25,6 +25,8 @@ pub fn authority_config(s: &Settings) -> AuthorityConfig {
         rotation_interval: s.keys.rotation_interval,
         publish_ahead: s.keys.publish_ahead,
         usage_retention: s.apikeys.usage_retention,
+        pat_max_ttl: s.pats.max_ttl,
+        pat_allow_no_expiry: s.pats.allow_no_expiry,
     }
 }
 

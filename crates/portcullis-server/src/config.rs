@@ -31,6 +31,28 @@ pub struct Settings {
     pub log: LogSettings,
     /// `[apikeys]`
     pub apikeys: ApiKeySettings,
+    /// `[pats]`
+    pub pats: PatSettings,
+}
+
+/// `[pats]`: personal access token policy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PatSettings {
+    /// Longest lifetime (and the default).
+    #[serde(with = "dur")]
+    pub max_ttl: Duration,
+    /// Allow tokens that never expire.
+    pub allow_no_expiry: bool,
+}
+
+impl Default for PatSettings {
+    fn default() -> Self {
+        Self {
+            max_ttl: Duration::from_secs(90 * 86_400),
+            allow_no_expiry: false,
+        }
+    }
 }
 
 /// `[apikeys]`: API-key analytics.

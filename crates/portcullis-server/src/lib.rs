@@ -78,8 +78,13 @@ pub fn spawn_jobs(auth: Arc<Authority>, settings: &Settings) -> tokio::task::Joi
                     Ok(_) => {}
                     Err(e) => log("key rotation", e),
                 },
-                _ = usage.tick() => if let Err(e) = auth.flush_key_usage().await {
-                    log("key usage flush", e);
+                _ = usage.tick() => {
+                    if let Err(e) = auth.flush_key_usage().await {
+                        log("key usage flush", e);
+                    }
+                    if let Err(e) = auth.flush_pat_usage().await {
+                        log("token usage flush", e);
+                    }
                 },
                 _ = cleanup.tick() => match auth.purge_expired().await {
                     Ok(n) => tracing::debug!(removed = n, "expired tokens purged"),

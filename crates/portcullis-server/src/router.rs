@@ -85,6 +85,20 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/keys/{id}/usage", get(admin::keys::usage))
         .route("/api/v1/keys/leaked", post(admin::keys::leaked))
         .route("/api/v1/openapi.json", get(admin::openapi))
+        .route("/api/v1/users", post(admin::users::create))
+        .route("/api/v1/users/{id}", get(admin::users::show))
+        .route(
+            "/api/v1/users/{id}/tokens",
+            post(admin::users::create_token).get(admin::users::list_tokens),
+        )
+        .route(
+            "/api/v1/users/{id}/tokens/revoke-all",
+            post(admin::users::revoke_all),
+        )
+        .route(
+            "/api/v1/tokens/{id}/revoke",
+            post(admin::users::revoke_token),
+        )
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(
             state.settings().server.max_body_bytes,

@@ -18,6 +18,8 @@ pub const ADMIN_SCOPES: &[&str] = &[
     "keys:read",
     "keys:write",
     "keys:verify",
+    "users:read",
+    "users:write",
 ];
 
 /// Most admin tokens cached.

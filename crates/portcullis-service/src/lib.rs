@@ -15,6 +15,7 @@ mod cache;
 pub mod clients;
 pub mod error;
 pub mod keys;
+pub mod pats;
 pub mod tokens;
 
 use std::collections::HashMap;
@@ -49,6 +50,10 @@ pub struct AuthorityConfig {
     pub publish_ahead: Duration,
     /// How long API-key usage counts are kept.
     pub usage_retention: Duration,
+    /// Longest lifetime of a personal access token (and the default).
+    pub pat_max_ttl: Duration,
+    /// Whether personal access tokens may be created without expiry.
+    pub pat_allow_no_expiry: bool,
 }
 
 impl AuthorityConfig {
@@ -63,6 +68,8 @@ impl AuthorityConfig {
             rotation_interval: Duration::from_secs(90 * 86_400),
             publish_ahead: Duration::from_secs(86_400),
             usage_retention: Duration::from_secs(90 * 86_400),
+            pat_max_ttl: Duration::from_secs(90 * 86_400),
+            pat_allow_no_expiry: false,
         }
     }
 }
@@ -92,6 +99,10 @@ pub struct Authority {
     rate_state: std::sync::Mutex<HashMap<String, u64>>,
     /// Last-use times waiting for the batched flush.
     key_usage: std::sync::Mutex<HashMap<String, i64>>,
+    /// Personal access tokens by digest, for introspection.
+    pat_cache: cache::Cache<String, pats::PatRecord>,
+    /// PAT last-use times waiting for the batched flush.
+    pat_usage: std::sync::Mutex<HashMap<String, i64>>,
     /// Verification counts per (key, minute, outcome) waiting for the batched flush.
     usage_counts: std::sync::Mutex<HashMap<(String, i64, apikeys::VerifyCode), i64>>,
 }
@@ -125,6 +136,8 @@ impl Authority {
             rate_state: std::sync::Mutex::new(HashMap::new()),
             key_usage: std::sync::Mutex::new(HashMap::new()),
             usage_counts: std::sync::Mutex::new(HashMap::new()),
+            pat_cache: cache::Cache::new(pats::PAT_CACHE_MAX),
+            pat_usage: std::sync::Mutex::new(HashMap::new()),
         };
         me.reload_keyring().await?;
         me.reload_revocations().await?;
@@ -197,6 +210,7 @@ impl Authority {
             self.invalidate_clients();
             self.admin_cache.clear();
             self.key_cache.clear();
+            self.pat_cache.clear();
             return Ok(true);
         }
         Ok(false)

@@ -16,7 +16,9 @@ use portcullis_core::claims::{AccessTokenClaims, Audience, ACCESS_TOKEN_TYP};
 use portcullis_core::ids::TokenId;
 use portcullis_core::oauth::GrantType;
 use portcullis_core::scope::ScopeSet;
-use portcullis_core::secret::{OpaqueSecret, SecretString, ACCESS_TOKEN_PREFIX};
+use portcullis_core::secret::{
+    OpaqueSecret, SecretString, ACCESS_TOKEN_PREFIX, PERSONAL_ACCESS_TOKEN_PREFIX,
+};
 use portcullis_store::{OpaqueTokenRow, RevokedJti};
 use serde::Serialize;
 
@@ -64,6 +66,9 @@ pub struct Introspection {
     /// Subject.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
+    /// The resource owner's username (personal access tokens).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
     /// Expiry.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exp: Option<i64>,
@@ -92,6 +97,7 @@ impl Introspection {
             scope: None,
             client_id: None,
             sub: None,
+            username: None,
             exp: None,
             iat: None,
             iss: None,
@@ -117,6 +123,8 @@ enum Known {
     Opaque(Arc<OpaqueTokenRow>),
     /// An API key: one bearer, many kinds.
     ApiKey(Arc<crate::apikeys::KeyRecord>),
+    /// A personal access token.
+    Pat(Arc<crate::pats::PatRecord>),
 }
 
 /// Most entries per kind in [`LiveCache`]; past it that kind is cleared.
@@ -155,7 +163,7 @@ impl Known {
         match self {
             Self::Jwt(c) => &c.client_id,
             Self::Opaque(r) => &r.client_id,
-            Self::ApiKey(_) => "",
+            Self::ApiKey(_) | Self::Pat(_) => "",
         }
     }
 }
@@ -267,6 +275,22 @@ impl Authority {
     /// and its client still registered. `None` for everything else.
     async fn find_live(&self, token: &str) -> Result<Option<Known>, ServiceError> {
         let now = self.now();
+        if token.starts_with("pcpat_") {
+            let Ok(secret) = OpaqueSecret::parse(token, PERSONAL_ACCESS_TOKEN_PREFIX) else {
+                return Ok(None);
+            };
+            let digest = self.pepper.digest(secret.expose());
+            let Some(rec) = self.pat_record(digest.as_str()).await? else {
+                return Ok(None);
+            };
+            let live = rec.revoked_at.is_none()
+                && rec.user_enabled
+                && rec.expires_at.is_none_or(|e| e > now);
+            if live {
+                self.note_pat_use(&rec.id, now);
+            }
+            return Ok(live.then_some(Known::Pat(rec)));
+        }
         if !looks_like_jwt(token) && !token.starts_with("pcat_") {
             // Any other well-formed opaque secret may be an API key of some keyspace.
             let Ok(secret) = OpaqueSecret::parse_any(token) else {
@@ -369,6 +393,7 @@ impl Authority {
                     scope: Some(c.scope.clone()),
                     client_id: Some(c.client_id.clone()),
                     sub: Some(c.sub.clone()),
+                    username: None,
                     exp: Some(c.exp),
                     iat: Some(c.iat),
                     iss: Some(c.iss.clone()),
@@ -378,6 +403,22 @@ impl Authority {
                 };
                 (a, i)
             }
+            Known::Pat(p) => {
+                // Any authenticated client may introspect a personal access token it holds.
+                return Ok(Introspection {
+                    active: true,
+                    scope: Some(p.scopes.clone()),
+                    client_id: None,
+                    sub: Some(p.user_id.clone()),
+                    username: Some(p.username.clone()),
+                    exp: p.expires_at,
+                    iat: Some(p.created_at),
+                    iss: Some(self.config.issuer.clone()),
+                    aud: None,
+                    jti: Some(p.id.clone()),
+                    token_type: Some("personal_access_token".into()),
+                });
+            }
             Known::ApiKey(k) => {
                 // Any authenticated client may introspect an API key it holds.
                 let i = Introspection {
@@ -385,6 +426,7 @@ impl Authority {
                     scope: Some(k.scope_list.join(" ")),
                     client_id: None,
                     sub: Some(k.owner.clone()),
+                    username: None,
                     exp: k.expires_at,
                     iat: Some(k.created_at),
                     iss: Some(self.config.issuer.clone()),
@@ -407,6 +449,7 @@ impl Authority {
                     scope: Some(r.scope.clone()),
                     client_id: Some(r.client_id.clone()),
                     sub: Some(r.subject.clone()),
+                    username: None,
                     exp: Some(r.expires_at),
                     iat: Some(r.issued_at),
                     iss: Some(self.config.issuer.clone()),
@@ -451,7 +494,7 @@ impl Authority {
                 self.remember_revoked_jti(c.jti.clone(), c.exp);
                 tracing::info!(jti = %c.jti, "access token revoked");
             }
-            Known::ApiKey(_) => {
+            Known::ApiKey(_) | Known::Pat(_) => {
                 return Err(ServiceError::UnauthorizedClient(
                     "API keys are revoked through the admin API".into(),
                 ));

@@ -19,8 +19,8 @@ pub mod rows;
 pub mod sqlite;
 
 pub use rows::{
-    AdminTokenRow, ApiKeyRow, ClientRow, KeyspaceRow, OpaqueTokenRow, RevokedJti, SigningKeyRow,
-    SigningKeyState, UsageRow, UseOutcome,
+    AdminTokenRow, ApiKeyRow, ClientRow, KeyspaceRow, OpaqueTokenRow, PatRow, RevokedJti, RoleRow,
+    SigningKeyRow, SigningKeyState, UsageRow, UseOutcome, UserRow,
 };
 pub use sqlite::SqliteStore;
 
@@ -181,6 +181,31 @@ pub trait Store: Send + Sync + Debug + 'static {
     ) -> StoreResult<Vec<UsageRow>>;
     /// Deletes usage buckets older than `before`.
     async fn purge_key_usage(&self, before: i64) -> StoreResult<u64>;
+
+    /// Adds or replaces a role.
+    async fn upsert_role(&self, r: &RoleRow) -> StoreResult<()>;
+    /// All roles.
+    async fn list_roles(&self) -> StoreResult<Vec<RoleRow>>;
+    /// Adds a user.
+    async fn insert_user(&self, u: &UserRow) -> StoreResult<()>;
+    /// A user by id or username.
+    async fn get_user(&self, id_or_username: &str) -> StoreResult<Option<UserRow>>;
+    /// All users.
+    async fn list_users(&self) -> StoreResult<Vec<UserRow>>;
+    /// Adds a personal access token.
+    async fn insert_pat(&self, t: &PatRow) -> StoreResult<()>;
+    /// A personal access token by digest.
+    async fn find_pat(&self, digest: &str) -> StoreResult<Option<PatRow>>;
+    /// A personal access token by id.
+    async fn get_pat(&self, id: &str) -> StoreResult<Option<PatRow>>;
+    /// A user's personal access tokens.
+    async fn list_pats(&self, user_id: &str) -> StoreResult<Vec<PatRow>>;
+    /// Revokes one token (bumps the change counter); false when unknown or already revoked.
+    async fn revoke_pat(&self, id: &str, now: i64) -> StoreResult<bool>;
+    /// Revokes every live token of a user in one transaction; returns how many.
+    async fn revoke_user_pats(&self, user_id: &str, now: i64) -> StoreResult<u64>;
+    /// Records last use times of personal access tokens in one batch.
+    async fn touch_pats(&self, last_used: &[(String, i64)]) -> StoreResult<()>;
 
     /// Deletes tokens and deny-list entries that expired before `before`; returns rows removed.
     async fn purge_expired(&self, before: i64) -> StoreResult<u64>;

@@ -253,3 +253,58 @@ pub enum UseOutcome {
     /// No uses left.
     Exhausted,
 }
+
+/// A role: a name for a set of scopes.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct RoleRow {
+    /// Name.
+    pub name: String,
+    /// Scopes the role allows, space-separated.
+    pub scopes: String,
+    /// Created at.
+    pub created_at: i64,
+}
+
+/// A user (minimal: identity, roles, enabled).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct UserRow {
+    /// Id.
+    pub id: String,
+    /// Unique username.
+    pub username: String,
+    /// Email.
+    pub email: Option<String>,
+    /// Role names, space-separated.
+    pub roles: String,
+    /// Disabled users' tokens stop working.
+    pub enabled: bool,
+    /// Created at.
+    pub created_at: i64,
+    /// Updated at.
+    pub updated_at: i64,
+}
+
+/// A personal access token as stored (its digest, never the token).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct PatRow {
+    /// Id.
+    pub id: String,
+    /// Owner.
+    pub user_id: String,
+    /// HMAC-SHA256 under the pepper (hex).
+    pub digest: String,
+    /// Display hint.
+    pub hint: String,
+    /// Name.
+    pub name: String,
+    /// Scopes, space-separated.
+    pub scopes: String,
+    /// Created at.
+    pub created_at: i64,
+    /// Expires at (`None`: never, where policy allows).
+    pub expires_at: Option<i64>,
+    /// Last used at.
+    pub last_used_at: Option<i64>,
+    /// Revoked at.
+    pub revoked_at: Option<i64>,
+}

@@ -13,8 +13,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 use crate::{
-    AdminTokenRow, ApiKeyRow, ClientRow, KeyspaceRow, OpaqueTokenRow, RevokedJti, SigningKeyRow,
-    Store, StoreError, StoreResult, UsageRow, UseOutcome,
+    AdminTokenRow, ApiKeyRow, ClientRow, KeyspaceRow, OpaqueTokenRow, PatRow, RevokedJti, RoleRow,
+    SigningKeyRow, Store, StoreError, StoreResult, UsageRow, UseOutcome, UserRow,
 };
 
 /// The SQLite store.
@@ -635,6 +635,158 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?
             .rows_affected())
+    }
+
+    async fn upsert_role(&self, r: &RoleRow) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO roles (name, scopes, created_at) VALUES (?, ?, ?)
+             ON CONFLICT (name) DO UPDATE SET scopes = excluded.scopes",
+        )
+        .bind(&r.name)
+        .bind(&r.scopes)
+        .bind(r.created_at)
+        .execute(&mut *tx)
+        .await?;
+        bump(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_roles(&self) -> StoreResult<Vec<RoleRow>> {
+        Ok(
+            sqlx::query_as::<_, RoleRow>("SELECT * FROM roles ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn insert_user(&self, u: &UserRow) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO users (id, username, email, roles, enabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&u.id)
+        .bind(&u.username)
+        .bind(&u.email)
+        .bind(&u.roles)
+        .bind(u.enabled)
+        .bind(u.created_at)
+        .bind(u.updated_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_user(&self, id_or_username: &str) -> StoreResult<Option<UserRow>> {
+        Ok(
+            sqlx::query_as::<_, UserRow>("SELECT * FROM users WHERE id = ? OR username = ?")
+                .bind(id_or_username)
+                .bind(id_or_username)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<UserRow>> {
+        Ok(
+            sqlx::query_as::<_, UserRow>("SELECT * FROM users ORDER BY created_at, id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn insert_pat(&self, t: &PatRow) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO personal_access_tokens (id, user_id, digest, hint, name, scopes, created_at, expires_at, last_used_at, revoked_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&t.id)
+        .bind(&t.user_id)
+        .bind(&t.digest)
+        .bind(&t.hint)
+        .bind(&t.name)
+        .bind(&t.scopes)
+        .bind(t.created_at)
+        .bind(t.expires_at)
+        .bind(t.last_used_at)
+        .bind(t.revoked_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn find_pat(&self, digest: &str) -> StoreResult<Option<PatRow>> {
+        Ok(
+            sqlx::query_as::<_, PatRow>("SELECT * FROM personal_access_tokens WHERE digest = ?")
+                .bind(digest)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn get_pat(&self, id: &str) -> StoreResult<Option<PatRow>> {
+        Ok(
+            sqlx::query_as::<_, PatRow>("SELECT * FROM personal_access_tokens WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn list_pats(&self, user_id: &str) -> StoreResult<Vec<PatRow>> {
+        Ok(sqlx::query_as::<_, PatRow>(
+            "SELECT * FROM personal_access_tokens WHERE user_id = ? ORDER BY created_at, id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn revoke_pat(&self, id: &str, now: i64) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query(
+            "UPDATE personal_access_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        bump(&mut tx).await?;
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    async fn revoke_user_pats(&self, user_id: &str, now: i64) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query("UPDATE personal_access_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL")
+            .bind(now)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        bump(&mut tx).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn touch_pats(&self, last_used: &[(String, i64)]) -> StoreResult<()> {
+        if last_used.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for (id, at) in last_used {
+            sqlx::query(
+                "UPDATE personal_access_tokens SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
+            )
+            .bind(at)
+            .bind(id)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn purge_expired(&self, before: i64) -> StoreResult<u64> {

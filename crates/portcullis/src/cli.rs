@@ -50,6 +50,89 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Apikey(ApikeyCmd),
+    /// Manage roles (named sets of scopes users may hold).
+    #[command(subcommand)]
+    Role(RoleCmd),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Manage personal access tokens.
+    #[command(subcommand)]
+    Pat(PatCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum RoleCmd {
+    /// Create a role, or replace its scopes.
+    Put {
+        /// Name.
+        #[arg(long)]
+        name: String,
+        /// Scope the role allows (repeatable).
+        #[arg(long = "scope", value_name = "S", num_args = 1..)]
+        scopes: Vec<String>,
+    },
+    /// List roles.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCmd {
+    /// Create a user.
+    Create {
+        /// Username.
+        #[arg(long)]
+        username: String,
+        /// Email.
+        #[arg(long)]
+        email: Option<String>,
+        /// Role (repeatable).
+        #[arg(long = "role", value_name = "R", num_args = 1..)]
+        roles: Vec<String>,
+    },
+    /// List users.
+    List,
+    /// Show a user (id or username).
+    Show {
+        /// Id or username.
+        user: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PatCmd {
+    /// Create a personal access token for a user; prints it once.
+    Create {
+        /// User id or username.
+        #[arg(long)]
+        user: String,
+        /// Name.
+        #[arg(long)]
+        name: String,
+        /// Scope (repeatable), within the user's roles.
+        #[arg(long = "scope", value_name = "S", num_args = 1..)]
+        scopes: Vec<String>,
+        /// Lifetime like 30d, or `never` where policy allows (default: pats.max_ttl).
+        #[arg(long = "expires-in", value_name = "DURATION")]
+        expires_in: Option<String>,
+    },
+    /// List a user's tokens.
+    List {
+        /// User id or username.
+        #[arg(long)]
+        user: String,
+    },
+    /// Revoke one token.
+    Revoke {
+        /// Token id.
+        id: String,
+    },
+    /// Revoke every token of a user (offboarding).
+    RevokeAll {
+        /// User id or username.
+        #[arg(long)]
+        user: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -336,6 +419,89 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::AdminToken(cmd) => admin_token(cmd, &settings, out).await,
         Command::Keyspace(cmd) => keyspace(cmd, &settings, out).await,
         Command::Apikey(cmd) => apikey(cmd, &settings, out).await,
+        Command::Role(cmd) => role(cmd, &settings, out).await,
+        Command::User(cmd) => user(cmd, &settings, out).await,
+        Command::Pat(cmd) => pat(cmd, &settings, out).await,
+    }
+}
+
+async fn role(cmd: RoleCmd, settings: &Settings, out: Output) -> anyhow::Result<()> {
+    let auth = authority(settings).await?;
+    match cmd {
+        RoleCmd::Put { name, scopes } => print(
+            out,
+            &auth.put_role(&name, &scopes).await?,
+            &["name", "scopes"],
+        ),
+        RoleCmd::List => print(out, &auth.list_roles().await?, &["name", "scopes"]),
+    }
+}
+
+const USER_COLUMNS: &[&str] = &["id", "username", "email", "roles", "enabled"];
+
+async fn user(cmd: UserCmd, settings: &Settings, out: Output) -> anyhow::Result<()> {
+    let auth = authority(settings).await?;
+    match cmd {
+        UserCmd::Create {
+            username,
+            email,
+            roles,
+        } => {
+            let u = auth
+                .create_user(portcullis_service::pats::NewUser {
+                    username,
+                    email,
+                    roles,
+                })
+                .await?;
+            print(out, &u, USER_COLUMNS)
+        }
+        UserCmd::List => print(out, &auth.list_users().await?, USER_COLUMNS),
+        UserCmd::Show { user } => print(out, &auth.get_user(&user).await?, USER_COLUMNS),
+    }
+}
+
+const PAT_COLUMNS: &[&str] = &[
+    "id",
+    "hint",
+    "name",
+    "scopes",
+    "expires_at",
+    "last_used_at",
+    "revoked_at",
+];
+
+async fn pat(cmd: PatCmd, settings: &Settings, out: Output) -> anyhow::Result<()> {
+    use portcullis_service::pats::PatLifetime;
+    let auth = authority(settings).await?;
+    match cmd {
+        PatCmd::Create {
+            user,
+            name,
+            scopes,
+            expires_in,
+        } => {
+            let lifetime = match expires_in.as_deref() {
+                None => PatLifetime::Default,
+                Some("never") => PatLifetime::Never,
+                Some(d) => PatLifetime::For(parse_duration(d).context("--expires-in")?),
+            };
+            print(
+                out,
+                &auth.create_pat(&user, &name, &scopes, lifetime).await?,
+                &["id", "name", "token"],
+            )
+        }
+        PatCmd::List { user } => print(out, &auth.list_pats(&user).await?, PAT_COLUMNS),
+        PatCmd::Revoke { id } => print(out, &auth.revoke_pat(&id).await?, PAT_COLUMNS),
+        PatCmd::RevokeAll { user } => {
+            let n = auth.revoke_all_pats(&user).await?;
+            print(
+                out,
+                &json!({"user": user, "revoked": n}),
+                &["user", "revoked"],
+            )
+        }
     }
 }
 

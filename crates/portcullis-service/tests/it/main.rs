@@ -2,6 +2,7 @@
 
 mod apikeys;
 mod clients;
+mod pats;
 mod rotation;
 mod tokens;
 

@@ -440,3 +440,100 @@ async fn the_admin_api_is_described_by_an_openapi_3_1_document() {
     assert!(doc["components"]["schemas"]["VerifyResponse"].is_object());
     assert!(doc["components"]["schemas"]["Problem"].is_object());
 }
+
+#[tokio::test]
+async fn users_and_personal_access_tokens_over_http() {
+    let app = TestApp::spawn().await;
+    let t = admin(&app, &["users:write", "users:read"]).await;
+    app.authority
+        .put_role("dev", &["repo:read".into(), "repo:write".into()])
+        .await
+        .expect("role");
+    let (s, u, _) = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/users",
+        Some(&t),
+        Some(json!({"username": "ada", "roles": ["dev"]})),
+    )
+    .await;
+    assert_eq!(s, 201, "{u}");
+    let (s, p, _) = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/users/ada/tokens",
+        Some(&t),
+        Some(json!({"name": "laptop", "scopes": ["repo:read"], "expires_in": "30d"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{p}");
+    let token = p["token"].as_str().expect("token").to_owned();
+    let rs = app.client(TestApp::cc("rs")).await;
+    let i = app.introspect(&rs, &token).await;
+    assert_eq!(
+        (i["active"].as_bool(), i["username"].as_str()),
+        (Some(true), Some("ada"))
+    );
+    for (body, status) in [
+        (json!({"name": "x", "scopes": ["admin"]}), 422),
+        (json!({"name": "x", "expires_in": "never"}), 422),
+        (json!({"name": "x", "expires_in": "365d"}), 422),
+        (json!({"name": ""}), 422),
+    ] {
+        let (s, b, _) = call(
+            &app,
+            reqwest::Method::POST,
+            "/api/v1/users/ada/tokens",
+            Some(&t),
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(s, status, "{body}: {b}");
+    }
+    let (s, l, _) = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/users/ada/tokens",
+        Some(&t),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, l.as_array().map(Vec::len)),
+        (200, Some(1)),
+        "failed requests created nothing"
+    );
+    let (s, r, _) = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/users/ada/tokens/revoke-all",
+        Some(&t),
+        None,
+    )
+    .await;
+    assert_eq!((s, r["revoked"].as_i64()), (200, Some(1)));
+    assert_eq!(
+        app.introspect(&rs, &token).await,
+        json!({"active": false}),
+        "offboarding is immediate"
+    );
+    let (s, _, _) = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/users/ghost/tokens",
+        Some(&t),
+        None,
+    )
+    .await;
+    assert_eq!(s, 404);
+    let keys_only = admin(&app, &["keys:read"]).await;
+    let (s, _, _) = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/users/ada",
+        Some(&keys_only),
+        None,
+    )
+    .await;
+    assert_eq!(s, 403);
+}

@@ -356,3 +356,62 @@ fn keyspaces_api_keys_and_admin_tokens_through_the_cli() {
         t["id"].as_str().expect("id"),
     ])));
 }
+
+#[test]
+fn roles_users_and_personal_access_tokens_through_the_cli() {
+    let dir = tempfile::tempdir().expect("tmp");
+    json_ok(&run(cli(dir.path()).args([
+        "role",
+        "put",
+        "--name",
+        "dev",
+        "--scope",
+        "repo:read",
+    ])));
+    let u = json_ok(&run(cli(dir.path()).args([
+        "user",
+        "create",
+        "--username",
+        "ada",
+        "--role",
+        "dev",
+    ])));
+    assert_eq!(u["roles"], serde_json::json!(["dev"]));
+    let p = json_ok(&run(cli(dir.path()).args([
+        "pat",
+        "create",
+        "--user",
+        "ada",
+        "--name",
+        "laptop",
+        "--scope",
+        "repo:read",
+        "--expires-in",
+        "7d",
+    ])));
+    let token = p["token"].as_str().expect("token").to_owned();
+    assert!(token.starts_with("pcpat_"));
+    let list = run(cli(dir.path()).args(["pat", "list", "--user", "ada"]));
+    assert!(!String::from_utf8_lossy(&list.stdout).contains(&token));
+    let r = json_ok(&run(cli(dir.path()).args([
+        "pat",
+        "revoke-all",
+        "--user",
+        "ada",
+    ])));
+    assert_eq!(r["revoked"], 1);
+    let bad = run(cli(dir.path()).args([
+        "pat",
+        "create",
+        "--user",
+        "ada",
+        "--name",
+        "x",
+        "--scope",
+        "repo:write",
+    ]));
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("scope"));
+    let bad = run(cli(dir.path()).args(["user", "create", "--username", "bo b"]));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("username"));
+}

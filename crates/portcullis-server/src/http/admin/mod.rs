@@ -4,6 +4,7 @@
 
 pub mod keys;
 pub mod keyspaces;
+pub mod users;
 
 use std::time::Duration;
 
@@ -36,6 +37,7 @@ pub(crate) fn duration(field: &'static str, s: Option<&str>) -> Result<Option<Du
     paths(
         keyspaces::create, keyspaces::list, keyspaces::show, keyspaces::patch, keyspaces::delete,
         keys::create, keys::list, keys::show, keys::patch, keys::revoke, keys::verify, keys::roll, keys::usage, keys::leaked,
+        users::create, users::show, users::create_token, users::list_tokens, users::revoke_all, users::revoke_token,
     ),
     modifiers(&AdminTokenScheme)
 )]

@@ -78,7 +78,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/keys/verify", post(admin::keys::verify))
         .route(
             "/api/v1/keys/{id}",
-            get(admin::keys::show).patch(admin::keys::patch),
+            get(admin::keys::show)
+                .patch(admin::keys::patch)
+                .delete(admin::keys::delete),
         )
         .route("/api/v1/keys/{id}/revoke", post(admin::keys::revoke))
         .route("/api/v1/keys/{id}/roll", post(admin::keys::roll))

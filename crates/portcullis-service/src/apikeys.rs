@@ -801,6 +801,16 @@ impl Authority {
         self.get_api_key(id).await
     }
 
+    /// Deletes a key for good (and its usage counts); it stops verifying at once.
+    pub async fn delete_api_key(&self, id: &str) -> Result<(), ServiceError> {
+        let row = self.api_key_row(id).await?;
+        self.store.delete_api_key(id).await?;
+        self.key_cache.clear();
+        self.forget_rate_state(&row.id);
+        tracing::info!(key_id = %id, "api key deleted");
+        Ok(())
+    }
+
     fn forget_rate_state(&self, key_id: &str) {
         let mut g = match self.rate_state.lock() {
             Ok(g) => g,

@@ -155,6 +155,8 @@ pub trait Store: Send + Sync + Debug + 'static {
     async fn update_api_key(&self, k: &ApiKeyRow) -> StoreResult<bool>;
     /// Revokes a key; false when unknown or already revoked.
     async fn revoke_api_key(&self, id: &str, now: i64) -> StoreResult<bool>;
+    /// Deletes a key and its usage counts (bumps the change counter); false when unknown.
+    async fn delete_api_key(&self, id: &str) -> StoreResult<bool>;
     /// Takes one use of a quota-limited key atomically (exact under concurrency).
     async fn take_api_key_use(&self, id: &str) -> StoreResult<UseOutcome>;
     /// Records last use times in one batch.

@@ -521,6 +521,22 @@ impl Store for SqliteStore {
         Ok(n > 0)
     }
 
+    async fn delete_api_key(&self, id: &str) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM key_usage WHERE key_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let n = sqlx::query("DELETE FROM api_keys WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        bump(&mut tx).await?;
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
     async fn take_api_key_use(&self, id: &str) -> StoreResult<UseOutcome> {
         let left: Option<i64> =
             sqlx::query_scalar("UPDATE api_keys SET remaining = remaining - 1 WHERE id = ? AND remaining > 0 RETURNING remaining")

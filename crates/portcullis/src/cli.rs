@@ -193,6 +193,26 @@ enum KeyspaceCmd {
         /// Id or name.
         keyspace: String,
     },
+    /// Change a keyspace's scopes, defaults and lifetimes.
+    Update {
+        /// Id or name.
+        keyspace: String,
+        /// Replace the scopes keys may have (repeatable).
+        #[arg(long = "scope", value_name = "S", num_args = 1..)]
+        scopes: Option<Vec<String>>,
+        /// Replace the default scopes (repeatable).
+        #[arg(long = "default-scope", value_name = "S", num_args = 1..)]
+        default_scopes: Option<Vec<String>>,
+        /// Replace the default rate limit (`none` removes it).
+        #[arg(long = "rate-limit", value_name = "N/PERIOD")]
+        rate_limit: Option<String>,
+        /// Replace the default lifetime (`none` removes it).
+        #[arg(long = "default-ttl", value_name = "DURATION")]
+        default_ttl: Option<String>,
+        /// Replace the maximum lifetime (`none` removes it).
+        #[arg(long = "max-ttl", value_name = "DURATION")]
+        max_ttl: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -210,6 +230,11 @@ enum ApikeyCmd {
     },
     /// Show a key.
     Show {
+        /// Key id.
+        id: String,
+    },
+    /// Delete a key for good.
+    Delete {
         /// Key id.
         id: String,
     },
@@ -578,6 +603,34 @@ async fn keyspace(cmd: KeyspaceCmd, settings: &Settings, out: Output) -> anyhow:
                 .await?;
             print(out, &ks, KEYSPACE_COLUMNS)
         }
+        KeyspaceCmd::Update {
+            keyspace,
+            scopes,
+            default_scopes,
+            rate_limit,
+            default_ttl,
+            max_ttl,
+        } => {
+            let none_or = |v: Option<String>| v.map(|v| if v == "none" { None } else { Some(v) });
+            let dur = |flag: &str,
+                       v: Option<Option<String>>|
+             -> anyhow::Result<Option<Option<std::time::Duration>>> {
+                v.map(|inner| opt_duration(flag, inner.as_deref()))
+                    .transpose()
+            };
+            let u = portcullis_service::apikeys::KeyspaceUpdate {
+                scopes,
+                default_scopes,
+                rate_limit: none_or(rate_limit),
+                default_ttl: dur("--default-ttl", none_or(default_ttl))?,
+                max_ttl: dur("--max-ttl", none_or(max_ttl))?,
+            };
+            print(
+                out,
+                &auth.update_keyspace(&keyspace, u).await?,
+                KEYSPACE_COLUMNS,
+            )
+        }
         KeyspaceCmd::List => print(out, &auth.list_keyspaces().await?, KEYSPACE_COLUMNS),
         KeyspaceCmd::Show { keyspace } => {
             print(out, &auth.get_keyspace(&keyspace).await?, KEYSPACE_COLUMNS)
@@ -627,6 +680,10 @@ async fn apikey(cmd: ApikeyCmd, settings: &Settings, out: Output) -> anyhow::Res
             KEY_COLUMNS,
         ),
         ApikeyCmd::Show { id } => print(out, &auth.get_api_key(&id).await?, KEY_COLUMNS),
+        ApikeyCmd::Delete { id } => {
+            auth.delete_api_key(&id).await?;
+            print(out, &json!({"id": id, "deleted": true}), &["id", "deleted"])
+        }
         ApikeyCmd::Revoke { id } => print(out, &auth.revoke_api_key(&id).await?, KEY_COLUMNS),
         ApikeyCmd::Roll { id, grace } => {
             let grace = opt_duration("--grace", grace.as_deref())?.unwrap_or_default();

@@ -657,7 +657,11 @@ async fn leaked_keys_are_revoked_and_reported_and_junk_is_dropped_unlooked() {
         b.key.clone(),
         unknown.expose().to_owned(),
         "acme_live_short".into(),
-        format!("{}x", &a.key[..a.key.len() - 1]),
+        format!(
+            "{}{}",
+            &a.key[..a.key.len() - 1],
+            if a.key.ends_with('x') { 'y' } else { 'x' }
+        ),
     ];
     let r = e.auth.report_leaked(&candidates).await.expect("report");
     assert_eq!(r.checked, 6);

@@ -537,3 +537,109 @@ async fn users_and_personal_access_tokens_over_http() {
     .await;
     assert_eq!(s, 403);
 }
+
+#[tokio::test]
+async fn keys_can_be_deleted_keyspaces_patched_and_garbage_bytes_are_refused() {
+    let app = TestApp::spawn().await;
+    let t = admin(&app, &["admin"]).await;
+    call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/keyspaces",
+        Some(&t),
+        Some(json!({"name": "acme", "prefix": "acme_live", "scopes": ["read"]})),
+    )
+    .await;
+    let (s, ks, _) = call(
+        &app,
+        reqwest::Method::PATCH,
+        "/api/v1/keyspaces/acme",
+        Some(&t),
+        Some(json!({"rate_limit": "10/second", "max_ttl": "30d"})),
+    )
+    .await;
+    assert_eq!(
+        (s, ks["rate_limit"].as_str(), ks["max_ttl"].as_i64()),
+        (200, Some("10/second"), Some(30 * 86_400))
+    );
+    let (s, ks, _) = call(
+        &app,
+        reqwest::Method::PATCH,
+        "/api/v1/keyspaces/acme",
+        Some(&t),
+        Some(json!({"rate_limit": null, "max_ttl": null})),
+    )
+    .await;
+    assert_eq!(
+        (s, ks["rate_limit"].is_null(), ks["max_ttl"].is_null()),
+        (200, true, true),
+        "null removes"
+    );
+    let (_, k, _) = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/keys",
+        Some(&t),
+        Some(json!({"keyspace": "acme", "owner": "o"})),
+    )
+    .await;
+    let (id, key) = (
+        k["id"].as_str().expect("id").to_owned(),
+        k["key"].as_str().expect("key").to_owned(),
+    );
+    let (_, v, _) = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/keys/verify",
+        Some(&t),
+        Some(json!({"key": key})),
+    )
+    .await;
+    assert_eq!(v["valid"], true);
+    let (s, _, _) = call(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/api/v1/keys/{id}"),
+        Some(&t),
+        None,
+    )
+    .await;
+    assert_eq!(s, 204);
+    let (_, v, _) = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/keys/verify",
+        Some(&t),
+        Some(json!({"key": key})),
+    )
+    .await;
+    assert_eq!(
+        v,
+        json!({"valid": false, "code": "NOT_FOUND"}),
+        "a deleted key stops at once"
+    );
+    let (s, _, _) = call(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/api/v1/keys/{id}"),
+        Some(&t),
+        None,
+    )
+    .await;
+    assert_eq!(s, 404);
+    // Non-UTF-8 bytes in a JSON body: a clear 400, not a crash.
+    let res = app
+        .http
+        .post(app.url("/api/v1/keys/verify"))
+        .bearer_auth(&t)
+        .header("content-type", "application/json")
+        .body(vec![
+            b'{', b'"', b'k', b'e', b'y', b'"', b':', b'"', 0xff, 0xfe, b'"', b'}',
+        ])
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), 400);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    assert_eq!(app.count_rows("api_keys").await, 0);
+}

@@ -284,6 +284,36 @@ fn keyspaces_api_keys_and_admin_tokens_through_the_cli() {
     let id = created["id"].as_str().expect("id");
     let revoked = json_ok(&run(cli(dir.path()).args(["apikey", "revoke", id])));
     assert!(revoked["revoked_at"].is_i64());
+    json_ok(&run(cli(dir.path()).args(["apikey", "delete", id])));
+    assert!(
+        !run(cli(dir.path()).args(["apikey", "show", id]))
+            .status
+            .success(),
+        "deleted"
+    );
+    let ks = json_ok(&run(cli(dir.path()).args([
+        "keyspace",
+        "update",
+        "acme",
+        "--rate-limit",
+        "5/second",
+        "--max-ttl",
+        "30d",
+    ])));
+    assert_eq!(
+        (ks["rate_limit"].as_str(), ks["max_ttl"].as_i64()),
+        (Some("5/second"), Some(30 * 86_400))
+    );
+    let ks = json_ok(&run(cli(dir.path()).args([
+        "keyspace",
+        "update",
+        "acme",
+        "--rate-limit",
+        "none",
+        "--max-ttl",
+        "none",
+    ])));
+    assert!(ks["rate_limit"].is_null());
     for (args, needle) in [
         (
             vec![

@@ -216,7 +216,8 @@ fn no_secret_ever_appears_in_a_log_line() {
         .send()
         .expect("post");
     assert_eq!(r.status(), 200);
-    let near_miss = format!("{}x", &secret[..secret.len() - 1]);
+    let last = if secret.ends_with('x') { 'y' } else { 'x' };
+    let near_miss = format!("{}{last}", &secret[..secret.len() - 1]);
     assert_eq!(
         post(&s, "/oauth/introspect", &id, &near_miss, &opaque).status(),
         401

@@ -374,3 +374,28 @@ pub async fn leaked(
     admin.require("keys:write")?;
     Ok(Json(state.authority().report_leaked(&b.candidates).await?).into_response())
 }
+
+/// Delete a key for good (its usage counts go with it).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/keys/{id}",
+    operation_id = "keys_delete",
+    params(("id" = String, Path, description = "key id")),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "unknown key", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("admin_token" = ["keys:write"])),
+    tag = "keys"
+)]
+pub async fn delete(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    admin.require("keys:write")?;
+    state.authority().delete_api_key(&id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -36,7 +36,7 @@ pub(crate) fn duration(field: &'static str, s: Option<&str>) -> Result<Option<Du
     info(title = "Portcullis admin API", description = "Keyspaces, API keys and key verification. Errors are RFC 9457 problem+json."),
     paths(
         keyspaces::create, keyspaces::list, keyspaces::show, keyspaces::patch, keyspaces::delete,
-        keys::create, keys::list, keys::show, keys::patch, keys::revoke, keys::verify, keys::roll, keys::usage, keys::leaked,
+        keys::create, keys::list, keys::show, keys::patch, keys::revoke, keys::verify, keys::roll, keys::usage, keys::leaked, keys::delete,
         users::create, users::show, users::create_token, users::list_tokens, users::revoke_all, users::revoke_token,
     ),
     modifiers(&AdminTokenScheme)

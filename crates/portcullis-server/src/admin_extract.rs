@@ -82,3 +82,37 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
         }
     }
 }
+
+/// A user authenticated by one of their personal access tokens (self-service endpoints).
+#[derive(Debug)]
+pub struct Me(pub portcullis_service::pats::PatPrincipal);
+
+impl FromRequestParts<AppState> for Me {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let token = match value.split_once(' ') {
+            Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") => t.trim(),
+            _ => return Err(Problem::unauthorized("a personal access token is required")),
+        };
+        match state
+            .authority()
+            .authenticate_pat(&SecretString::new(token))
+            .await
+            .map_err(Problem::from_service)?
+        {
+            Some(p) => Ok(Self(p)),
+            None => Err(Problem::unauthorized(
+                "the personal access token is invalid, expired or revoked",
+            )),
+        }
+    }
+}

@@ -101,6 +101,11 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/tokens/{id}/revoke",
             post(admin::users::revoke_token),
         )
+        .route("/api/v1/me/tokens", get(admin::users::my_tokens))
+        .route(
+            "/api/v1/me/tokens/{id}/revoke",
+            post(admin::users::revoke_my_token),
+        )
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(
             state.settings().server.max_body_bytes,

@@ -445,3 +445,53 @@ impl Authority {
         Ok(self.store.touch_pats(&batch).await?)
     }
 }
+
+/// The user behind a live personal access token (self-service calls).
+#[derive(Debug, Clone)]
+pub struct PatPrincipal {
+    /// User id.
+    pub user_id: String,
+    /// The token used.
+    pub token_id: String,
+}
+
+impl Authority {
+    /// Authenticates a bearer personal access token; `None` unless it is live.
+    pub async fn authenticate_pat(
+        &self,
+        token: &portcullis_core::secret::SecretString,
+    ) -> Result<Option<PatPrincipal>, ServiceError> {
+        let Ok(secret) = OpaqueSecret::parse(token.expose(), PERSONAL_ACCESS_TOKEN_PREFIX) else {
+            return Ok(None);
+        };
+        let digest = self.pepper.digest(secret.expose());
+        let Some(rec) = self.pat_record(digest.as_str()).await? else {
+            return Ok(None);
+        };
+        let now = self.now();
+        if rec.revoked_at.is_some() || !rec.user_enabled || rec.expires_at.is_some_and(|e| e <= now)
+        {
+            return Ok(None);
+        }
+        self.note_pat_use(&rec.id, now);
+        Ok(Some(PatPrincipal {
+            user_id: rec.user_id.clone(),
+            token_id: rec.id.clone(),
+        }))
+    }
+
+    /// Self-service: revokes one of the caller's own tokens. Another user's token is
+    /// "not found", exactly like an unknown id.
+    pub async fn revoke_own_pat(
+        &self,
+        me: &PatPrincipal,
+        id: &str,
+    ) -> Result<PatView, ServiceError> {
+        match self.store.get_pat(id).await? {
+            Some(t) if t.user_id == me.user_id => self.revoke_pat(id).await,
+            _ => Err(ServiceError::NotFound(format!(
+                "personal access token {id}"
+            ))),
+        }
+    }
+}

@@ -643,3 +643,84 @@ async fn keys_can_be_deleted_keyspaces_patched_and_garbage_bytes_are_refused() {
     assert_eq!(res.headers()["content-type"], "application/problem+json");
     assert_eq!(app.count_rows("api_keys").await, 0);
 }
+
+#[tokio::test]
+async fn a_user_lists_and_revokes_their_own_tokens_only() {
+    use portcullis_service::pats::{NewUser, PatLifetime};
+    let app = TestApp::spawn().await;
+    let a = &app.authority;
+    a.put_role("dev", &["repo:read".into()])
+        .await
+        .expect("role");
+    for u in ["ada", "bob"] {
+        a.create_user(NewUser {
+            username: u.into(),
+            roles: vec!["dev".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("user");
+    }
+    let ada1 = a
+        .create_pat("ada", "laptop", &[], PatLifetime::Default)
+        .await
+        .expect("pat");
+    let ada2 = a
+        .create_pat("ada", "ci", &[], PatLifetime::Default)
+        .await
+        .expect("pat");
+    let bob1 = a
+        .create_pat("bob", "laptop", &[], PatLifetime::Default)
+        .await
+        .expect("pat");
+    let (s, list, _) = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/me/tokens",
+        Some(&ada1.token),
+        None,
+    )
+    .await;
+    assert_eq!((s, list.as_array().map(Vec::len)), (200, Some(2)), "{list}");
+    assert!(
+        !list.to_string().contains(&ada2.token),
+        "never the tokens themselves"
+    );
+    // Bob's token is invisible to Ada: "not found", like an unknown id.
+    let (s, _, _) = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/me/tokens/{}/revoke", bob1.view.id),
+        Some(&ada1.token),
+        None,
+    )
+    .await;
+    assert_eq!(s, 404);
+    let (s, _, _) = call(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/me/tokens/{}/revoke", ada2.view.id),
+        Some(&ada1.token),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, _, _) = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/me/tokens",
+        Some(&ada2.token),
+        None,
+    )
+    .await;
+    assert_eq!(s, 401, "a revoked token no longer authenticates");
+    for bad in [None, Some("pcpat_nope"), Some("Basic abc")] {
+        let (s, b, h) = call(&app, reqwest::Method::GET, "/api/v1/me/tokens", bad, None).await;
+        assert_eq!(s, 401, "{bad:?}: {b}");
+        assert!(h.contains_key("www-authenticate"));
+    }
+    let bob = app
+        .introspect(&app.client(TestApp::cc("rs")).await, &bob1.token)
+        .await;
+    assert_eq!(bob["active"], true, "Bob's token untouched");
+}

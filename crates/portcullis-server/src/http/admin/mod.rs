@@ -38,6 +38,7 @@ pub(crate) fn duration(field: &'static str, s: Option<&str>) -> Result<Option<Du
         keyspaces::create, keyspaces::list, keyspaces::show, keyspaces::patch, keyspaces::delete,
         keys::create, keys::list, keys::show, keys::patch, keys::revoke, keys::verify, keys::roll, keys::usage, keys::leaked, keys::delete,
         users::create, users::show, users::create_token, users::list_tokens, users::revoke_all, users::revoke_token,
+        users::my_tokens, users::revoke_my_token,
     ),
     modifiers(&AdminTokenScheme)
 )]
@@ -57,6 +58,17 @@ impl utoipa::Modify for AdminTokenScheme {
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
                         "An admin token (pcadm_…) from `portcullis admin-token create`",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "personal_access_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "One of the caller's own personal access tokens (pcpat_…)",
                     ))
                     .build(),
             ),

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::duration;
-use crate::admin_extract::{Admin, ApiJson};
+use crate::admin_extract::{Admin, ApiJson, Me};
 use crate::error::Problem;
 use crate::state::AppState;
 
@@ -196,4 +196,42 @@ pub async fn revoke_token(
 ) -> Result<Response, Problem> {
     admin.require("users:write")?;
     Ok(Json(state.authority().revoke_pat(&id).await?).into_response())
+}
+
+/// Self-service: the caller's own personal access tokens (authenticated by one of them).
+#[utoipa::path(
+    get,
+    path = "/api/v1/me/tokens",
+    operation_id = "me_list_tokens",
+    responses(
+        (status = 200, body = Vec<PatView>),
+        (status = 401, description = "no live personal access token", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("personal_access_token" = [])),
+    tag = "self-service"
+)]
+pub async fn my_tokens(State(state): State<AppState>, me: Me) -> Result<Response, Problem> {
+    Ok(Json(state.authority().list_pats(&me.0.user_id).await?).into_response())
+}
+
+/// Self-service: revoke one of the caller's own tokens.
+#[utoipa::path(
+    post,
+    path = "/api/v1/me/tokens/{id}/revoke",
+    operation_id = "me_revoke_token",
+    params(("id" = String, Path, description = "token id")),
+    responses(
+        (status = 200, body = PatView),
+        (status = 401, description = "no live personal access token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "unknown token, or another user's", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("personal_access_token" = [])),
+    tag = "self-service"
+)]
+pub async fn revoke_my_token(
+    State(state): State<AppState>,
+    me: Me,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    Ok(Json(state.authority().revoke_own_pat(&me.0, &id).await?).into_response())
 }

@@ -103,9 +103,14 @@ impl FromRequestParts<AppState> for Me {
             Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") => t.trim(),
             _ => return Err(Problem::unauthorized("a personal access token is required")),
         };
+        // The direct peer; trusted-proxy client addresses come with forward-auth.
+        let ip = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
         match state
             .authority()
-            .authenticate_pat(&SecretString::new(token))
+            .authenticate_pat(&SecretString::new(token), ip)
             .await
             .map_err(Problem::from_service)?
         {

@@ -102,7 +102,7 @@ pub struct Authority {
     /// Personal access tokens by digest, for introspection.
     pat_cache: cache::Cache<String, pats::PatRecord>,
     /// PAT last-use times waiting for the batched flush.
-    pat_usage: std::sync::Mutex<HashMap<String, i64>>,
+    pat_usage: std::sync::Mutex<HashMap<String, (i64, Option<String>)>>,
     /// Verification counts per (key, minute, outcome) waiting for the batched flush.
     usage_counts: std::sync::Mutex<HashMap<(String, i64, apikeys::VerifyCode), i64>>,
 }

@@ -86,6 +86,8 @@ pub struct PatView {
     pub expires_at: Option<i64>,
     /// Last used at (flushed every few seconds).
     pub last_used_at: Option<i64>,
+    /// Address it was last used from, when known.
+    pub last_used_ip: Option<String>,
     /// Revoked at.
     pub revoked_at: Option<i64>,
 }
@@ -101,6 +103,7 @@ impl From<PatRow> for PatView {
             created_at: t.created_at,
             expires_at: t.expires_at,
             last_used_at: t.last_used_at,
+            last_used_ip: t.last_used_ip,
             revoked_at: t.revoked_at,
         }
     }
@@ -347,6 +350,7 @@ impl Authority {
             expires_at,
             last_used_at: None,
             revoked_at: None,
+            last_used_ip: None,
         };
         self.store.insert_pat(&row).await?;
         tracing::info!(pat_id = %row.id, user_id = %user.id, "personal access token created");
@@ -425,22 +429,29 @@ impl Authority {
         Ok(Some(rec))
     }
 
-    pub(crate) fn note_pat_use(&self, id: &str, now: i64) {
+    pub(crate) fn note_pat_use(&self, id: &str, now: i64, ip: Option<std::net::IpAddr>) {
         let mut g = match self.pat_usage.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        g.insert(id.to_owned(), now);
+        let entry = g.entry(id.to_owned()).or_insert((now, None));
+        entry.0 = now;
+        if let Some(ip) = ip {
+            entry.1 = Some(ip.to_string());
+        }
     }
 
     /// Writes PAT last-use times gathered since the previous flush.
     pub async fn flush_pat_usage(&self) -> Result<(), ServiceError> {
-        let batch: Vec<(String, i64)> = {
+        let batch: Vec<(String, i64, Option<String>)> = {
             let mut g = match self.pat_usage.lock() {
                 Ok(g) => g,
                 Err(p) => p.into_inner(),
             };
-            std::mem::take(&mut *g).into_iter().collect()
+            std::mem::take(&mut *g)
+                .into_iter()
+                .map(|(id, (at, ip))| (id, at, ip))
+                .collect()
         };
         Ok(self.store.touch_pats(&batch).await?)
     }
@@ -460,6 +471,7 @@ impl Authority {
     pub async fn authenticate_pat(
         &self,
         token: &portcullis_core::secret::SecretString,
+        ip: Option<std::net::IpAddr>,
     ) -> Result<Option<PatPrincipal>, ServiceError> {
         let Ok(secret) = OpaqueSecret::parse(token.expose(), PERSONAL_ACCESS_TOKEN_PREFIX) else {
             return Ok(None);
@@ -473,7 +485,7 @@ impl Authority {
         {
             return Ok(None);
         }
-        self.note_pat_use(&rec.id, now);
+        self.note_pat_use(&rec.id, now, ip);
         Ok(Some(PatPrincipal {
             user_id: rec.user_id.clone(),
             token_id: rec.id.clone(),

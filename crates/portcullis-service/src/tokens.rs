@@ -287,7 +287,7 @@ impl Authority {
                 && rec.user_enabled
                 && rec.expires_at.is_none_or(|e| e > now);
             if live {
-                self.note_pat_use(&rec.id, now);
+                self.note_pat_use(&rec.id, now, None);
             }
             return Ok(live.then_some(Known::Pat(rec)));
         }

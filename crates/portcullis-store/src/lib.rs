@@ -206,8 +206,8 @@ pub trait Store: Send + Sync + Debug + 'static {
     async fn revoke_pat(&self, id: &str, now: i64) -> StoreResult<bool>;
     /// Revokes every live token of a user in one transaction; returns how many.
     async fn revoke_user_pats(&self, user_id: &str, now: i64) -> StoreResult<u64>;
-    /// Records last use times of personal access tokens in one batch.
-    async fn touch_pats(&self, last_used: &[(String, i64)]) -> StoreResult<()>;
+    /// Records last use times (and addresses, when known) of personal access tokens in one batch.
+    async fn touch_pats(&self, last_used: &[(String, i64, Option<String>)]) -> StoreResult<()>;
 
     /// Deletes tokens and deny-list entries that expired before `before`; returns rows removed.
     async fn purge_expired(&self, before: i64) -> StoreResult<u64>;

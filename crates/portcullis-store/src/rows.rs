@@ -307,4 +307,6 @@ pub struct PatRow {
     pub last_used_at: Option<i64>,
     /// Revoked at.
     pub revoked_at: Option<i64>,
+    /// Address it was last used from.
+    pub last_used_ip: Option<String>,
 }

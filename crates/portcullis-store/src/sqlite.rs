@@ -713,8 +713,8 @@ impl Store for SqliteStore {
 
     async fn insert_pat(&self, t: &PatRow) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO personal_access_tokens (id, user_id, digest, hint, name, scopes, created_at, expires_at, last_used_at, revoked_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO personal_access_tokens (id, user_id, digest, hint, name, scopes, created_at, expires_at, last_used_at, revoked_at, last_used_ip)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&t.id)
         .bind(&t.user_id)
@@ -726,6 +726,7 @@ impl Store for SqliteStore {
         .bind(t.expires_at)
         .bind(t.last_used_at)
         .bind(t.revoked_at)
+        .bind(&t.last_used_ip)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -786,16 +787,18 @@ impl Store for SqliteStore {
         Ok(n)
     }
 
-    async fn touch_pats(&self, last_used: &[(String, i64)]) -> StoreResult<()> {
+    async fn touch_pats(&self, last_used: &[(String, i64, Option<String>)]) -> StoreResult<()> {
         if last_used.is_empty() {
             return Ok(());
         }
         let mut tx = self.pool.begin().await?;
-        for (id, at) in last_used {
+        for (id, at, ip) in last_used {
             sqlx::query(
-                "UPDATE personal_access_tokens SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)",
+                "UPDATE personal_access_tokens SET last_used_at = ?, last_used_ip = COALESCE(?, last_used_ip)
+                 WHERE id = ? AND (last_used_at IS NULL OR last_used_at <= ?)",
             )
             .bind(at)
+            .bind(ip)
             .bind(id)
             .bind(at)
             .execute(&mut *tx)

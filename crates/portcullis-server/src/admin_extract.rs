@@ -30,6 +30,13 @@ impl Admin {
     }
 }
 
+/// The credential of an `Authorization: Bearer …` header (scheme case-insensitive).
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
 impl FromRequestParts<AppState> for Admin {
     type Rejection = Problem;
 
@@ -37,15 +44,8 @@ impl FromRequestParts<AppState> for Admin {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let token = match value.split_once(' ') {
-            Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") => t.trim(),
-            _ => return Err(Problem::unauthorized("an admin bearer token is required")),
-        };
+        let token = bearer(parts)
+            .ok_or_else(|| Problem::unauthorized("an admin bearer token is required"))?;
         match state
             .authority()
             .authenticate_admin(&SecretString::new(token))
@@ -94,15 +94,8 @@ impl FromRequestParts<AppState> for Me {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let token = match value.split_once(' ') {
-            Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") => t.trim(),
-            _ => return Err(Problem::unauthorized("a personal access token is required")),
-        };
+        let token = bearer(parts)
+            .ok_or_else(|| Problem::unauthorized("a personal access token is required"))?;
         // The direct peer; trusted-proxy client addresses come with forward-auth.
         let ip = parts
             .extensions

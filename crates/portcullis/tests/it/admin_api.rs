@@ -724,3 +724,77 @@ async fn a_user_lists_and_revokes_their_own_tokens_only() {
         .await;
     assert_eq!(bob["active"], true, "Bob's token untouched");
 }
+
+#[tokio::test]
+async fn no_secret_is_stored_in_clear_anywhere_in_the_database_files() {
+    use portcullis_service::apikeys::{NewApiKey, NewKeyspace};
+    use portcullis_service::pats::{NewUser, PatLifetime};
+    let app = TestApp::spawn().await;
+    let a = &app.authority;
+    let client = app
+        .client(portcullis_service::clients::NewClient {
+            token_format: Some("opaque".into()),
+            ..TestApp::cc("c")
+        })
+        .await;
+    let opaque = app.token(&client, "").await;
+    let admin_token = admin(&app, &["admin"]).await;
+    a.create_keyspace(NewKeyspace {
+        name: "acme".into(),
+        prefix: "acme_live".into(),
+        ..Default::default()
+    })
+    .await
+    .expect("ks");
+    let key = a
+        .create_api_key(NewApiKey {
+            keyspace: "acme".into(),
+            owner: "o".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("key")
+        .key;
+    a.put_role("dev", &[]).await.expect("role");
+    a.create_user(NewUser {
+        username: "ada".into(),
+        roles: vec!["dev".into()],
+        ..Default::default()
+    })
+    .await
+    .expect("user");
+    let pat = a
+        .create_pat("ada", "t", &[], PatLifetime::Default)
+        .await
+        .expect("pat")
+        .token;
+    let master = std::fs::read_to_string(app.dir.path().join("master.key")).expect("master key");
+    let mut bytes = Vec::new();
+    for f in std::fs::read_dir(app.dir.path()).expect("dir") {
+        let p = f.expect("entry").path();
+        if p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("portcullis.db"))
+        {
+            bytes.extend(std::fs::read(&p).expect("read"));
+        }
+    }
+    assert!(bytes.len() > 10_000, "database and WAL read");
+    let haystack = String::from_utf8_lossy(&bytes);
+    assert!(haystack.contains(&client.id), "positive control: clear identifiers are found");
+    for (what, secret) in [
+        ("client secret", client.secret.as_str()),
+        ("opaque access token", opaque.as_str()),
+        ("admin token", admin_token.as_str()),
+        ("API key", key.as_str()),
+        ("personal access token", pat.as_str()),
+        ("master key", master.trim()),
+    ] {
+        // The random body (after the prefix) is what must never appear.
+        let body = &secret[secret.len() - 30..];
+        assert!(
+            !haystack.contains(body),
+            "{what} found in clear in the database files"
+        );
+    }
+}

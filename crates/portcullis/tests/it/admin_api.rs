@@ -781,7 +781,10 @@ async fn no_secret_is_stored_in_clear_anywhere_in_the_database_files() {
     }
     assert!(bytes.len() > 10_000, "database and WAL read");
     let haystack = String::from_utf8_lossy(&bytes);
-    assert!(haystack.contains(&client.id), "positive control: clear identifiers are found");
+    assert!(
+        haystack.contains(&client.id),
+        "positive control: clear identifiers are found"
+    );
     for (what, secret) in [
         ("client secret", client.secret.as_str()),
         ("opaque access token", opaque.as_str()),

@@ -1,12 +1,13 @@
 //! Every route, and the middleware stack around them.
 
 use axum::extract::Request;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
 use serde_json::json;
 use tower::ServiceBuilder;
+use tower_http::cors::{Any, CorsLayer};
 use tower_http::request_id::{
     MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
@@ -45,7 +46,18 @@ pub fn router(state: AppState) -> Router {
         let rid = req.extensions().get::<RequestId>().and_then(|r| r.header_value().to_str().ok()).unwrap_or("-");
         tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %rid)
     });
-    Router::new()
+    // CORS only where RFC 9700 allows browsers to call cross-origin: metadata, JWKS
+    // and the token endpoint. Never the admin API (and never an authorization endpoint).
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::HeaderName::from_static("dpop"),
+        ])
+        .max_age(std::time::Duration::from_secs(3600));
+    let browser_facing = Router::new()
         .route(
             "/.well-known/oauth-authorization-server",
             get(discovery::metadata),
@@ -56,6 +68,16 @@ pub fn router(state: AppState) -> Router {
         )
         .route(JWKS_PATH, get(discovery::jwks))
         .route(TOKEN_PATH, post(oauth::token::token))
+        .layer(cors);
+    // HSTS only when this server terminates TLS itself.
+    let hsts = state.settings().server.tls_cert_file.is_some().then(|| {
+        SetResponseHeaderLayer::if_not_present(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+        )
+    });
+    Router::new()
+        .merge(browser_facing)
         .route(INTROSPECT_PATH, post(oauth::introspect::introspect))
         .route(REVOKE_PATH, post(oauth::revoke::revoke))
         .route("/healthz", get(ops::healthz))
@@ -123,6 +145,21 @@ pub fn router(state: AppState) -> Router {
                     header::X_CONTENT_TYPE_OPTIONS,
                     HeaderValue::from_static("nosniff"),
                 ))
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    header::REFERRER_POLICY,
+                    HeaderValue::from_static("no-referrer"),
+                ))
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    header::CONTENT_SECURITY_POLICY,
+                    HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+                ))
+                // Anything that does not say otherwise (discovery and JWKS do) is not
+                // cached: many responses carry a secret shown once.
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-store"),
+                ))
+                .option_layer(hsts)
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::SERVICE_UNAVAILABLE,
                     timeout,

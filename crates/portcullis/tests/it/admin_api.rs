@@ -49,6 +49,18 @@ async fn keyspace_key_and_verify_over_http() {
     assert_eq!(s, 201, "{k}");
     let key = k["key"].as_str().expect("key").to_owned();
     let id = k["id"].as_str().expect("id").to_owned();
+    let (_, _, created_headers) = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/keys",
+        Some(&t),
+        Some(json!({"keyspace": "acme", "owner": "cust-2"})),
+    )
+    .await;
+    assert_eq!(
+        created_headers["cache-control"], "no-store",
+        "a response carrying a new key is never cached"
+    );
     let (s, v, h) = call(
         &app,
         reqwest::Method::POST,

@@ -64,3 +64,69 @@ async fn metrics_count_requests_by_endpoint_and_tokens_by_grant() {
         "{m}"
     );
 }
+
+#[tokio::test]
+async fn security_headers_and_cors_only_where_browsers_may_call() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .http
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    let h = r.headers();
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["referrer-policy"], "no-referrer");
+    assert_eq!(
+        h["content-security-policy"],
+        "default-src 'none'; frame-ancestors 'none'"
+    );
+    assert_eq!(h["cache-control"], "no-store");
+    assert!(
+        !h.contains_key("strict-transport-security"),
+        "no HSTS over plain http"
+    );
+    let r = app
+        .http
+        .get(app.url("/jwks.json"))
+        .send()
+        .await
+        .expect("jwks");
+    assert_eq!(
+        r.headers()["cache-control"],
+        "public, max-age=300",
+        "cacheable documents keep their own policy"
+    );
+    let preflight = |path: &'static str| {
+        app.http
+            .request(reqwest::Method::OPTIONS, app.url(path))
+            .header("origin", "https://spa.example")
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            )
+            .send()
+    };
+    for path in [
+        "/oauth/token",
+        "/.well-known/openid-configuration",
+        "/jwks.json",
+    ] {
+        let r = preflight(path).await.expect("preflight");
+        assert_eq!(
+            r.headers()
+                .get("access-control-allow-origin")
+                .map(|v| v.to_str().ok()),
+            Some(Some("*")),
+            "{path}"
+        );
+    }
+    for path in ["/api/v1/keys", "/oauth/introspect", "/oauth/revoke"] {
+        let r = preflight(path).await.expect("preflight");
+        assert!(
+            !r.headers().contains_key("access-control-allow-origin"),
+            "{path} must not allow cross-origin calls"
+        );
+    }
+}

@@ -123,6 +123,15 @@ impl SecretDigest {
         &self.0
     }
 
+    /// The 32 digest bytes (a compact in-memory cache key); zeros if the text is not 64 hex digits.
+    pub fn to_bytes(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        if hex::decode_to_slice(&self.0, &mut out).is_err() {
+            return [0u8; 32];
+        }
+        out
+    }
+
     /// Constant-time equality.
     pub fn ct_eq(&self, other: &SecretDigest) -> bool {
         use subtle::ConstantTimeEq;

@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use portcullis_core::ids::TokenId;
+use portcullis_core::keys::SecretDigest;
 use portcullis_core::limits::{gcra, AllowList, RateLimit};
 use portcullis_core::scope::ScopeSet;
 use portcullis_core::secret::{validate_prefix, OpaqueSecret, RESERVED_PREFIXES};
@@ -339,11 +340,10 @@ impl VerifyResponse {
 #[derive(Debug)]
 pub(crate) struct KeyRecord {
     pub(crate) id: String,
-    digest: String,
-    previous_digest: Option<String>,
+    digest: [u8; 32],
+    previous_digest: Option<[u8; 32]>,
     previous_expires_at: Option<i64>,
     pub(crate) owner: String,
-    scopes: ScopeSet,
     pub(crate) scope_list: Vec<String>,
     meta: Value,
     quota: bool,
@@ -358,9 +358,9 @@ pub(crate) struct KeyRecord {
 
 impl KeyRecord {
     /// The secret presented is the one replaced by a roll, and its grace period is over.
-    pub(crate) fn is_stale_previous(&self, digest: &str, now: i64) -> bool {
-        self.digest != digest
-            && self.previous_digest.as_deref() == Some(digest)
+    pub(crate) fn is_stale_previous(&self, digest: &[u8; 32], now: i64) -> bool {
+        self.digest != *digest
+            && self.previous_digest.as_ref() == Some(digest)
             && self.previous_expires_at.is_none_or(|t| t <= now)
     }
 }
@@ -370,11 +370,13 @@ impl KeyRecord {
         let ips: Vec<String> = serde_json::from_str(&r.allow_ips).context("stored allow list")?;
         Ok(Self {
             id: r.id.clone(),
-            digest: r.digest.clone(),
-            previous_digest: r.previous_digest.clone(),
+            digest: SecretDigest::from_stored(r.digest.clone()).to_bytes(),
+            previous_digest: r
+                .previous_digest
+                .clone()
+                .map(|d| SecretDigest::from_stored(d).to_bytes()),
             previous_expires_at: r.previous_expires_at,
             owner: r.owner.clone(),
-            scopes: ScopeSet::parse(&r.scopes).context("stored key scopes")?,
             scope_list: words(&r.scopes),
             meta: serde_json::from_str(&r.meta).context("stored key metadata")?,
             quota: r.remaining.is_some(),
@@ -785,7 +787,8 @@ impl Authority {
         }
         row.updated_at = self.now();
         self.store.update_api_key(&row).await?;
-        self.key_cache.remove(row.digest.as_str());
+        self.key_cache
+            .remove(&SecretDigest::from_stored(row.digest.clone()).to_bytes());
         self.forget_rate_state(&row.id);
         tracing::info!(key_id = %row.id, "api key updated");
         row.try_into()
@@ -797,7 +800,8 @@ impl Authority {
         if self.store.revoke_api_key(id, self.now()).await? {
             tracing::info!(key_id = %id, "api key revoked");
         }
-        self.key_cache.remove(row.digest.as_str());
+        self.key_cache
+            .remove(&SecretDigest::from_stored(row.digest.clone()).to_bytes());
         self.get_api_key(id).await
     }
 
@@ -894,11 +898,13 @@ impl Authority {
             return Ok(VerifyResponse::not_found());
         };
         let digest = self.pepper.digest(secret.expose());
-        let Some(rec) = self.key_record(digest.as_str()).await? else {
+        let Some(rec) = self.key_record(&digest).await? else {
             return Ok(VerifyResponse::not_found());
         };
         let now = self.now();
-        let answer = self.verify_record(&rec, digest.as_str(), req, now).await?;
+        let answer = self
+            .verify_record(&rec, &digest.to_bytes(), req, now)
+            .await?;
         self.count_usage(&rec.id, now, answer.code);
         Ok(answer)
     }
@@ -906,17 +912,17 @@ impl Authority {
     /// A key's verification record by the digest of a presented secret (current or rolled-over).
     pub(crate) async fn key_record(
         &self,
-        digest: &str,
+        digest: &SecretDigest,
     ) -> Result<Option<Arc<KeyRecord>>, ServiceError> {
-        match self.key_cache.get(digest) {
+        let raw = digest.to_bytes();
+        match self.key_cache.get(&raw) {
             Ok(hit) => Ok(Some(hit)),
             Err(generation) => {
-                let Some(row) = self.store.find_api_key(digest).await? else {
+                let Some(row) = self.store.find_api_key(digest.as_str()).await? else {
                     return Ok(None);
                 };
                 let rec = Arc::new(KeyRecord::from_row(&row)?);
-                self.key_cache
-                    .insert(generation, digest.to_owned(), rec.clone());
+                self.key_cache.insert(generation, raw, rec.clone());
                 Ok(Some(rec))
             }
         }
@@ -925,7 +931,7 @@ impl Authority {
     async fn verify_record(
         &self,
         rec: &KeyRecord,
-        digest: &str,
+        digest: &[u8; 32],
         req: &VerifyRequest,
         now: i64,
     ) -> Result<VerifyResponse, ServiceError> {
@@ -956,7 +962,7 @@ impl Authority {
         if !rec.allow.is_empty() && !req.ip.is_some_and(|ip| rec.allow.allows(ip)) {
             return refuse(answer, VerifyCode::ForbiddenIp);
         }
-        if !req.scopes.iter().all(|s| rec.scopes.contains(s)) {
+        if !req.scopes.iter().all(|s| rec.scope_list.contains(s)) {
             return refuse(answer, VerifyCode::InsufficientScope);
         }
         if let Some(rl) = rec.rate_limit {

@@ -94,7 +94,7 @@ pub struct Authority {
     /// Admin principals by token digest.
     admin_cache: cache::Cache<String, admin::AdminPrincipal>,
     /// API keys by digest, for verification.
-    key_cache: cache::Cache<String, apikeys::KeyRecord>,
+    key_cache: cache::Cache<[u8; 32], apikeys::KeyRecord>,
     /// GCRA state (theoretical arrival time, ms) per rate-limited key id.
     rate_state: std::sync::Mutex<HashMap<String, u64>>,
     /// Last-use times waiting for the batched flush.

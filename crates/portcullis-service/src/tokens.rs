@@ -297,13 +297,13 @@ impl Authority {
                 return Ok(None);
             };
             let digest = self.pepper.digest(secret.expose());
-            let Some(rec) = self.key_record(digest.as_str()).await? else {
+            let Some(rec) = self.key_record(&digest).await? else {
                 return Ok(None);
             };
             let live = rec.revoked_at.is_none()
                 && rec.enabled
                 && rec.expires_at.is_none_or(|e| e > now)
-                && !rec.is_stale_previous(digest.as_str(), now);
+                && !rec.is_stale_previous(&digest.to_bytes(), now);
             return Ok(live.then_some(Known::ApiKey(rec)));
         }
         let known = if looks_like_jwt(token) {

@@ -114,3 +114,21 @@ impl FromRequestParts<AppState> for Me {
         }
     }
 }
+
+/// Query parameters; an unknown or malformed parameter becomes problem+json (400).
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiQuery<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Self(v)),
+            Err(e) => Err(Problem::new(StatusCode::BAD_REQUEST, e.body_text())),
+        }
+    }
+}

@@ -813,3 +813,18 @@ async fn no_secret_is_stored_in_clear_anywhere_in_the_database_files() {
         );
     }
 }
+
+#[tokio::test]
+async fn bad_query_parameters_are_problem_json_too() {
+    let app = TestApp::spawn().await;
+    let t = admin(&app, &["admin"]).await;
+    for path in [
+        "/api/v1/keys?bogus=1",
+        "/api/v1/keys/x/usage?from=yesterday",
+    ] {
+        let (s, b, h) = call(&app, reqwest::Method::GET, path, Some(&t), None).await;
+        assert_eq!(s, 400, "{path}: {b}");
+        assert_eq!(h["content-type"], "application/problem+json", "{path}");
+        assert_eq!(b["status"], 400);
+    }
+}

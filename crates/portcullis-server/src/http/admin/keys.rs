@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{double_option, duration};
-use crate::admin_extract::{Admin, ApiJson};
+use crate::admin_extract::{Admin, ApiJson, ApiQuery};
 use crate::error::Problem;
 use crate::state::AppState;
 
@@ -130,7 +130,7 @@ pub async fn create(
 pub async fn list(
     State(state): State<AppState>,
     admin: Admin,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Response, Problem> {
     admin.require("keys:read")?;
     Ok(Json(
@@ -329,7 +329,7 @@ pub async fn usage(
     State(state): State<AppState>,
     admin: Admin,
     Path(id): Path<String>,
-    Query(q): Query<UsageQuery>,
+    ApiQuery(q): ApiQuery<UsageQuery>,
 ) -> Result<Response, Problem> {
     admin.require("keys:read")?;
     let g = portcullis_service::apikeys::Granularity::parse(

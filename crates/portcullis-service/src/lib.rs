@@ -90,7 +90,9 @@ pub struct Authority {
     /// The store's change counter as last seen.
     seen_change_seq: AtomicI64,
     /// Tokens already verified, for repeated introspection; see [`tokens`].
-    live_cache: RwLock<tokens::LiveCache>,
+    jwt_cache: cache::Cache<String, portcullis_core::claims::AccessTokenClaims>,
+    /// Opaque access tokens by digest, as issued.
+    opaque_cache: cache::Cache<[u8; 32], portcullis_store::OpaqueTokenRow>,
     /// Admin principals by token digest.
     admin_cache: cache::Cache<String, admin::AdminPrincipal>,
     /// API keys by digest, for verification.
@@ -130,7 +132,8 @@ impl Authority {
             revoked_jtis: RwLock::new(HashMap::new()),
             client_cache: cache::Cache::new(clients::CLIENT_CACHE_MAX),
             seen_change_seq: AtomicI64::new(seq),
-            live_cache: RwLock::new(tokens::LiveCache::default()),
+            jwt_cache: cache::Cache::new(tokens::LIVE_CACHE_MAX),
+            opaque_cache: cache::Cache::new(tokens::LIVE_CACHE_MAX),
             admin_cache: cache::Cache::new(admin::ADMIN_CACHE_MAX),
             key_cache: cache::Cache::new(apikeys::KEY_CACHE_MAX),
             rate_state: std::sync::Mutex::new(HashMap::new()),

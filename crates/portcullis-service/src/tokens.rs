@@ -8,12 +8,12 @@
 //! committed to the database before the caller hears "done", and the in-memory
 //! deny list is updated in the same call, so introspection refuses the token at once.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context;
 use portcullis_core::claims::{AccessTokenClaims, Audience, ACCESS_TOKEN_TYP};
 use portcullis_core::ids::TokenId;
+use portcullis_core::keys::SecretDigest;
 use portcullis_core::oauth::GrantType;
 use portcullis_core::scope::ScopeSet;
 use portcullis_core::secret::{
@@ -127,35 +127,8 @@ enum Known {
     Pat(Arc<crate::pats::PatRecord>),
 }
 
-/// Most entries per kind in [`LiveCache`]; past it that kind is cleared.
-const LIVE_CACHE_MAX: usize = 50_000;
-
-/// Tokens already proven genuine, so repeated introspection of the same token does
-/// not verify a signature or read the database again. Only what cannot change is
-/// cached (a JWT's verified claims; an opaque token's row as issued): expiry, the
-/// deny list, revocation and the client's existence are checked on every use, and
-/// revoking an opaque token drops its entry.
-#[derive(Debug, Default)]
-pub(crate) struct LiveCache {
-    jwt: HashMap<String, Arc<AccessTokenClaims>>,
-    opaque: HashMap<String, Arc<OpaqueTokenRow>>,
-}
-
-impl LiveCache {
-    fn insert_jwt(&mut self, token: &str, claims: Arc<AccessTokenClaims>) {
-        if self.jwt.len() >= LIVE_CACHE_MAX {
-            self.jwt.clear();
-        }
-        self.jwt.insert(token.to_owned(), claims);
-    }
-
-    fn insert_opaque(&mut self, row: Arc<OpaqueTokenRow>) {
-        if self.opaque.len() >= LIVE_CACHE_MAX {
-            self.opaque.clear();
-        }
-        self.opaque.insert(row.digest.clone(), row);
-    }
-}
+/// Most entries in each verified-token cache; past it the cache starts over.
+pub(crate) const LIVE_CACHE_MAX: usize = 50_000;
 
 impl Known {
     /// The client the token was issued to (API keys belong to no OAuth client).
@@ -307,10 +280,12 @@ impl Authority {
             return Ok(live.then_some(Known::ApiKey(rec)));
         }
         let known = if looks_like_jwt(token) {
-            let cached = self.live_cache_read(|c| c.jwt.get(token).cloned());
-            let claims = match cached {
-                Some(c) => c,
-                None => {
+            // Tokens already proven genuine skip the signature check; only what cannot
+            // change is cached (verified claims): expiry and the deny list are checked
+            // on every use below.
+            let claims = match self.jwt_cache.get(token) {
+                Ok(c) => c,
+                Err(generation) => {
                     let Ok(c) = self
                         .keyring()
                         .verifier()
@@ -319,7 +294,8 @@ impl Authority {
                         return Ok(None);
                     };
                     let c = Arc::new(c);
-                    self.live_cache_write(|cache| cache.insert_jwt(token, c.clone()));
+                    self.jwt_cache
+                        .insert(generation, token.to_owned(), c.clone());
                     c
                 }
             };
@@ -334,12 +310,15 @@ impl Authority {
                 return Ok(None);
             };
             let digest = self.pepper.digest(secret.expose());
-            let row = match self.live_cache_read(|c| c.opaque.get(digest.as_str()).cloned()) {
-                Some(r) => r,
-                None => match self.store.find_opaque_token(digest.as_str()).await? {
+            // The row as issued is cached; revocation drops the entry (and a read that
+            // straddles the revocation is not cached: see `cache`).
+            let raw = digest.to_bytes();
+            let row = match self.opaque_cache.get(&raw) {
+                Ok(r) => r,
+                Err(generation) => match self.store.find_opaque_token(digest.as_str()).await? {
                     Some(r) if r.revoked_at.is_none() && r.kind == KIND_ACCESS => {
                         let r = Arc::new(r);
-                        self.live_cache_write(|cache| cache.insert_opaque(r.clone()));
+                        self.opaque_cache.insert(generation, raw, r.clone());
                         r
                     }
                     _ => return Ok(None),
@@ -357,20 +336,6 @@ impl Authority {
             return Ok(None);
         }
         Ok(Some(known))
-    }
-
-    fn live_cache_read<T>(&self, f: impl FnOnce(&LiveCache) -> T) -> T {
-        match self.live_cache.read() {
-            Ok(g) => f(&g),
-            Err(p) => f(&p.into_inner()),
-        }
-    }
-
-    fn live_cache_write<T>(&self, f: impl FnOnce(&mut LiveCache) -> T) -> T {
-        match self.live_cache.write() {
-            Ok(mut g) => f(&mut g),
-            Err(p) => f(&mut p.into_inner()),
-        }
     }
 
     /// RFC 7662 introspection by an authenticated client. A client sees tokens
@@ -501,7 +466,8 @@ impl Authority {
             }
             Known::Opaque(r) => {
                 self.store.revoke_opaque_token(&r.id, now).await?;
-                self.live_cache_write(|cache| cache.opaque.remove(&r.digest));
+                self.opaque_cache
+                    .remove(&SecretDigest::from_stored(r.digest.clone()).to_bytes());
                 tracing::info!(jti = %r.id, "access token revoked");
             }
         }

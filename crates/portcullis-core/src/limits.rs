@@ -214,8 +214,8 @@ mod tests {
 pub struct GcraDecision {
     /// The request may proceed.
     pub allowed: bool,
-    /// The state to keep (theoretical arrival time, ms); unchanged when refused.
-    pub tat_ms: u64,
+    /// The state to keep (theoretical arrival time, µs); unchanged when refused.
+    pub tat_us: u64,
     /// Requests that could still be admitted right now.
     pub remaining: u32,
     /// Milliseconds until the limit is fully replenished (allowed) or until the next
@@ -223,36 +223,55 @@ pub struct GcraDecision {
     pub reset_after_ms: u64,
 }
 
-/// Generic cell rate algorithm: a smooth rate of `limit` per period with a burst of
-/// up to `limit`. `tat_ms` is the state from the previous call (`None` at first).
-pub fn gcra(rl: RateLimit, tat_ms: Option<u64>, now_ms: u64) -> GcraDecision {
-    let period = u64::from(rl.period_secs) * 1_000;
-    // Work in microseconds so small periods with large limits keep their precision.
-    let t = (period * 1_000 / u64::from(rl.limit)).max(1);
-    let tau = period * 1_000 - t;
-    let now = now_ms * 1_000;
-    let tat = tat_ms.map(|v| v * 1_000).unwrap_or(now).max(now);
-    if tat > now + tau {
-        return GcraDecision {
-            allowed: false,
-            tat_ms: tat / 1_000,
-            remaining: 0,
-            reset_after_ms: (tat - tau - now).div_ceil(1_000),
+impl RateLimit {
+    /// GCRA emission interval (µs between requests at the sustained rate).
+    pub fn emission_us(&self) -> u64 {
+        (u64::from(self.period_secs) * 1_000_000 / u64::from(self.limit)).max(1)
+    }
+
+    /// GCRA tolerance (µs of burst allowed ahead of the sustained rate).
+    pub fn tolerance_us(&self) -> u64 {
+        u64::from(self.period_secs) * 1_000_000 - self.emission_us()
+    }
+}
+
+impl GcraDecision {
+    /// Rebuilds the full decision from what a remote store (Redis) returns: whether
+    /// the request passed and the theoretical arrival time it left behind. Shares
+    /// the arithmetic with [`gcra`], so both stores answer alike.
+    pub fn from_state(rl: RateLimit, allowed: bool, tat_us: u64, now_us: u64) -> Self {
+        let (t, tau) = (rl.emission_us(), rl.tolerance_us());
+        if !allowed {
+            return Self {
+                allowed,
+                tat_us,
+                remaining: 0,
+                reset_after_ms: tat_us.saturating_sub(tau + now_us).div_ceil(1_000),
+            };
+        }
+        let ahead = tat_us.saturating_sub(now_us);
+        let remaining = if ahead <= tau {
+            ((tau - ahead) / t + 1).min(u64::from(rl.limit)) as u32
+        } else {
+            0
         };
+        Self {
+            allowed,
+            tat_us,
+            remaining,
+            reset_after_ms: ahead.div_ceil(1_000),
+        }
     }
-    let new_tat = tat + t;
-    let ahead = new_tat - now;
-    let remaining = if ahead <= tau {
-        ((tau - ahead) / t + 1).min(u64::from(rl.limit)) as u32
-    } else {
-        0
-    };
-    GcraDecision {
-        allowed: true,
-        tat_ms: new_tat.div_ceil(1_000),
-        remaining,
-        reset_after_ms: ahead.div_ceil(1_000),
+}
+
+/// Generic cell rate algorithm: a smooth rate of `limit` per period with a burst of
+/// up to `limit`. `tat_us` is the state left by the previous call (`None` at first).
+pub fn gcra(rl: RateLimit, tat_us: Option<u64>, now_us: u64) -> GcraDecision {
+    let tat = tat_us.unwrap_or(now_us).max(now_us);
+    if tat > now_us + rl.tolerance_us() {
+        return GcraDecision::from_state(rl, false, tat, now_us);
     }
+    GcraDecision::from_state(rl, true, tat + rl.emission_us(), now_us)
 }
 
 #[cfg(test)]
@@ -265,15 +284,16 @@ mod gcra_tests {
         let rl: RateLimit = "5/second".parse().expect("rl");
         let mut tat = None;
         for i in 0..5 {
-            let d = gcra(rl, tat, 1_000);
+            let d = gcra(rl, tat, 1_000_000);
             assert!(d.allowed, "request {i}");
             assert_eq!(d.remaining, 4 - i);
-            tat = Some(d.tat_ms);
+            tat = Some(d.tat_us);
         }
-        let d = gcra(rl, tat, 1_000);
+        let d = gcra(rl, tat, 1_000_000);
         assert!(!d.allowed);
         assert_eq!(d.reset_after_ms, 200, "one emission interval");
-        assert!(gcra(rl, tat, 1_200).allowed, "one more after 200 ms");
+        assert!(!gcra(rl, tat, 1_199_999).allowed, "not a microsecond early");
+        assert!(gcra(rl, tat, 1_200_000).allowed, "one more after 200 ms");
     }
 
     proptest! {
@@ -285,10 +305,10 @@ mod gcra_tests {
             let mut admitted: Vec<u64> = Vec::new();
             for g in gaps {
                 now += g;
-                let d = gcra(rl, tat, now);
+                let d = gcra(rl, tat, now * 1_000);
                 if d.allowed {
                     admitted.push(now);
-                    tat = Some(d.tat_ms);
+                    tat = Some(d.tat_us);
                 }
             }
             // Burst: never more than `limit` at one instant. Rate: from any admitted

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use portcullis_core::clock::Clock;
 use portcullis_core::keys::MasterKey;
+use portcullis_service::ratelimit::RedisRateStore;
 use portcullis_service::{Authority, AuthorityConfig};
 use portcullis_store::{SqliteStore, Store};
 
@@ -27,6 +28,7 @@ pub fn authority_config(s: &Settings) -> AuthorityConfig {
         usage_retention: s.apikeys.usage_retention,
         pat_max_ttl: s.pats.max_ttl,
         pat_allow_no_expiry: s.pats.allow_no_expiry,
+        rate_policies: s.ratelimit.policies(),
     }
 }
 
@@ -37,7 +39,17 @@ pub async fn open(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
         .with_context(|| format!("opening database {}", settings.database.url))?;
     let store: Arc<dyn Store> = Arc::new(store);
     let master = load_or_create_master_key(&settings.keys.master_key_file, store.as_ref()).await?;
-    let auth = Authority::new(store, clock, &master, authority_config(settings)).await?;
+    let mut auth = Authority::new(store, clock, &master, authority_config(settings)).await?;
+    if let Some(url) = &settings.redis.url {
+        let redis = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            RedisRateStore::connect(url, "portcullis:rl:"),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("redis.url: no answer from Redis within 5 s"))?
+        .context("redis.url")?;
+        auth = auth.with_rate_store(Arc::new(redis));
+    }
     Ok(Arc::new(auth))
 }
 

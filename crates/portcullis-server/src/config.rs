@@ -13,6 +13,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use portcullis_core::duration::{format_duration, parse_duration};
 use portcullis_core::jose::SigningAlg;
+use portcullis_core::limits::{AllowList, RateLimit};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Every setting.
@@ -33,6 +34,159 @@ pub struct Settings {
     pub apikeys: ApiKeySettings,
     /// `[pats]`
     pub pats: PatSettings,
+    /// `[redis]`
+    pub redis: RedisSettings,
+    /// `[ratelimit]`
+    pub ratelimit: RateLimitSettings,
+    /// `[ip]`
+    pub ip: IpSettings,
+    /// `[forwardauth]`
+    pub forwardauth: ForwardAuthSettings,
+}
+
+/// `[forwardauth]`: `GET /auth/verify` for reverse proxies.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwardAuthSettings {
+    /// When not empty, an access token's `aud` must name one of these.
+    pub audiences: Vec<String>,
+    /// A header that may carry an API key instead of `Authorization: Bearer`.
+    pub api_key_header: String,
+    /// Scopes required per route of the protected service (longest prefix wins).
+    pub routes: Vec<ForwardAuthRoute>,
+}
+
+impl Default for ForwardAuthSettings {
+    fn default() -> Self {
+        Self {
+            audiences: Vec::new(),
+            api_key_header: "x-api-key".into(),
+            routes: Vec::new(),
+        }
+    }
+}
+
+/// One `[[forwardauth.routes]]` entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardAuthRoute {
+    /// Path prefix of the original request, e.g. `/admin/`.
+    pub prefix: String,
+    /// Methods it applies to (any when empty), e.g. `["POST", "DELETE"]`.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Scopes a bearer needs.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+/// `[redis]`: shared state for a cluster.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisSettings {
+    /// `redis://host:port/db`; when set, rate-limit budgets are shared through Redis.
+    pub url: Option<String>,
+}
+
+/// `[ratelimit]`: GCRA limits per route class, counted per client IP and per
+/// credential. Each value is `N/PERIOD` (`second`, `minute`, `hour`, `day`) or `off`.
+/// A credential's own limit (a client's or API key's `rate_limit`) overrides the
+/// `*_per_client` / `*_per_credential` default.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitSettings {
+    /// Master switch.
+    pub enabled: bool,
+    /// `/oauth/token`, per client IP (failed authentications count too).
+    #[serde(with = "opt_rate")]
+    pub token_per_ip: Option<RateLimit>,
+    /// `/oauth/token`, per authenticated client.
+    #[serde(with = "opt_rate")]
+    pub token_per_client: Option<RateLimit>,
+    /// `/oauth/introspect` and `/oauth/revoke`, per client IP.
+    #[serde(with = "opt_rate")]
+    pub introspect_per_ip: Option<RateLimit>,
+    /// `POST /api/v1/keys/verify`, per client IP.
+    #[serde(with = "opt_rate")]
+    pub verify_per_ip: Option<RateLimit>,
+    /// `GET /auth/verify`, per end-client IP.
+    #[serde(with = "opt_rate")]
+    pub forward_auth_per_ip: Option<RateLimit>,
+    /// `GET /auth/verify`, per credential (token, API key, PAT) without its own limit.
+    #[serde(with = "opt_rate")]
+    pub forward_auth_per_credential: Option<RateLimit>,
+    /// Password sign-in, per client IP.
+    #[serde(with = "opt_rate")]
+    pub login_per_ip: Option<RateLimit>,
+    /// Password sign-in, per account.
+    #[serde(with = "opt_rate")]
+    pub login_per_account: Option<RateLimit>,
+    /// The rest of `/api/v1`, per client IP.
+    #[serde(with = "opt_rate")]
+    pub admin_per_ip: Option<RateLimit>,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        let p = portcullis_service::ratelimit::RatePolicies::defaults();
+        use portcullis_service::ratelimit::{Partition as P, RouteClass as C};
+        Self {
+            enabled: true,
+            token_per_ip: p.get(C::Token, P::Ip),
+            token_per_client: p.get(C::Token, P::Credential),
+            introspect_per_ip: p.get(C::Introspect, P::Ip),
+            verify_per_ip: p.get(C::Verify, P::Ip),
+            forward_auth_per_ip: p.get(C::ForwardAuth, P::Ip),
+            forward_auth_per_credential: p.get(C::ForwardAuth, P::Credential),
+            login_per_ip: p.get(C::Login, P::Ip),
+            login_per_account: p.get(C::Login, P::Credential),
+            admin_per_ip: p.get(C::Admin, P::Ip),
+        }
+    }
+}
+
+impl RateLimitSettings {
+    /// The service's view.
+    pub fn policies(&self) -> portcullis_service::ratelimit::RatePolicies {
+        use portcullis_service::ratelimit::{Partition as P, RouteClass as C};
+        let mut limits = std::collections::HashMap::new();
+        for (k, v) in [
+            ((C::Token, P::Ip), self.token_per_ip),
+            ((C::Token, P::Credential), self.token_per_client),
+            ((C::Introspect, P::Ip), self.introspect_per_ip),
+            ((C::Verify, P::Ip), self.verify_per_ip),
+            ((C::ForwardAuth, P::Ip), self.forward_auth_per_ip),
+            (
+                (C::ForwardAuth, P::Credential),
+                self.forward_auth_per_credential,
+            ),
+            ((C::Login, P::Ip), self.login_per_ip),
+            ((C::Login, P::Credential), self.login_per_account),
+            ((C::Admin, P::Ip), self.admin_per_ip),
+        ] {
+            if let Some(v) = v {
+                limits.insert(k, v);
+            }
+        }
+        portcullis_service::ratelimit::RatePolicies {
+            enabled: self.enabled,
+            limits,
+        }
+    }
+}
+
+/// `[ip]`: where requests may come from, and whom to believe about it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IpSettings {
+    /// Reverse proxies (CIDRs) whose `Forwarded` / `X-Forwarded-For` is believed.
+    /// Requests from anywhere else are attributed to the connecting address.
+    pub trusted_proxies: Vec<String>,
+    /// When not empty, only these client networks may call the server (health
+    /// checks excepted).
+    pub allow: Vec<String>,
+    /// Client networks always refused (403), health checks excepted.
+    pub deny: Vec<String>,
 }
 
 /// `[pats]`: personal access token policy.
@@ -224,6 +378,25 @@ pub enum LogFormat {
     Json,
 }
 
+mod opt_rate {
+    use super::*;
+    pub(super) fn serialize<S: Serializer>(r: &Option<RateLimit>, s: S) -> Result<S::Ok, S::Error> {
+        match r {
+            Some(r) => s.collect_str(r),
+            None => s.serialize_str("off"),
+        }
+    }
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<RateLimit>, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.trim() {
+            "off" | "" => Ok(None),
+            t => t.parse().map(Some).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 mod dur {
     use super::*;
     pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -362,6 +535,45 @@ impl Settings {
         if self.tokens.leeway > Duration::from_secs(300) {
             return err("tokens.leeway: must be at most 5m".into());
         }
+        for (key, list) in [
+            ("ip.trusted_proxies", &self.ip.trusted_proxies),
+            ("ip.allow", &self.ip.allow),
+            ("ip.deny", &self.ip.deny),
+        ] {
+            AllowList::parse(list).map_err(|e| ConfigError(format!("{key}: {e}")))?;
+        }
+        if axum::http::HeaderName::from_bytes(self.forwardauth.api_key_header.as_bytes()).is_err() {
+            return err("forwardauth.api_key_header: not a valid header name".into());
+        }
+        for r in &self.forwardauth.routes {
+            if !r.prefix.starts_with('/') {
+                return err(format!(
+                    "forwardauth.routes: prefix {:?} must start with '/'",
+                    r.prefix
+                ));
+            }
+            if let Err(e) = portcullis_core::scope::ScopeSet::from_tokens(&r.scopes) {
+                return err(format!("forwardauth.routes: {e}"));
+            }
+            if let Some(m) = r
+                .methods
+                .iter()
+                .find(|m| axum::http::Method::from_bytes(m.as_bytes()).is_err() || m.is_empty())
+            {
+                return err(format!("forwardauth.routes: method {m:?} is not valid"));
+            }
+        }
+        if let Some(u) = &self.redis.url {
+            match url::Url::parse(u) {
+                Ok(p) if matches!(p.scheme(), "redis" | "rediss") => {}
+                _ => {
+                    return err(format!(
+                        "redis.url: {:?} is not a redis:// or rediss:// URL",
+                        redact_url(u)
+                    ))
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -425,6 +637,38 @@ mod tests {
         assert_eq!(s.keys.access_token_alg, SigningAlg::ES256);
         assert_eq!(s.tokens.access_token_ttl, Duration::from_secs(900));
         assert_eq!(s.keys.rotation_interval, Duration::from_secs(90 * 86_400));
+        assert!(s.ratelimit.enabled);
+        assert_eq!(
+            s.ratelimit.token_per_ip.map(|r| r.to_string()).as_deref(),
+            Some("6000/minute"),
+            "the token endpoint is limited by default"
+        );
+        assert!(
+            s.ratelimit.login_per_ip.is_some(),
+            "login is limited by default"
+        );
+        assert!(s.redis.url.is_none());
+    }
+
+    #[test]
+    fn rate_limits_read_off_and_n_per_period_from_the_environment() {
+        let s = Settings::load_from(
+            None,
+            env_of(&[
+                ("RATELIMIT_TOKEN_PER_IP", "off"),
+                ("RATELIMIT_VERIFY_PER_IP", "50/second"),
+                ("IP_TRUSTED_PROXIES", "[\"127.0.0.1/32\", \"::1\"]"),
+                ("REDIS_URL", "redis://127.0.0.1:6379/0"),
+            ]),
+        )
+        .expect("load");
+        assert_eq!(s.ratelimit.token_per_ip, None);
+        assert_eq!(
+            s.ratelimit.verify_per_ip.map(|r| r.to_string()).as_deref(),
+            Some("50/second")
+        );
+        assert_eq!(s.ip.trusted_proxies.len(), 2);
+        assert_eq!(s.redis.url.as_deref(), Some("redis://127.0.0.1:6379/0"));
     }
 
     #[test]
@@ -478,6 +722,12 @@ mod tests {
                 "tokens.access_token_ttl",
             ),
             (&[("LOG_FORMAT", "xml")], "log.format"),
+            (
+                &[("RATELIMIT_TOKEN_PER_IP", "lots")],
+                "ratelimit.token_per_ip",
+            ),
+            (&[("IP_DENY", "[\"10.0.0.0/33\"]")], "ip.deny"),
+            (&[("REDIS_URL", "http://u:pw@h")], "redis.url"),
         ];
         for (vars, key) in cases {
             let e = Settings::load_from(None, env_of(vars))

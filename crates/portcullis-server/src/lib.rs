@@ -15,6 +15,8 @@ pub mod error;
 pub mod extract;
 pub mod http;
 pub mod metrics;
+pub mod net;
+pub mod ratelimit;
 pub mod router;
 pub mod state;
 
@@ -105,7 +107,7 @@ pub async fn serve(
     let auth = prepare(&settings, Arc::new(SystemClock)).await?;
     let jobs = spawn_jobs(auth.clone(), &settings);
     let auth_for_flush = auth.clone();
-    let app = router(AppState::new(auth, settings.clone()))
+    let app = router(AppState::new(auth, settings.clone())?)
         .into_make_service_with_connect_info::<SocketAddr>();
     let grace = settings.server.shutdown_grace;
     let (tx, rx) = watch::channel(false);

@@ -34,6 +34,11 @@ struct IssuedLabels {
     format: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusedLabels {
+    reason: String,
+}
+
 type HistogramFamily = Family<EndpointLabels, Histogram, fn() -> Histogram>;
 
 /// The server's metrics.
@@ -42,6 +47,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: HistogramFamily,
     issued: Family<IssuedLabels, Counter>,
+    refused: Family<RefusedLabels, Counter>,
 }
 
 impl fmt::Debug for Metrics {
@@ -62,6 +68,12 @@ impl Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
         let issued = Family::<IssuedLabels, Counter>::default();
+        let refused = Family::<RefusedLabels, Counter>::default();
+        registry.register(
+            "requests_refused",
+            "Requests refused before reaching a handler's decision, by reason (ip_rule, rate_limit:<policy>)",
+            refused.clone(),
+        );
         registry.register(
             "http_requests",
             "HTTP requests by endpoint, method and status",
@@ -82,6 +94,7 @@ impl Metrics {
             requests,
             latency,
             issued,
+            refused,
         }
     }
 
@@ -91,6 +104,15 @@ impl Metrics {
             .get_or_create(&IssuedLabels {
                 grant_type: grant_type.into(),
                 format: format.into(),
+            })
+            .inc();
+    }
+
+    /// Counts one refusal (IP rule, rate limit).
+    pub fn refused(&self, reason: &str) {
+        self.refused
+            .get_or_create(&RefusedLabels {
+                reason: reason.into(),
             })
             .inc();
     }

@@ -3,7 +3,7 @@
 use axum::extract::Request;
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{middleware, Json, Router};
 use serde_json::json;
 use tower::ServiceBuilder;
@@ -16,7 +16,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::http::discovery::{self, INTROSPECT_PATH, JWKS_PATH, REVOKE_PATH, TOKEN_PATH};
-use crate::http::{admin, oauth, ops};
+use crate::http::{admin, forward_auth, oauth, ops};
 use crate::metrics;
 use crate::state::AppState;
 
@@ -80,6 +80,8 @@ pub fn router(state: AppState) -> Router {
         .merge(browser_facing)
         .route(INTROSPECT_PATH, post(oauth::introspect::introspect))
         .route(REVOKE_PATH, post(oauth::revoke::revoke))
+        .route(forward_auth::PATH, any(forward_auth::verify))
+        .route("/auth/verify/{*rest}", any(forward_auth::verify))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -135,6 +137,16 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
+        ))
+        // Outermost of the two runs first: resolve the client IP and apply IP rules,
+        // then the per-IP rate limit of the route class.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::ratelimit::per_ip,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::net::client_ip,
         ))
         .layer(
             ServiceBuilder::new()

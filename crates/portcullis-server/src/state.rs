@@ -6,6 +6,7 @@ use portcullis_service::Authority;
 
 use crate::config::Settings;
 use crate::metrics::Metrics;
+use crate::net::IpRules;
 
 /// Everything a handler may need.
 #[derive(Debug, Clone)]
@@ -17,18 +18,25 @@ struct Inner {
     settings: Settings,
     metrics: Metrics,
     discovery: String,
+    ip_rules: IpRules,
 }
 
 impl AppState {
-    /// Builds the state; the discovery document is rendered once here.
-    pub fn new(authority: Arc<Authority>, settings: Settings) -> Self {
+    /// Builds the state; the discovery document is rendered once here. Fails only
+    /// for settings that [`Settings::validate`] would refuse (bad `[ip]` lists).
+    pub fn new(
+        authority: Arc<Authority>,
+        settings: Settings,
+    ) -> Result<Self, portcullis_core::limits::LimitError> {
         let discovery = crate::http::discovery::document(&settings.server.issuer).to_string();
-        Self(Arc::new(Inner {
+        let ip_rules = IpRules::from_settings(&settings.ip)?;
+        Ok(Self(Arc::new(Inner {
             authority,
             settings,
             metrics: Metrics::new(),
             discovery,
-        }))
+            ip_rules,
+        })))
     }
 
     /// The token authority.
@@ -44,6 +52,11 @@ impl AppState {
     /// Prometheus metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.0.metrics
+    }
+
+    /// Client-IP resolution and global IP rules.
+    pub fn ip_rules(&self) -> &IpRules {
+        &self.0.ip_rules
     }
 
     /// The rendered discovery document.

@@ -13,12 +13,12 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context;
 use portcullis_core::ids::TokenId;
 use portcullis_core::keys::SecretDigest;
-use portcullis_core::limits::{gcra, AllowList, RateLimit};
+use portcullis_core::limits::{AllowList, RateLimit};
 use portcullis_core::scope::ScopeSet;
 use portcullis_core::secret::{validate_prefix, OpaqueSecret, RESERVED_PREFIXES};
 use portcullis_store::{ApiKeyRow, KeyspaceRow, UseOutcome};
@@ -271,6 +271,8 @@ pub enum VerifyCode {
 pub struct RateLimitState {
     /// Requests per period.
     pub limit: u32,
+    /// The period, seconds.
+    pub window: u32,
     /// Requests that could still pass now.
     pub remaining: u32,
     /// Unix time (ms) when the limit is replenished (or the next request passes).
@@ -446,13 +448,6 @@ fn check_text(
         ));
     }
     Ok(t.to_owned())
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 impl Authority {
@@ -789,7 +784,7 @@ impl Authority {
         self.store.update_api_key(&row).await?;
         self.key_cache
             .remove(&SecretDigest::from_stored(row.digest.clone()).to_bytes());
-        self.forget_rate_state(&row.id);
+        self.forget_rate_state(&row.id).await;
         tracing::info!(key_id = %row.id, "api key updated");
         row.try_into()
     }
@@ -810,38 +805,28 @@ impl Authority {
         let row = self.api_key_row(id).await?;
         self.store.delete_api_key(id).await?;
         self.key_cache.clear();
-        self.forget_rate_state(&row.id);
+        self.forget_rate_state(&row.id).await;
         tracing::info!(key_id = %id, "api key deleted");
         Ok(())
     }
 
-    fn forget_rate_state(&self, key_id: &str) {
-        let mut g = match self.rate_state.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        g.remove(key_id);
+    async fn forget_rate_state(&self, key_id: &str) {
+        self.rate_store.forget(&format!("key:{key_id}")).await;
     }
 
-    fn check_rate(&self, key_id: &str, rl: RateLimit) -> (bool, RateLimitState) {
-        let now = unix_ms();
-        let mut g = match self.rate_state.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        let d = gcra(rl, g.get(key_id).copied(), now);
-        if d.allowed {
-            if g.len() >= KEY_CACHE_MAX {
-                g.clear();
-            }
-            g.insert(key_id.to_owned(), d.tat_ms);
-        }
+    async fn check_rate(&self, key_id: &str, rl: RateLimit) -> (bool, RateLimitState) {
+        let now = crate::ratelimit::now_us();
+        let d = self
+            .rate_store
+            .check(&format!("key:{key_id}"), rl, now)
+            .await;
         (
             d.allowed,
             RateLimitState {
                 limit: rl.limit,
+                window: rl.period_secs,
                 remaining: d.remaining,
-                reset: now + d.reset_after_ms,
+                reset: now / 1_000 + d.reset_after_ms,
             },
         )
     }
@@ -966,7 +951,7 @@ impl Authority {
             return refuse(answer, VerifyCode::InsufficientScope);
         }
         if let Some(rl) = rec.rate_limit {
-            let (ok, state) = self.check_rate(&rec.id, rl);
+            let (ok, state) = self.check_rate(&rec.id, rl).await;
             answer.ratelimit = Some(state);
             if !ok {
                 return refuse(answer, VerifyCode::RateLimited);

@@ -13,6 +13,7 @@ use anyhow::Context;
 use portcullis_core::ids::ClientId;
 use portcullis_core::jose::SigningAlg;
 use portcullis_core::keys::SecretDigest;
+use portcullis_core::limits::RateLimit;
 use portcullis_core::oauth::GrantType;
 use portcullis_core::scope::ScopeSet;
 use portcullis_core::secret::{OpaqueSecret, SecretString, CLIENT_SECRET_PREFIX};
@@ -90,6 +91,8 @@ pub struct Client {
     pub created_at: i64,
     /// Updated at.
     pub updated_at: i64,
+    /// Own rate limit on the token endpoint and forward-auth (else the defaults).
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Client {
@@ -131,6 +134,12 @@ impl Client {
             ),
             created_at: r.created_at,
             updated_at: r.updated_at,
+            rate_limit: r
+                .rate_limit
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .with_context(|| ctx("rate_limit"))?,
             name: r.name,
         })
     }
@@ -169,6 +178,9 @@ pub struct ClientView {
     pub created_at: i64,
     /// Updated at.
     pub updated_at: i64,
+    /// Own rate limit (`N/period`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<String>,
 }
 
 impl From<&Client> for ClientView {
@@ -193,6 +205,7 @@ impl From<&Client> for ClientView {
             access_token_ttl: c.access_token_ttl.as_secs(),
             created_at: c.created_at,
             updated_at: c.updated_at,
+            rate_limit: c.rate_limit.map(|r| r.to_string()),
         }
     }
 }
@@ -222,6 +235,8 @@ pub struct NewClient {
     pub access_token_alg: Option<String>,
     /// Lifetime; the server default when absent.
     pub access_token_ttl: Option<Duration>,
+    /// Own rate limit, `N/period`.
+    pub rate_limit: Option<String>,
 }
 
 /// A freshly registered (or re-keyed) client, with its secret shown this once.
@@ -390,6 +405,15 @@ impl Authority {
             access_token_ttl: ttl.as_secs() as i64,
             created_at: now,
             updated_at: now,
+            rate_limit: req
+                .rate_limit
+                .as_deref()
+                .map(|r| {
+                    r.parse::<RateLimit>()
+                        .map_err(|e| ServiceError::invalid("rate_limit", e.to_string()))
+                })
+                .transpose()?
+                .map(|r| r.to_string()),
         };
         self.store.insert_client(&row).await?;
         self.invalidate_clients();

@@ -14,8 +14,10 @@ pub mod apikeys;
 mod cache;
 pub mod clients;
 pub mod error;
+pub mod gate;
 pub mod keys;
 pub mod pats;
+pub mod ratelimit;
 pub mod tokens;
 
 use std::collections::HashMap;
@@ -54,6 +56,8 @@ pub struct AuthorityConfig {
     pub pat_max_ttl: Duration,
     /// Whether personal access tokens may be created without expiry.
     pub pat_allow_no_expiry: bool,
+    /// Rate-limit policies.
+    pub rate_policies: ratelimit::RatePolicies,
 }
 
 impl AuthorityConfig {
@@ -70,6 +74,7 @@ impl AuthorityConfig {
             usage_retention: Duration::from_secs(90 * 86_400),
             pat_max_ttl: Duration::from_secs(90 * 86_400),
             pat_allow_no_expiry: false,
+            rate_policies: ratelimit::RatePolicies::defaults(),
         }
     }
 }
@@ -97,8 +102,9 @@ pub struct Authority {
     admin_cache: cache::Cache<String, admin::AdminPrincipal>,
     /// API keys by digest, for verification.
     key_cache: cache::Cache<[u8; 32], apikeys::KeyRecord>,
-    /// GCRA state (theoretical arrival time, ms) per rate-limited key id.
-    rate_state: std::sync::Mutex<HashMap<String, u64>>,
+    /// GCRA state for every rate limit (in process, or Redis in a cluster).
+    rate_store: Arc<dyn ratelimit::RateStore>,
+    rate_policies: ratelimit::RatePolicies,
     /// Last-use times waiting for the batched flush.
     key_usage: std::sync::Mutex<HashMap<String, i64>>,
     /// Personal access tokens by digest, for introspection.
@@ -122,6 +128,7 @@ impl Authority {
         let sealer = master_key.sealer().map_err(anyhow::Error::from)?;
         let keyring = RwLock::new(Arc::new(KeyRing::empty(&config.issuer, config.leeway)));
         let seq = store.change_seq().await?;
+        let rate_policies = config.rate_policies.clone();
         let me = Self {
             store,
             clock,
@@ -136,7 +143,8 @@ impl Authority {
             opaque_cache: cache::Cache::new(tokens::LIVE_CACHE_MAX),
             admin_cache: cache::Cache::new(admin::ADMIN_CACHE_MAX),
             key_cache: cache::Cache::new(apikeys::KEY_CACHE_MAX),
-            rate_state: std::sync::Mutex::new(HashMap::new()),
+            rate_store: Arc::new(ratelimit::MemoryRateStore::default()),
+            rate_policies,
             key_usage: std::sync::Mutex::new(HashMap::new()),
             usage_counts: std::sync::Mutex::new(HashMap::new()),
             pat_cache: cache::Cache::new(pats::PAT_CACHE_MAX),
@@ -145,6 +153,12 @@ impl Authority {
         me.reload_keyring().await?;
         me.reload_revocations().await?;
         Ok(me)
+    }
+
+    /// Uses `store` for rate-limit state (Redis in a cluster) instead of process memory.
+    pub fn with_rate_store(mut self, store: Arc<dyn ratelimit::RateStore>) -> Self {
+        self.rate_store = store;
+        self
     }
 
     /// The settings.

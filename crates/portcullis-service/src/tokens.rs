@@ -118,7 +118,7 @@ pub enum Revoked {
 }
 
 /// The token as introspection or revocation sees it.
-enum Known {
+pub(crate) enum Known {
     Jwt(Arc<AccessTokenClaims>),
     Opaque(Arc<OpaqueTokenRow>),
     /// An API key: one bearer, many kinds.
@@ -246,7 +246,7 @@ impl Authority {
 
     /// Finds a live token: signature/checksum valid, not expired, not revoked,
     /// and its client still registered. `None` for everything else.
-    async fn find_live(&self, token: &str) -> Result<Option<Known>, ServiceError> {
+    pub(crate) async fn find_live(&self, token: &str) -> Result<Option<Known>, ServiceError> {
         let now = self.now();
         if token.starts_with("pcpat_") {
             let Ok(secret) = OpaqueSecret::parse(token, PERSONAL_ACCESS_TOKEN_PREFIX) else {

@@ -107,6 +107,8 @@ pub struct ClientRow {
     pub created_at: i64,
     /// Last changed, seconds since the epoch.
     pub updated_at: i64,
+    /// The client's own rate limit (`N/period`), overriding the class default.
+    pub rate_limit: Option<String>,
 }
 
 /// An opaque token as stored: its digest and what it grants, never the token.

@@ -129,8 +129,8 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO clients (id, name, secret_digest, secret_hint, grant_types, redirect_uris, scopes, default_scopes,
-                                  audiences, default_audience, token_format, access_token_alg, access_token_ttl, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                  audiences, default_audience, token_format, access_token_alg, access_token_ttl, created_at, updated_at, rate_limit)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&c.id)
         .bind(&c.name)
@@ -147,6 +147,7 @@ impl Store for SqliteStore {
         .bind(c.access_token_ttl)
         .bind(c.created_at)
         .bind(c.updated_at)
+        .bind(&c.rate_limit)
         .execute(&mut *tx)
         .await?;
         bump(&mut tx).await?;

@@ -88,8 +88,10 @@ impl TestAppBuilder {
         let authority = portcullis_server::prepare(&settings, Arc::new(clock.clone()))
             .await
             .expect("prepare");
-        let app = portcullis_server::router(AppState::new(authority.clone(), settings.clone()))
-            .into_make_service_with_connect_info::<SocketAddr>();
+        let app = portcullis_server::router(
+            AppState::new(authority.clone(), settings.clone()).expect("state"),
+        )
+        .into_make_service_with_connect_info::<SocketAddr>();
         let jobs = portcullis_server::spawn_jobs(authority.clone(), &settings);
         let server = tokio::spawn(async move {
             let _jobs = AbortOnDrop(jobs);

@@ -370,6 +370,10 @@ struct CreateClient {
     /// Access-token lifetime, like 15m or 1h (default: tokens.access_token_ttl).
     #[arg(long = "access-token-ttl", value_name = "DURATION")]
     access_token_ttl: Option<String>,
+    /// The client's own rate limit on the token endpoint and forward-auth, N/PERIOD
+    /// (default: ratelimit.token_per_client / forward_auth_per_credential).
+    #[arg(long = "rate-limit", value_name = "N/PERIOD")]
+    rate_limit: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -746,6 +750,7 @@ async fn client(cmd: ClientCmd, settings: &Settings, out: Output) -> anyhow::Res
                     token_format: c.token_format,
                     access_token_alg: c.access_token_alg,
                     access_token_ttl: ttl,
+                    rate_limit: c.rate_limit,
                 })
                 .await?;
             print(out, &created, &["client_id", "name", "client_secret"])

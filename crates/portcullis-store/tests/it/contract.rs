@@ -19,6 +19,7 @@ fn client(id: &str) -> ClientRow {
         access_token_ttl: 900,
         created_at: 1,
         updated_at: 1,
+        rate_limit: None,
     }
 }
 

@@ -5,6 +5,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use portcullis_core::oauth::{ErrorCode, GrantType};
 use portcullis_core::scope::ScopeSet;
+use portcullis_service::ratelimit::{Partition, RouteClass};
 use portcullis_service::tokens::ClientCredentialsRequest;
 use serde::Serialize;
 
@@ -54,6 +55,18 @@ pub async fn token(
     };
     let Authenticated { client, basic } = authenticate(&state, &headers, &mut form).await?;
     let auth = state.authority();
+    let limited = auth
+        .rate_check(
+            RouteClass::Token,
+            Partition::Credential,
+            &client.id.to_string(),
+            client.rate_limit,
+        )
+        .await;
+    if let Some(o) = limited.as_ref().filter(|o| !o.decision.allowed) {
+        tracing::info!(client_id = %client.id, policy = %o.policy, "token request rate limited");
+        return Ok(crate::ratelimit::refused(&state, RouteClass::Token, o));
+    }
     let scope = form
         .get("scope")
         .map(ScopeSet::parse)
@@ -81,10 +94,14 @@ pub async fn token(
         .token_issued(grant.as_str(), issued.format.as_str());
     tracing::info!(client_id = %client.id, jti = %issued.token_id, grant_type = grant.as_str(), "access token issued");
     let scope = issued.scope.to_string();
-    Ok(no_store(TokenResponse {
+    let mut res = no_store(TokenResponse {
         access_token: issued.access_token.expose(),
         token_type: "Bearer",
         expires_in: issued.expires_in,
         scope: &scope,
-    }))
+    });
+    if let Some(o) = &limited {
+        crate::ratelimit::add_headers(&mut res, o);
+    }
+    Ok(res)
 }

@@ -1,0 +1,101 @@
+//! Rate limits at the HTTP edge: the per-IP limit of each route class (middleware)
+//! and the headers every limited response carries.
+//!
+//! Headers follow draft-ietf-httpapi-ratelimit-headers-09: `RateLimit-Policy:
+//! "token-ip";q=6000;w=60` names the policy, its quota and window (seconds);
+//! `RateLimit: "token-ip";r=5999;t=1` gives what remains and the seconds until the
+//! budget is full again. A refusal is `429` with `Retry-After` in the envelope of
+//! the route: RFC 6749-style JSON on `/oauth/*`, problem+json elsewhere.
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use portcullis_service::ratelimit::{RateOutcome, RouteClass};
+use serde_json::json;
+
+use crate::error::Problem;
+use crate::net::ClientIp;
+use crate::state::AppState;
+
+/// The route class of a path, for per-IP limits.
+pub fn class_of(path: &str) -> Option<RouteClass> {
+    match path {
+        crate::http::discovery::TOKEN_PATH => Some(RouteClass::Token),
+        crate::http::discovery::INTROSPECT_PATH | crate::http::discovery::REVOKE_PATH => {
+            Some(RouteClass::Introspect)
+        }
+        "/api/v1/keys/verify" => Some(RouteClass::Verify),
+        crate::http::forward_auth::PATH => Some(RouteClass::ForwardAuth),
+        p if p.starts_with("/api/v1/") => Some(RouteClass::Admin),
+        _ => None,
+    }
+}
+
+/// Adds the `RateLimit-Policy` and `RateLimit` headers for `o` (appending, so
+/// several policies on one response form a list).
+pub fn add_headers(res: &mut Response, o: &RateOutcome) {
+    let policy = format!(
+        "\"{}\";q={};w={}",
+        o.policy, o.limit.limit, o.limit.period_secs
+    );
+    let state = format!(
+        "\"{}\";r={};t={}",
+        o.policy,
+        o.decision.remaining,
+        o.decision.reset_after_ms.div_ceil(1_000)
+    );
+    let h = res.headers_mut();
+    for (name, v) in [("ratelimit-policy", policy), ("ratelimit", state)] {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            h.append(name, v);
+        }
+    }
+}
+
+/// The 429 answer for a refused `o` on a route of `class`.
+pub fn refused(state: &AppState, class: RouteClass, o: &RateOutcome) -> Response {
+    state.metrics().refused(&format!("rate_limit:{}", o.policy));
+    let detail = format!(
+        "rate limit {} ({}) exceeded; retry after {} s",
+        o.policy,
+        o.limit,
+        o.retry_after_secs()
+    );
+    let mut res = match class {
+        RouteClass::Token | RouteClass::Introspect => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::CACHE_CONTROL, "no-store")],
+            axum::Json(json!({"error": "too_many_requests", "error_description": detail})),
+        )
+            .into_response(),
+        _ => Problem::new(StatusCode::TOO_MANY_REQUESTS, detail).into_response(),
+    };
+    add_headers(&mut res, o);
+    if let Ok(v) = HeaderValue::from_str(&o.retry_after_secs().to_string()) {
+        res.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    res
+}
+
+/// Middleware: the per-IP limit of the request's route class.
+pub async fn per_ip(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(class) = class_of(req.uri().path()) else {
+        return next.run(req).await;
+    };
+    let ip = req
+        .extensions()
+        .get::<ClientIp>()
+        .map(|c| c.0)
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    let Some(outcome) = state.authority().rate_check_ip(class, ip).await else {
+        return next.run(req).await;
+    };
+    if !outcome.decision.allowed {
+        tracing::info!(client_ip = %ip, policy = %outcome.policy, "rate limited");
+        return refused(&state, class, &outcome);
+    }
+    let mut res = next.run(req).await;
+    add_headers(&mut res, &outcome);
+    res
+}

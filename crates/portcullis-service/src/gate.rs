@@ -1,0 +1,299 @@
+//! The gatekeeper decision behind forward-auth: may this bearer, from this IP,
+//! do something that needs these scopes, right now?
+//!
+//! Every bearer kind is accepted: JWT and opaque access tokens, personal access
+//! tokens, and API keys of any keyspace. API keys go through the full key
+//! verification (allow list, rate limit, quota), the others through the same
+//! liveness checks as introspection (signature, expiry, deny list, revocation).
+//! Rate limits: a credential's own limit (an API key's, or the issuing client's)
+//! wins; otherwise `ratelimit.forward_auth_per_credential` counts per token.
+
+use std::net::IpAddr;
+
+use portcullis_core::ids::ClientId;
+use portcullis_core::limits::RateLimit;
+use serde::Serialize;
+
+use crate::apikeys::{VerifyCode, VerifyRequest};
+use crate::ratelimit::{Partition, RateOutcome, RouteClass};
+use crate::tokens::Known;
+use crate::{Authority, ServiceError};
+
+/// The kind of bearer presented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BearerKind {
+    /// A JWT access token.
+    Jwt,
+    /// An opaque (`pcat_`) access token.
+    Opaque,
+    /// A personal access token.
+    PersonalAccessToken,
+    /// An API key.
+    ApiKey,
+}
+
+impl BearerKind {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Jwt => "jwt",
+            Self::Opaque => "opaque",
+            Self::PersonalAccessToken => "personal_access_token",
+            Self::ApiKey => "api_key",
+        }
+    }
+}
+
+/// Who a bearer stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The bearer kind.
+    pub kind: BearerKind,
+    /// Subject: the client (client credentials), user, or key owner.
+    pub subject: String,
+    /// The OAuth client the token was issued to, if any.
+    pub client_id: Option<String>,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// Token, PAT or key id.
+    pub token_id: String,
+    /// Audiences (access tokens only).
+    pub audiences: Vec<String>,
+}
+
+/// What the gate decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GateDecision {
+    /// Let it through.
+    Allow {
+        /// Who.
+        principal: Principal,
+        /// The per-credential limit that was counted, if any (for headers).
+        rate: Option<RateOutcome>,
+    },
+    /// Unknown, malformed, expired, revoked or disabled; or meant for another audience.
+    InvalidToken {
+        /// A short reason for logs and `error_description` (never the token).
+        reason: &'static str,
+        /// The credential id, when the bearer was recognised.
+        token_id: Option<String>,
+    },
+    /// Genuine, but lacking scopes.
+    InsufficientScope {
+        /// Who.
+        principal: Principal,
+        /// The scopes asked for.
+        required: Vec<String>,
+    },
+    /// The credential may not be used from this IP.
+    ForbiddenIp {
+        /// The credential id.
+        token_id: String,
+    },
+    /// Over a rate limit (`None`: a usage quota is spent, which never refills).
+    RateLimited {
+        /// The credential id.
+        token_id: String,
+        /// The limit hit.
+        rate: Option<RateOutcome>,
+    },
+}
+
+/// A forward-auth question.
+#[derive(Debug, Clone)]
+pub struct GateRequest<'a> {
+    /// The bearer, as presented.
+    pub token: &'a str,
+    /// The end client's address.
+    pub ip: IpAddr,
+    /// Scopes the route needs.
+    pub required: &'a [String],
+    /// When not empty, an access token's `aud` must contain one of these.
+    pub audiences: &'a [String],
+}
+
+impl Authority {
+    /// Decides a forward-auth request.
+    pub async fn gate(&self, req: &GateRequest<'_>) -> Result<GateDecision, ServiceError> {
+        let token = req.token.trim();
+        if token.is_empty() || token.len() > 8_192 {
+            return Ok(invalid("malformed token", None));
+        }
+        let known = self.find_live(token).await?;
+        let (principal, own_limit) = match known {
+            None => return Ok(invalid("unknown, expired or revoked token", None)),
+            Some(Known::ApiKey(_)) => return self.gate_api_key(req).await,
+            Some(Known::Jwt(c)) => (
+                Principal {
+                    kind: BearerKind::Jwt,
+                    subject: c.sub.clone(),
+                    client_id: Some(c.client_id.clone()),
+                    scopes: words(&c.scope),
+                    token_id: c.jti.clone(),
+                    audiences: c.aud.to_vec(),
+                },
+                self.client_limit(&c.client_id).await?,
+            ),
+            Some(Known::Opaque(r)) => (
+                Principal {
+                    kind: BearerKind::Opaque,
+                    subject: r.subject.clone(),
+                    client_id: Some(r.client_id.clone()),
+                    scopes: words(&r.scope),
+                    token_id: r.id.clone(),
+                    audiences: serde_json::from_str(&r.audience).unwrap_or_default(),
+                },
+                self.client_limit(&r.client_id).await?,
+            ),
+            Some(Known::Pat(p)) => {
+                self.note_pat_use(&p.id, self.now(), Some(req.ip));
+                (
+                    Principal {
+                        kind: BearerKind::PersonalAccessToken,
+                        subject: p.user_id.clone(),
+                        client_id: None,
+                        scopes: words(&p.scopes),
+                        token_id: p.id.clone(),
+                        audiences: Vec::new(),
+                    },
+                    None,
+                )
+            }
+        };
+        if !req.audiences.is_empty()
+            && principal.kind != BearerKind::PersonalAccessToken
+            && !principal
+                .audiences
+                .iter()
+                .any(|a| req.audiences.contains(a))
+        {
+            return Ok(invalid(
+                "the token is meant for another audience",
+                Some(principal.token_id),
+            ));
+        }
+        if !req.required.iter().all(|s| principal.scopes.contains(s)) {
+            return Ok(GateDecision::InsufficientScope {
+                principal,
+                required: req.required.to_vec(),
+            });
+        }
+        // A client's own limit is one budget for all its tokens; the default counts per token.
+        let who = match (&own_limit, &principal.client_id) {
+            (Some(_), Some(client)) => format!("client:{client}"),
+            _ => format!("token:{}", principal.token_id),
+        };
+        let rate = self
+            .rate_check(
+                RouteClass::ForwardAuth,
+                Partition::Credential,
+                &who,
+                own_limit,
+            )
+            .await;
+        if let Some(r) = &rate {
+            if !r.decision.allowed {
+                return Ok(GateDecision::RateLimited {
+                    token_id: principal.token_id,
+                    rate: rate.clone(),
+                });
+            }
+        }
+        Ok(GateDecision::Allow { principal, rate })
+    }
+
+    async fn client_limit(&self, client_id: &str) -> Result<Option<RateLimit>, ServiceError> {
+        let Ok(id) = client_id.parse::<ClientId>() else {
+            return Ok(None);
+        };
+        Ok(self.cached_client(&id).await?.and_then(|c| c.rate_limit))
+    }
+
+    async fn gate_api_key(&self, req: &GateRequest<'_>) -> Result<GateDecision, ServiceError> {
+        let v = self
+            .verify_api_key(&VerifyRequest {
+                key: req.token.to_owned(),
+                scopes: req.required.to_vec(),
+                ip: Some(req.ip),
+            })
+            .await?;
+        let id = v.key_id.clone().unwrap_or_default();
+        let principal = Principal {
+            kind: BearerKind::ApiKey,
+            subject: v.owner.clone().unwrap_or_default(),
+            client_id: None,
+            scopes: v.scopes.clone().unwrap_or_default(),
+            token_id: id.clone(),
+            audiences: Vec::new(),
+        };
+        let key_rate = |v: &crate::apikeys::VerifyResponse| {
+            let s = v.ratelimit.as_ref()?;
+            let limit = RateLimit {
+                limit: s.limit,
+                period_secs: s.window,
+            };
+            let now_ms = crate::ratelimit::now_us() / 1_000;
+            Some(RateOutcome {
+                policy: "api-key".into(),
+                limit,
+                decision: portcullis_core::limits::GcraDecision {
+                    allowed: v.code != VerifyCode::RateLimited,
+                    tat_us: 0,
+                    remaining: s.remaining,
+                    reset_after_ms: s.reset.saturating_sub(now_ms),
+                },
+            })
+        };
+        Ok(match v.code {
+            VerifyCode::Valid => {
+                let rate = match key_rate(&v) {
+                    Some(r) => Some(r),
+                    None => {
+                        let r = self
+                            .rate_check(
+                                RouteClass::ForwardAuth,
+                                Partition::Credential,
+                                &format!("key:{id}"),
+                                None,
+                            )
+                            .await;
+                        if let Some(r) = r.as_ref().filter(|r| !r.decision.allowed) {
+                            return Ok(GateDecision::RateLimited {
+                                token_id: id,
+                                rate: Some(r.clone()),
+                            });
+                        }
+                        r
+                    }
+                };
+                GateDecision::Allow { principal, rate }
+            }
+            VerifyCode::NotFound => invalid("unknown API key", None),
+            VerifyCode::Expired => invalid("the API key has expired", Some(id)),
+            VerifyCode::Revoked => invalid("the API key is revoked", Some(id)),
+            VerifyCode::Disabled => invalid("the API key is disabled", Some(id)),
+            VerifyCode::ForbiddenIp => GateDecision::ForbiddenIp { token_id: id },
+            VerifyCode::InsufficientScope => GateDecision::InsufficientScope {
+                principal,
+                required: req.required.to_vec(),
+            },
+            VerifyCode::RateLimited => GateDecision::RateLimited {
+                token_id: id,
+                rate: key_rate(&v),
+            },
+            VerifyCode::UsageExceeded => GateDecision::RateLimited {
+                token_id: id,
+                rate: None,
+            },
+        })
+    }
+}
+
+fn invalid(reason: &'static str, token_id: Option<String>) -> GateDecision {
+    GateDecision::InvalidToken { reason, token_id }
+}
+
+fn words(s: &str) -> Vec<String> {
+    s.split_whitespace().map(str::to_owned).collect()
+}

@@ -3,6 +3,7 @@
 mod apikeys;
 mod clients;
 mod pats;
+mod ratelimit;
 mod rotation;
 mod tokens;
 

@@ -5,7 +5,9 @@
 mod admin_api;
 mod cli;
 mod discovery;
+mod gatekeeper;
 mod introspect;
+mod nginx;
 mod ops;
 mod process;
 mod revoke;

@@ -3,7 +3,9 @@
 //! One 256-bit **master key** (from a file the operator supplies, or one created
 //! on first start) is the root. From it HKDF-SHA256 derives, with distinct labels:
 //! - the **pepper**, the HMAC-SHA256 key under which every opaque secret is stored;
-//! - the **key-encryption key**, AES-256-GCM, which seals signing private keys at rest.
+//! - the **key-encryption key**, AES-256-GCM, which seals signing private keys at rest;
+//! - the **audit chain key**, HMAC-SHA256, which links audit records so that an edit,
+//!   deletion or reordering is detected and cannot be re-chained without this key.
 //!
 //! Deriving both from one root means one file to protect and back up; the labels
 //! keep the two uses cryptographically independent.
@@ -85,6 +87,45 @@ impl MasterKey {
         let k = self.derive(b"signing-key-encryption")?;
         let key = UnboundKey::new(&AES_256_GCM, &k).map_err(|_| KeyError::Crypto)?;
         Ok(Sealer(LessSafeKey::new(key)))
+    }
+}
+
+impl MasterKey {
+    /// The key that links the audit chain.
+    pub fn audit_chain_key(&self) -> Result<ChainKey, KeyError> {
+        let k = self.derive(b"audit-chain")?;
+        Ok(ChainKey(hmac::Key::new(hmac::HMAC_SHA256, &k)))
+    }
+}
+
+/// HMAC-SHA256 key of the audit hash chain.
+#[derive(Clone)]
+pub struct ChainKey(hmac::Key);
+
+impl fmt::Debug for ChainKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ChainKey([redacted])")
+    }
+}
+
+impl ChainKey {
+    /// The link for a record: lowercase hex of HMAC(key, domain ‖ 0 ‖ prev ‖ 0 ‖ body).
+    /// `domain` separates uses (record links, anchors) so one cannot stand for another.
+    pub fn link(&self, domain: &str, prev: &str, body: &[u8]) -> String {
+        let mut ctx = hmac::Context::with_key(&self.0);
+        ctx.update(domain.as_bytes());
+        ctx.update(&[0]);
+        ctx.update(prev.as_bytes());
+        ctx.update(&[0]);
+        ctx.update(body);
+        hex::encode(ctx.sign().as_ref())
+    }
+
+    /// Checks a stored link in constant time.
+    pub fn check(&self, domain: &str, prev: &str, body: &[u8], stored: &str) -> bool {
+        let want = self.link(domain, prev, body);
+        want.len() == stored.len()
+            && subtle::ConstantTimeEq::ct_eq(want.as_bytes(), stored.as_bytes()).into()
     }
 }
 

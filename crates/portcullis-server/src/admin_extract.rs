@@ -52,7 +52,10 @@ impl FromRequestParts<AppState> for Admin {
             .await
             .map_err(Problem::from_service)?
         {
-            Some(p) => Ok(Self(p)),
+            Some(p) => {
+                portcullis_service::audit::set_actor(&format!("admin:{}", p.id));
+                Ok(Self(p))
+            }
             None => Err(Problem::unauthorized(
                 "the admin token is invalid or revoked",
             )),
@@ -96,18 +99,17 @@ impl FromRequestParts<AppState> for Me {
     ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts)
             .ok_or_else(|| Problem::unauthorized("a personal access token is required"))?;
-        // The direct peer; trusted-proxy client addresses come with forward-auth.
-        let ip = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip());
+        let ip = parts.extensions.get::<crate::net::ClientIp>().map(|c| c.0);
         match state
             .authority()
             .authenticate_pat(&SecretString::new(token), ip)
             .await
             .map_err(Problem::from_service)?
         {
-            Some(p) => Ok(Self(p)),
+            Some(p) => {
+                portcullis_service::audit::set_actor(&format!("user:{}", p.user_id));
+                Ok(Self(p))
+            }
             None => Err(Problem::unauthorized(
                 "the personal access token is invalid, expired or revoked",
             )),

@@ -42,6 +42,25 @@ pub struct Settings {
     pub ip: IpSettings,
     /// `[forwardauth]`
     pub forwardauth: ForwardAuthSettings,
+    /// `[audit]`
+    pub audit: AuditSettings,
+}
+
+/// `[audit]`: the tamper-evident audit trail.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// How long records are kept; older ones are pruned (the chain stays verifiable).
+    #[serde(with = "dur")]
+    pub retention: Duration,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(365 * 86_400),
+        }
+    }
 }
 
 /// `[forwardauth]`: `GET /auth/verify` for reverse proxies.
@@ -531,6 +550,9 @@ impl Settings {
         }
         if self.tokens.access_token_ttl < Duration::from_secs(60) {
             return err("tokens.access_token_ttl: must be at least 1m".into());
+        }
+        if self.audit.retention < Duration::from_secs(86_400) {
+            return err("audit.retention: must be at least 1d".into());
         }
         if self.tokens.leeway > Duration::from_secs(300) {
             return err("tokens.leeway: must be at most 5m".into());

@@ -2,7 +2,8 @@
 //! from configured trusted proxies) and the global allow/deny lists.
 //!
 //! The address is resolved once per request by [`client_ip`] and stored as a
-//! [`ClientIp`] extension that handlers, rate limits and forward-auth read.
+//! [`ClientIp`] extension that handlers, rate limits and forward-auth read, and
+//! the rest of the request runs inside an audit context carrying it.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -15,6 +16,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use forwarded_header_value::ForwardedStanza;
 use portcullis_core::limits::{AllowList, LimitError};
+use portcullis_service::audit::{with_context, AuditContext};
 
 use crate::config::IpSettings;
 use crate::error::Problem;
@@ -152,7 +154,12 @@ pub async fn client_ip(State(state): State<AppState>, mut req: Request, next: Ne
         .into_response();
     }
     req.extensions_mut().insert(ClientIp(ip));
-    next.run(req).await
+    let ua = req
+        .headers()
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    let ctx = std::sync::Arc::new(AuditContext::new(Some(ip), ua));
+    with_context(ctx, next.run(req)).await
 }
 
 #[cfg(test)]

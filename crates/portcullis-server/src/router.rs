@@ -111,6 +111,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/keys/{id}/usage", get(admin::keys::usage))
         .route("/api/v1/keys/leaked", post(admin::keys::leaked))
         .route("/api/v1/openapi.json", get(admin::openapi))
+        .route("/api/v1/audit", get(admin::audit::list))
         .route("/api/v1/users", post(admin::users::create))
         .route("/api/v1/users/{id}", get(admin::users::show))
         .route(

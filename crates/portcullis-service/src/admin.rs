@@ -20,6 +20,7 @@ pub const ADMIN_SCOPES: &[&str] = &[
     "keys:verify",
     "users:read",
     "users:write",
+    "audit:read",
 ];
 
 /// Most admin tokens cached.
@@ -131,6 +132,12 @@ impl Authority {
         };
         self.store.insert_admin_token(&row).await?;
         tracing::info!(admin_token_id = %row.id, scopes = %row.scopes, "admin token created");
+        self.audit(
+            crate::audit::AuditEvent::new("admin_token.created")
+                .credential(row.id.clone())
+                .details(serde_json::json!({"scopes": row.scopes})),
+        )
+        .await?;
         Ok(CreatedAdminToken {
             view: row.into(),
             token: secret.expose().to_owned(),
@@ -162,6 +169,8 @@ impl Authority {
         self.store.revoke_admin_token(id, self.now()).await?;
         self.admin_cache.clear();
         tracing::info!(admin_token_id = %id, "admin token revoked");
+        self.audit(crate::audit::AuditEvent::new("admin_token.revoked").credential(id))
+            .await?;
         Ok(())
     }
 

@@ -531,6 +531,12 @@ impl Authority {
                 other => other.into(),
             })?;
         tracing::info!(keyspace_id = %row.id, prefix = %row.prefix, "keyspace created");
+        self.audit(
+            crate::audit::AuditEvent::new("keyspace.created")
+                .subject(row.id.clone())
+                .details(serde_json::json!({"name": row.name, "prefix": row.prefix})),
+        )
+        .await?;
         Ok(row.into())
     }
 
@@ -618,6 +624,8 @@ impl Authority {
         }
         self.store.delete_keyspace(&row.id).await?;
         tracing::info!(keyspace_id = %row.id, "keyspace deleted");
+        self.audit(crate::audit::AuditEvent::new("keyspace.deleted").subject(row.id.clone()))
+            .await?;
         Ok(())
     }
 
@@ -699,6 +707,13 @@ impl Authority {
         };
         self.store.insert_api_key(&row).await?;
         tracing::info!(key_id = %row.id, keyspace_id = %ks.id, "api key created");
+        self.audit(
+            crate::audit::AuditEvent::new("apikey.created")
+                .credential(row.id.clone())
+                .subject(row.owner.clone())
+                .details(serde_json::json!({"keyspace_id": ks.id})),
+        )
+        .await?;
         Ok(CreatedApiKey {
             view: row.try_into()?,
             key: secret.expose().to_owned(),
@@ -786,6 +801,12 @@ impl Authority {
             .remove(&SecretDigest::from_stored(row.digest.clone()).to_bytes());
         self.forget_rate_state(&row.id).await;
         tracing::info!(key_id = %row.id, "api key updated");
+        self.audit(
+            crate::audit::AuditEvent::new("apikey.updated")
+                .credential(row.id.clone())
+                .subject(row.owner.clone()),
+        )
+        .await?;
         row.try_into()
     }
 
@@ -794,6 +815,12 @@ impl Authority {
         let row = self.api_key_row(id).await?;
         if self.store.revoke_api_key(id, self.now()).await? {
             tracing::info!(key_id = %id, "api key revoked");
+            self.audit(
+                crate::audit::AuditEvent::new("apikey.revoked")
+                    .credential(id)
+                    .subject(row.owner.clone()),
+            )
+            .await?;
         }
         self.key_cache
             .remove(&SecretDigest::from_stored(row.digest.clone()).to_bytes());
@@ -807,6 +834,12 @@ impl Authority {
         self.key_cache.clear();
         self.forget_rate_state(&row.id).await;
         tracing::info!(key_id = %id, "api key deleted");
+        self.audit(
+            crate::audit::AuditEvent::new("apikey.deleted")
+                .credential(id)
+                .subject(row.owner.clone()),
+        )
+        .await?;
         Ok(())
     }
 
@@ -891,6 +924,16 @@ impl Authority {
             .verify_record(&rec, &digest.to_bytes(), req, now)
             .await?;
         self.count_usage(&rec.id, now, answer.code);
+        if answer.code != VerifyCode::Valid {
+            // Successes are counted in key_usage; refusals are also audited (sampled).
+            self.audit_refusal(
+                crate::audit::AuditEvent::new("apikey.verify_refused")
+                    .credential(rec.id.clone())
+                    .subject(rec.owner.clone())
+                    .outcome(crate::audit::Outcome::Refused, answer.code.as_str()),
+                &rec.id,
+            );
+        }
         Ok(answer)
     }
 
@@ -1144,6 +1187,12 @@ impl Authority {
         }
         self.key_cache.clear();
         tracing::info!(key_id = %id, grace_secs = grace.as_secs(), "api key rolled");
+        self.audit(
+            crate::audit::AuditEvent::new("apikey.rolled")
+                .credential(id)
+                .details(serde_json::json!({"grace_secs": grace.as_secs()})),
+        )
+        .await?;
         Ok(CreatedApiKey {
             view: self.get_api_key(id).await?,
             key: secret.expose().to_owned(),
@@ -1190,6 +1239,13 @@ impl Authority {
             }
             self.store.revoke_api_key(&row.id, self.now()).await?;
             tracing::warn!(key_id = %row.id, owner = %row.owner, "api key revoked: reported leaked");
+            self.audit(
+                crate::audit::AuditEvent::new("apikey.revoked")
+                    .credential(row.id.clone())
+                    .subject(row.owner.clone())
+                    .outcome(crate::audit::Outcome::Success, "reported leaked"),
+            )
+            .await?;
             report.revoked.push(found);
         }
         if !report.revoked.is_empty() {

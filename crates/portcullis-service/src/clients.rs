@@ -419,6 +419,8 @@ impl Authority {
         self.invalidate_clients();
         let client = Client::from_row(row)?;
         tracing::info!(client_id = %client.id, "client created");
+        self.audit(crate::audit::AuditEvent::new("client.created").client(client.id.to_string()))
+            .await?;
         Ok(CreatedClient {
             client: ClientView::from(&client),
             client_secret: secret.map(|s| s.expose().to_owned()),
@@ -456,6 +458,8 @@ impl Authority {
             return Err(ServiceError::NotFound(format!("client {id}")));
         }
         tracing::info!(client_id = %client.id, "client deleted");
+        self.audit(crate::audit::AuditEvent::new("client.deleted").client(client.id.to_string()))
+            .await?;
         Ok(())
     }
 
@@ -483,6 +487,10 @@ impl Authority {
             return Err(ServiceError::NotFound(format!("client {id}")));
         }
         tracing::info!(client_id = %client.id, "client secret rotated");
+        self.audit(
+            crate::audit::AuditEvent::new("client.secret_rotated").client(client.id.to_string()),
+        )
+        .await?;
         let client = self.get_client(id).await?;
         Ok(CreatedClient {
             client: ClientView::from(&client),
@@ -511,7 +519,24 @@ impl Authority {
         let matches = presented.ct_eq(stored.as_ref().unwrap_or(&dummy));
         match client {
             Some(c) if matches && well_formed && stored.is_some() => Ok(c),
-            _ => Err(ServiceError::InvalidClient),
+            _ => {
+                // Sampled per claimed client id: a flood of guesses is one record a minute.
+                let claimed: String = client_id.chars().take(64).collect();
+                self.audit_refusal(
+                    crate::audit::AuditEvent::new("client.auth_failed")
+                        .client(claimed.clone())
+                        .outcome(
+                            crate::audit::Outcome::Failure,
+                            if client.is_some() {
+                                "wrong secret"
+                            } else {
+                                "unknown client"
+                            },
+                        ),
+                    &claimed,
+                );
+                Err(ServiceError::InvalidClient)
+            }
         }
     }
 }

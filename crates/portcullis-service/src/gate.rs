@@ -114,8 +114,39 @@ pub struct GateRequest<'a> {
 }
 
 impl Authority {
-    /// Decides a forward-auth request.
+    /// Decides a forward-auth request; refusals are audited (sampled per credential,
+    /// or per address for unrecognised bearers).
     pub async fn gate(&self, req: &GateRequest<'_>) -> Result<GateDecision, ServiceError> {
+        let d = self.decide_gate(req).await?;
+        let refusal = match &d {
+            GateDecision::Allow { .. } => None,
+            GateDecision::InvalidToken { reason, token_id } => Some((*reason, token_id.clone())),
+            GateDecision::InsufficientScope { principal, .. } => {
+                Some(("insufficient scope", Some(principal.token_id.clone())))
+            }
+            GateDecision::ForbiddenIp { token_id } => {
+                Some(("address not allowed", Some(token_id.clone())))
+            }
+            GateDecision::RateLimited { token_id, .. } => {
+                Some(("rate limited", Some(token_id.clone())))
+            }
+        };
+        if let Some((reason, id)) = refusal {
+            let mut e = crate::audit::AuditEvent::new("forward_auth.refused")
+                .outcome(crate::audit::Outcome::Refused, reason);
+            let key = match id {
+                Some(id) => {
+                    e = e.credential(id.clone());
+                    id
+                }
+                None => req.ip.to_string(),
+            };
+            self.audit_refusal(e, &key);
+        }
+        Ok(d)
+    }
+
+    async fn decide_gate(&self, req: &GateRequest<'_>) -> Result<GateDecision, ServiceError> {
         let token = req.token.trim();
         if token.is_empty() || token.len() > 8_192 {
             return Ok(invalid("malformed token", None));

@@ -131,6 +131,7 @@ impl Authority {
         };
         self.store.insert_signing_key(&row).await?;
         tracing::info!(kid = key.kid(), alg = %alg, state = %state, activate_at, "signing key created");
+        self.audit(crate::audit::AuditEvent::new("signing_key.created").credential(row.kid.clone()).details(serde_json::json!({"alg": alg.as_str(), "state": state.as_str(), "activate_at": activate_at}))).await?;
         Ok(row.kid)
     }
 
@@ -174,6 +175,11 @@ impl Authority {
                 (_, Some(n)) if n.activate_at <= now => {
                     self.store.activate_signing_key(&n.kid, now).await?;
                     tracing::info!(kid = %n.kid, alg = %alg, "signing key activated");
+                    self.audit(
+                        crate::audit::AuditEvent::new("signing_key.activated")
+                            .credential(n.kid.clone()),
+                    )
+                    .await?;
                     report.activated.push(n.kid.clone());
                 }
                 (Some(a), None) if now >= a.activate_at + interval - ahead => {
@@ -195,6 +201,10 @@ impl Authority {
             if r.retired_at.is_some_and(|t| t + lifetime < now) {
                 self.store.delete_signing_key(&r.kid).await?;
                 tracing::info!(kid = %r.kid, alg = %r.alg, "retired signing key removed from the JWKS");
+                self.audit(
+                    crate::audit::AuditEvent::new("signing_key.removed").credential(r.kid.clone()),
+                )
+                .await?;
                 report.removed.push(r.kid.clone());
             }
         }

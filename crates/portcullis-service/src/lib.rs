@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod apikeys;
+pub mod audit;
 mod cache;
 pub mod clients;
 pub mod error;
@@ -58,6 +59,8 @@ pub struct AuthorityConfig {
     pub pat_allow_no_expiry: bool,
     /// Rate-limit policies.
     pub rate_policies: ratelimit::RatePolicies,
+    /// How long audit records are kept.
+    pub audit_retention: Duration,
 }
 
 impl AuthorityConfig {
@@ -75,6 +78,7 @@ impl AuthorityConfig {
             pat_max_ttl: Duration::from_secs(90 * 86_400),
             pat_allow_no_expiry: false,
             rate_policies: ratelimit::RatePolicies::defaults(),
+            audit_retention: Duration::from_secs(365 * 86_400),
         }
     }
 }
@@ -105,6 +109,11 @@ pub struct Authority {
     /// GCRA state for every rate limit (in process, or Redis in a cluster).
     rate_store: Arc<dyn ratelimit::RateStore>,
     rate_policies: ratelimit::RatePolicies,
+    /// The audit chain key and the group-commit writer.
+    audit_key: portcullis_core::keys::ChainKey,
+    audit_writer: audit::AuditWriter,
+    /// Sampling state for refusal records.
+    audit_sampler: ratelimit::MemoryRateStore,
     /// Last-use times waiting for the batched flush.
     key_usage: std::sync::Mutex<HashMap<String, i64>>,
     /// Personal access tokens by digest, for introspection.
@@ -126,6 +135,8 @@ impl Authority {
     ) -> Result<Self, ServiceError> {
         let pepper = master_key.pepper().map_err(anyhow::Error::from)?;
         let sealer = master_key.sealer().map_err(anyhow::Error::from)?;
+        let audit_key = master_key.audit_chain_key().map_err(anyhow::Error::from)?;
+        let audit_writer = audit::AuditWriter::start(store.clone(), audit_key.clone());
         let keyring = RwLock::new(Arc::new(KeyRing::empty(&config.issuer, config.leeway)));
         let seq = store.change_seq().await?;
         let rate_policies = config.rate_policies.clone();
@@ -145,6 +156,9 @@ impl Authority {
             key_cache: cache::Cache::new(apikeys::KEY_CACHE_MAX),
             rate_store: Arc::new(ratelimit::MemoryRateStore::default()),
             rate_policies,
+            audit_key,
+            audit_writer,
+            audit_sampler: ratelimit::MemoryRateStore::with_bound(4_096),
             key_usage: std::sync::Mutex::new(HashMap::new()),
             usage_counts: std::sync::Mutex::new(HashMap::new()),
             pat_cache: cache::Cache::new(pats::PAT_CACHE_MAX),
@@ -240,6 +254,9 @@ impl Authority {
         n += self
             .store
             .purge_key_usage(now - self.config.usage_retention.as_secs() as i64)
+            .await?;
+        n += self
+            .audit_prune(self.config.audit_retention.as_millis() as i64)
             .await?;
         {
             let mut g = match self.revoked_jtis.write() {

@@ -250,6 +250,12 @@ impl Authority {
         };
         self.store.insert_user(&row).await?;
         tracing::info!(user_id = %row.id, "user created");
+        self.audit(
+            crate::audit::AuditEvent::new("user.created")
+                .subject(row.id.clone())
+                .details(serde_json::json!({"username": row.username})),
+        )
+        .await?;
         Ok(row.into())
     }
 
@@ -354,6 +360,12 @@ impl Authority {
         };
         self.store.insert_pat(&row).await?;
         tracing::info!(pat_id = %row.id, user_id = %user.id, "personal access token created");
+        self.audit(
+            crate::audit::AuditEvent::new("pat.created")
+                .credential(row.id.clone())
+                .subject(user.id.clone()),
+        )
+        .await?;
         Ok(CreatedPat {
             view: row.into(),
             token: secret.expose().to_owned(),
@@ -382,6 +394,8 @@ impl Authority {
         self.store.revoke_pat(id, self.now()).await?;
         self.pat_cache.clear();
         tracing::info!(pat_id = %id, "personal access token revoked");
+        self.audit(crate::audit::AuditEvent::new("pat.revoked").credential(id))
+            .await?;
         Ok(self
             .store
             .get_pat(id)
@@ -396,6 +410,12 @@ impl Authority {
         let n = self.store.revoke_user_pats(&user.id, self.now()).await?;
         self.pat_cache.clear();
         tracing::info!(user_id = %user.id, revoked = n, "all personal access tokens of a user revoked");
+        self.audit(
+            crate::audit::AuditEvent::new("pat.revoked_all")
+                .subject(user.id.clone())
+                .details(serde_json::json!({"revoked": n})),
+        )
+        .await?;
         Ok(n)
     }
 

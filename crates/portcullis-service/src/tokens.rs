@@ -235,6 +235,19 @@ impl Authority {
                 SecretString::new(secret.expose())
             }
         };
+        self.audit(
+            crate::audit::AuditEvent::new("token.issued")
+                .credential(jti.clone())
+                .client(client.id.to_string())
+                .subject(client.id.to_string())
+                .actor(client.id.to_string())
+                .details(serde_json::json!({
+                    "grant_type": "client_credentials",
+                    "scope": scope.to_string(),
+                    "format": client.token_format.as_str(),
+                })),
+        )
+        .await?;
         Ok(IssuedToken {
             access_token,
             expires_in: ttl,
@@ -458,6 +471,13 @@ impl Authority {
                 self.store.insert_revoked_jti(&entry).await?;
                 self.remember_revoked_jti(c.jti.clone(), c.exp);
                 tracing::info!(jti = %c.jti, "access token revoked");
+                self.audit(
+                    crate::audit::AuditEvent::new("token.revoked")
+                        .credential(c.jti.clone())
+                        .client(c.client_id.clone())
+                        .subject(c.sub.clone()),
+                )
+                .await?;
             }
             Known::ApiKey(_) | Known::Pat(_) => {
                 return Err(ServiceError::UnauthorizedClient(
@@ -469,6 +489,13 @@ impl Authority {
                 self.opaque_cache
                     .remove(&SecretDigest::from_stored(r.digest.clone()).to_bytes());
                 tracing::info!(jti = %r.id, "access token revoked");
+                self.audit(
+                    crate::audit::AuditEvent::new("token.revoked")
+                        .credential(r.id.clone())
+                        .client(r.client_id.clone())
+                        .subject(r.subject.clone()),
+                )
+                .await?;
             }
         }
         Ok(Revoked::Now)

@@ -19,8 +19,9 @@ pub mod rows;
 pub mod sqlite;
 
 pub use rows::{
-    AdminTokenRow, ApiKeyRow, ClientRow, KeyspaceRow, OpaqueTokenRow, PatRow, RevokedJti, RoleRow,
-    SigningKeyRow, SigningKeyState, UsageRow, UseOutcome, UserRow,
+    AdminTokenRow, ApiKeyRow, AuditAnchorRow, AuditFilter, AuditRow, ClientRow, KeyspaceRow,
+    OpaqueTokenRow, PatRow, RevokedJti, RoleRow, SigningKeyRow, SigningKeyState, UsageRow,
+    UseOutcome, UserRow,
 };
 pub use sqlite::SqliteStore;
 
@@ -211,4 +212,26 @@ pub trait Store: Send + Sync + Debug + 'static {
 
     /// Deletes tokens and deny-list entries that expired before `before`; returns rows removed.
     async fn purge_expired(&self, before: i64) -> StoreResult<u64>;
+
+    /// Appends audit records in one transaction (group commit). The store assigns
+    /// `seq` and `prev_hash` from the chain head under a write lock and asks `link`
+    /// for each record's `hash`; the fields of `rows` other than those are kept.
+    async fn append_audit(&self, rows: Vec<AuditRow>, link: &AuditLinker) -> StoreResult<Vec<i64>>;
+    /// Audit records matching `filter`.
+    async fn list_audit(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditRow>>;
+    /// The verification anchor.
+    async fn audit_anchor(&self) -> StoreResult<AuditAnchorRow>;
+    /// Deletes records older than `before_ms`, moving the anchor to the last one
+    /// deleted, sealed by `seal(seq, hash, pruned_at_ms)`, in one transaction.
+    async fn prune_audit(
+        &self,
+        before_ms: i64,
+        now_ms: i64,
+        seal: &AuditSealer,
+    ) -> StoreResult<u64>;
 }
+
+/// Computes a record's link from its `prev_hash` and content.
+pub type AuditLinker = dyn Fn(&AuditRow) -> String + Send + Sync;
+/// Seals an anchor: (seq, hash, pruned_at_ms) → seal.
+pub type AuditSealer = dyn Fn(i64, &str, i64) -> String + Send + Sync;

@@ -312,3 +312,76 @@ pub struct PatRow {
     /// Address it was last used from.
     pub last_used_ip: Option<String>,
 }
+
+/// One audit record as stored.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AuditRow {
+    /// Position in the chain (1, 2, 3, … with no gaps).
+    pub seq: i64,
+    /// When, milliseconds since the epoch.
+    pub at_ms: i64,
+    /// Event type, e.g. `token.revoked`.
+    pub kind: String,
+    /// `success`, `failure` or `refused`.
+    pub outcome: String,
+    /// Who acted (admin token id, `cli`, client id, user id).
+    pub actor: Option<String>,
+    /// Whom it concerns.
+    pub subject: Option<String>,
+    /// The credential (token, key, PAT id; never the secret).
+    pub credential_id: Option<String>,
+    /// The OAuth client involved.
+    pub client_id: Option<String>,
+    /// Client IP.
+    pub ip: Option<String>,
+    /// User agent.
+    pub user_agent: Option<String>,
+    /// Why (refusals, anomalies).
+    pub reason: Option<String>,
+    /// More, as a JSON object.
+    pub details: String,
+    /// The previous record's `hash` (the anchor's for the first).
+    pub prev_hash: String,
+    /// HMAC link over this record and `prev_hash`.
+    pub hash: String,
+}
+
+/// Where chain verification starts.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AuditAnchorRow {
+    /// Last pruned sequence number (0: nothing pruned).
+    pub seq: i64,
+    /// Its hash (the genesis value when nothing was pruned).
+    pub hash: String,
+    /// When retention last pruned.
+    pub pruned_at_ms: i64,
+    /// HMAC over (seq, hash, pruned_at_ms); empty until the service seals the genesis.
+    pub seal: String,
+}
+
+/// Filters for reading the audit trail.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Records with `seq` greater than this (cursor).
+    pub after_seq: Option<i64>,
+    /// At or after, ms.
+    pub since_ms: Option<i64>,
+    /// Before, ms.
+    pub until_ms: Option<i64>,
+    /// Event type, exact or a prefix ending in `.` (`token.`).
+    pub kind: Option<String>,
+    /// Outcome.
+    pub outcome: Option<String>,
+    /// Actor.
+    pub actor: Option<String>,
+    /// Subject.
+    pub subject: Option<String>,
+    /// Credential id.
+    pub credential_id: Option<String>,
+    /// Client IP.
+    pub ip: Option<String>,
+    /// Most rows returned.
+    pub limit: i64,
+    /// Newest first (for `tail`); oldest first otherwise.
+    pub newest_first: bool,
+}

@@ -13,8 +13,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 use crate::{
-    AdminTokenRow, ApiKeyRow, ClientRow, KeyspaceRow, OpaqueTokenRow, PatRow, RevokedJti, RoleRow,
-    SigningKeyRow, Store, StoreError, StoreResult, UsageRow, UseOutcome, UserRow,
+    AdminTokenRow, ApiKeyRow, AuditAnchorRow, AuditFilter, AuditLinker, AuditRow, AuditSealer,
+    ClientRow, KeyspaceRow, OpaqueTokenRow, PatRow, RevokedJti, RoleRow, SigningKeyRow, Store,
+    StoreError, StoreResult, UsageRow, UseOutcome, UserRow,
 };
 
 /// The SQLite store.
@@ -821,5 +822,156 @@ impl Store for SqliteStore {
             .await?;
         tx.commit().await?;
         Ok(a.rows_affected() + b.rows_affected())
+    }
+
+    async fn append_audit(
+        &self,
+        mut rows: Vec<AuditRow>,
+        link: &AuditLinker,
+    ) -> StoreResult<Vec<i64>> {
+        let mut tx = self.pool.begin().await?;
+        // Take the write lock before reading the head, so concurrent writers
+        // (another process) queue instead of forking the chain.
+        sqlx::query("UPDATE audit_anchor SET id = id WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
+        let last: Option<(i64, String)> =
+            sqlx::query_as("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await?;
+        let (mut seq, mut prev) = match last {
+            Some(l) => l,
+            None => {
+                sqlx::query_as("SELECT seq, hash FROM audit_anchor WHERE id = 1")
+                    .fetch_one(&mut *tx)
+                    .await?
+            }
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &mut rows {
+            seq += 1;
+            r.seq = seq;
+            r.prev_hash = std::mem::take(&mut prev);
+            r.hash = link(r);
+            prev = r.hash.clone();
+            sqlx::query(
+                "INSERT INTO audit_events (seq, at_ms, kind, outcome, actor, subject, credential_id, client_id,
+                                           ip, user_agent, reason, details, prev_hash, hash)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(r.seq)
+            .bind(r.at_ms)
+            .bind(&r.kind)
+            .bind(&r.outcome)
+            .bind(&r.actor)
+            .bind(&r.subject)
+            .bind(&r.credential_id)
+            .bind(&r.client_id)
+            .bind(&r.ip)
+            .bind(&r.user_agent)
+            .bind(&r.reason)
+            .bind(&r.details)
+            .bind(&r.prev_hash)
+            .bind(&r.hash)
+            .execute(&mut *tx)
+            .await?;
+            out.push(seq);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn list_audit(&self, f: &AuditFilter) -> StoreResult<Vec<AuditRow>> {
+        let mut q =
+            sqlx::QueryBuilder::<sqlx::Sqlite>::new("SELECT * FROM audit_events WHERE 1 = 1");
+        if let Some(v) = f.after_seq {
+            if f.newest_first {
+                q.push(" AND seq < ").push_bind(v);
+            } else {
+                q.push(" AND seq > ").push_bind(v);
+            }
+        }
+        if let Some(v) = f.since_ms {
+            q.push(" AND at_ms >= ").push_bind(v);
+        }
+        if let Some(v) = f.until_ms {
+            q.push(" AND at_ms < ").push_bind(v);
+        }
+        if let Some(k) = &f.kind {
+            if let Some(prefix) = k.strip_suffix('.') {
+                q.push(" AND substr(kind, 1, ")
+                    .push_bind(prefix.len() as i64 + 1)
+                    .push(") = ")
+                    .push_bind(format!("{prefix}."));
+            } else {
+                q.push(" AND kind = ").push_bind(k.clone());
+            }
+        }
+        for (col, v) in [
+            ("outcome", &f.outcome),
+            ("actor", &f.actor),
+            ("subject", &f.subject),
+            ("credential_id", &f.credential_id),
+            ("ip", &f.ip),
+        ] {
+            if let Some(v) = v {
+                q.push(format!(" AND {col} = ")).push_bind(v.clone());
+            }
+        }
+        q.push(if f.newest_first {
+            " ORDER BY seq DESC LIMIT "
+        } else {
+            " ORDER BY seq ASC LIMIT "
+        })
+        .push_bind(f.limit.clamp(1, 10_000));
+        Ok(q.build_query_as::<AuditRow>().fetch_all(&self.pool).await?)
+    }
+
+    async fn audit_anchor(&self) -> StoreResult<AuditAnchorRow> {
+        Ok(sqlx::query_as::<_, AuditAnchorRow>(
+            "SELECT seq, hash, pruned_at_ms, seal FROM audit_anchor WHERE id = 1",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn prune_audit(
+        &self,
+        before_ms: i64,
+        now_ms: i64,
+        seal: &AuditSealer,
+    ) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE audit_anchor SET id = id WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
+        // Never prune the newest record: the chain head must stay readable.
+        let last: Option<(i64, String)> = sqlx::query_as(
+            "SELECT seq, hash FROM audit_events WHERE at_ms < ?
+               AND seq < (SELECT MAX(seq) FROM audit_events)
+             ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(before_ms)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((seq, hash)) = last else {
+            return Ok(0);
+        };
+        let n = sqlx::query("DELETE FROM audit_events WHERE seq <= ?")
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query(
+            "UPDATE audit_anchor SET seq = ?, hash = ?, pruned_at_ms = ?, seal = ? WHERE id = 1",
+        )
+        .bind(seq)
+        .bind(&hash)
+        .bind(now_ms)
+        .bind(seal(seq, &hash, now_ms))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(n)
     }
 }

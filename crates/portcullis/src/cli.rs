@@ -59,6 +59,41 @@ enum Command {
     /// Manage personal access tokens.
     #[command(subcommand)]
     Pat(PatCmd),
+    /// Read and verify the tamper-evident audit trail.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCmd {
+    /// Check every link of the chain from the retention anchor to the newest record;
+    /// exits non-zero naming the first broken link. Keep the printed head_seq and
+    /// head_hash elsewhere to detect later removal of the newest records.
+    Verify,
+    /// The newest records, newest first.
+    Tail {
+        /// How many.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: i64,
+        /// Event type, or a prefix ending in '.' (token.).
+        #[arg(long)]
+        kind: Option<String>,
+    },
+    /// Every record in a time range, oldest first.
+    Export {
+        /// From (RFC 3339, or an age such as 24h or 30d).
+        #[arg(long)]
+        since: Option<String>,
+        /// Until (RFC 3339, or an age).
+        #[arg(long)]
+        until: Option<String>,
+        /// Event type, or a prefix ending in '.'.
+        #[arg(long)]
+        kind: Option<String>,
+        /// jsonl (one record per line) or json (one array).
+        #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "json"])]
+        format: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -443,16 +478,128 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
                 &["migrated", "database"],
             )
         }
-        Command::Client(cmd) => client(cmd, &settings, out).await,
-        Command::SigningKey(cmd) => signing_key(cmd, &settings, out).await,
-        Command::AdminToken(cmd) => admin_token(cmd, &settings, out).await,
-        Command::Keyspace(cmd) => keyspace(cmd, &settings, out).await,
-        Command::Apikey(cmd) => apikey(cmd, &settings, out).await,
-        Command::Role(cmd) => role(cmd, &settings, out).await,
-        Command::User(cmd) => user(cmd, &settings, out).await,
-        Command::Pat(cmd) => pat(cmd, &settings, out).await,
+        cmd => {
+            // Every change an admin command makes is audited with this actor.
+            let who = std::env::var("USER").unwrap_or_default();
+            let actor = if who.is_empty() {
+                "cli".to_owned()
+            } else {
+                format!("cli:{who}")
+            };
+            let ctx = Arc::new(portcullis_service::audit::AuditContext::with_actor(&actor));
+            portcullis_service::audit::with_context(ctx, admin_command(cmd, &settings, out)).await
+        }
     }
 }
+
+async fn admin_command(cmd: Command, settings: &Settings, out: Output) -> anyhow::Result<()> {
+    match cmd {
+        Command::Serve | Command::Migrate => anyhow::bail!("not an admin command"),
+        Command::Client(cmd) => client(cmd, settings, out).await,
+        Command::SigningKey(cmd) => signing_key(cmd, settings, out).await,
+        Command::AdminToken(cmd) => admin_token(cmd, settings, out).await,
+        Command::Keyspace(cmd) => keyspace(cmd, settings, out).await,
+        Command::Apikey(cmd) => apikey(cmd, settings, out).await,
+        Command::Role(cmd) => role(cmd, settings, out).await,
+        Command::User(cmd) => user(cmd, settings, out).await,
+        Command::Pat(cmd) => pat(cmd, settings, out).await,
+        Command::Audit(cmd) => audit(cmd, settings, out).await,
+    }
+}
+
+async fn audit(cmd: AuditCmd, settings: &Settings, out: Output) -> anyhow::Result<()> {
+    use portcullis_store::AuditFilter;
+    let auth = authority(settings).await?;
+    match cmd {
+        AuditCmd::Verify => {
+            let report = auth.audit_verify().await?;
+            print(
+                out,
+                &report,
+                &[
+                    "ok",
+                    "checked",
+                    "anchor_seq",
+                    "head_seq",
+                    "head_hash",
+                    "broken_at",
+                ],
+            )?;
+            if !report.ok {
+                anyhow::bail!(
+                    "audit chain broken at record {}: {}",
+                    report.broken_at.unwrap_or_default(),
+                    report.problem.unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        AuditCmd::Tail { lines, kind } => {
+            let page = auth
+                .audit_page(AuditFilter {
+                    kind,
+                    limit: lines,
+                    newest_first: true,
+                    ..AuditFilter::default()
+                })
+                .await?;
+            print(out, &page.events, AUDIT_COLUMNS)
+        }
+        AuditCmd::Export {
+            since,
+            until,
+            kind,
+            format,
+        } => {
+            let mut filter = AuditFilter {
+                since_ms: since
+                    .as_deref()
+                    .map(|s| auth.parse_audit_time("since", s))
+                    .transpose()?,
+                until_ms: until
+                    .as_deref()
+                    .map(|s| auth.parse_audit_time("until", s))
+                    .transpose()?,
+                kind,
+                limit: 1_000,
+                ..AuditFilter::default()
+            };
+            let mut all = Vec::new();
+            loop {
+                let page = auth.audit_page(filter.clone()).await?;
+                for e in &page.events {
+                    if format == "jsonl" {
+                        println!("{}", serde_json::to_string(e)?);
+                    }
+                }
+                let next = page.next_cursor.clone();
+                if format == "json" {
+                    all.extend(page.events);
+                }
+                match next.map(|c| c.parse::<i64>()) {
+                    Some(Ok(c)) => filter.after_seq = Some(c),
+                    _ => break,
+                }
+            }
+            if format == "json" {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            }
+            Ok(())
+        }
+    }
+}
+
+const AUDIT_COLUMNS: &[&str] = &[
+    "seq",
+    "time",
+    "kind",
+    "outcome",
+    "actor",
+    "subject",
+    "credential_id",
+    "ip",
+    "reason",
+];
 
 async fn role(cmd: RoleCmd, settings: &Settings, out: Output) -> anyhow::Result<()> {
     let auth = authority(settings).await?;

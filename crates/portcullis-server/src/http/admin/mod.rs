@@ -2,6 +2,7 @@
 //! JSON out, errors as RFC 9457 problem+json. Every handler names the scope it
 //! needs before doing anything.
 
+pub mod audit;
 pub mod keys;
 pub mod keyspaces;
 pub mod users;
@@ -33,12 +34,13 @@ pub(crate) fn duration(field: &'static str, s: Option<&str>) -> Result<Option<Du
 /// The OpenAPI 3.1 document of the admin API, served at `/api/v1/openapi.json`.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    info(title = "Portcullis admin API", description = "Keyspaces, API keys and key verification. Errors are RFC 9457 problem+json."),
+    info(title = "Portcullis admin API", description = "Keyspaces, API keys, key verification, users and tokens, and the audit trail. Errors are RFC 9457 problem+json."),
     paths(
         keyspaces::create, keyspaces::list, keyspaces::show, keyspaces::patch, keyspaces::delete,
         keys::create, keys::list, keys::show, keys::patch, keys::revoke, keys::verify, keys::roll, keys::usage, keys::leaked, keys::delete,
         users::create, users::show, users::create_token, users::list_tokens, users::revoke_all, users::revoke_token,
         users::my_tokens, users::revoke_my_token,
+        audit::list,
     ),
     modifiers(&AdminTokenScheme)
 )]

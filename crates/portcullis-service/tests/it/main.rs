@@ -1,6 +1,7 @@
 //! Service tests on a real SQLite file with a manual clock.
 
 mod apikeys;
+mod audit;
 mod clients;
 mod pats;
 mod ratelimit;

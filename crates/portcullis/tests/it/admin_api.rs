@@ -828,3 +828,114 @@ async fn bad_query_parameters_are_problem_json_too() {
         assert_eq!(b["status"], 400);
     }
 }
+
+#[tokio::test]
+async fn the_audit_trail_over_http_names_the_admin_and_pages_with_a_cursor() {
+    let app = TestApp::spawn().await;
+    let writer = admin(&app, &["keyspaces:write", "keys:write"]).await;
+    let reader = admin(&app, &["audit:read"]).await;
+    let (s, _, _) = call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/keyspaces",
+        Some(&writer),
+        Some(json!({"name": "acme", "prefix": "acme_live"})),
+    )
+    .await;
+    assert_eq!(s, 201);
+    for owner in ["o1", "o2", "o3"] {
+        let (s, _, _) = call(
+            &app,
+            reqwest::Method::POST,
+            "/api/v1/keys",
+            Some(&writer),
+            Some(json!({"keyspace": "acme", "owner": owner})),
+        )
+        .await;
+        assert_eq!(s, 201);
+    }
+    // The writer may not read the trail.
+    let (s, body, _) = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/audit",
+        Some(&writer),
+        None,
+    )
+    .await;
+    assert_eq!(s, 403, "{body}");
+    let (s, page, _) = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/audit?kind=apikey.created&limit=2",
+        Some(&reader),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{page}");
+    let events = page["events"].as_array().expect("events");
+    assert_eq!(events.len(), 2);
+    let writer_id = app
+        .authority
+        .list_admin_tokens()
+        .await
+        .expect("tokens")
+        .into_iter()
+        .find(|t| t.scopes.contains(&"keys:write".to_owned()))
+        .expect("writer")
+        .id;
+    for e in events {
+        assert_eq!(e["actor"], format!("admin:{writer_id}"));
+        assert_eq!(e["ip"], "127.0.0.1");
+        assert_eq!(e["outcome"], "success");
+        assert!(e["time"].as_str().expect("time").ends_with('Z'));
+        assert!(
+            !e.to_string().contains("acme_live_"),
+            "never the key itself"
+        );
+    }
+    let cursor = page["next_cursor"].as_str().expect("a next page");
+    let (s, page2, _) = call(
+        &app,
+        reqwest::Method::GET,
+        &format!("/api/v1/audit?kind=apikey.created&limit=2&cursor={cursor}"),
+        Some(&reader),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(page2["events"].as_array().map(Vec::len), Some(1));
+    assert!(page2.get("next_cursor").is_none());
+    assert_eq!(page2["events"][0]["subject"], "o3");
+    // Newest first, prefix filter, time filter.
+    let (_, desc, _) = call(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/audit?kind=apikey.&order=desc&since=1h&limit=1",
+        Some(&reader),
+        None,
+    )
+    .await;
+    assert_eq!(desc["events"][0]["subject"], "o3", "{desc}");
+    // Bad filters are problem+json and name the parameter.
+    for (q, status, field) in [
+        ("order=sideways", 422, "order"),
+        ("cursor=abc", 422, "cursor"),
+        ("since=last-tuesday", 422, "since"),
+        ("limit=0", 422, "limit"),
+        ("outcome=maybe", 422, "outcome"),
+        ("colour=blue", 400, "colour"),
+    ] {
+        let (s, body, h) = call(
+            &app,
+            reqwest::Method::GET,
+            &format!("/api/v1/audit?{q}"),
+            Some(&reader),
+            None,
+        )
+        .await;
+        assert_eq!(s, status, "{q}: {body}");
+        assert_eq!(h["content-type"], "application/problem+json");
+        assert!(body.to_string().contains(field), "{q}: {body}");
+    }
+}

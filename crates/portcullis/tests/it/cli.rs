@@ -445,3 +445,57 @@ fn roles_users_and_personal_access_tokens_through_the_cli() {
     let bad = run(cli(dir.path()).args(["user", "create", "--username", "bo b"]));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("username"));
 }
+
+#[test]
+fn audit_verify_tail_and_export_and_a_tampered_row_is_named() {
+    let dir = tempfile::tempdir().expect("tmp");
+    for name in ["a", "b"] {
+        json_ok(&run(cli(dir.path()).args([
+            "client",
+            "create",
+            "--name",
+            name,
+            "--grant-type",
+            "client_credentials",
+        ])));
+    }
+    let v = json_ok(&run(cli(dir.path()).args(["audit", "verify"])));
+    assert_eq!(v["ok"], true);
+    let head = v["head_seq"].as_i64().expect("head");
+    assert_eq!(head, 2, "two clients created: {v}");
+    let tail = json_ok(&run(cli(dir.path()).args(["audit", "tail", "-n", "2"])));
+    let tail = tail.as_array().expect("array");
+    assert_eq!(tail.len(), 2);
+    assert_eq!(tail[0]["seq"], head, "newest first");
+    assert_eq!(tail[0]["kind"], "client.created");
+    let out = run(cli(dir.path()).args(["audit", "export", "--since", "1h", "--kind", "client."]));
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON record per line"))
+        .collect();
+    assert_eq!(lines.len(), 2);
+    let out = run(cli(dir.path()).args(["audit", "export", "--since", "yesterday-ish"]));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("since"));
+
+    // Edit one row behind the server's back.
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    rt.block_on(async {
+        let url = format!("sqlite://{}?mode=rw", dir.path().join("p.db").display());
+        let pool = sqlx::SqlitePool::connect(&url).await.expect("db");
+        sqlx::query("UPDATE audit_events SET actor = 'nobody' WHERE seq = ?")
+            .bind(head - 1)
+            .execute(&pool)
+            .await
+            .expect("tamper");
+        pool.close().await;
+    });
+    let out = run(cli(dir.path()).args(["audit", "verify"]));
+    assert!(!out.status.success(), "a tampered chain must fail");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("audit chain broken at record {}", head - 1)),
+        "{err}"
+    );
+}

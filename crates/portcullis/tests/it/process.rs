@@ -185,6 +185,24 @@ fn an_acknowledged_revocation_survives_kill_9() {
         active(&s, &jid, &jsec, &keep),
         "the unrevoked token and the signing keys survived too"
     );
+    // Their audit records were acknowledged with them, so they survived too, and
+    // the chain still verifies.
+    let out = run(cli(dir.path()).args(["audit", "export", "--format", "json"]));
+    let records = json_ok(&out);
+    let records = records.as_array().expect("array");
+    let of = |kind: &str| -> Vec<&Value> { records.iter().filter(|r| r["kind"] == kind).collect() };
+    let revoked = of("token.revoked");
+    assert_eq!(revoked.len(), 2, "{records:#?}");
+    assert!(revoked.iter().any(|r| r["client_id"] == jid.as_str()));
+    assert!(revoked.iter().any(|r| r["client_id"] == oid.as_str()));
+    assert!(revoked.iter().all(|r| r["ip"] == "127.0.0.1"));
+    assert_eq!(of("token.issued").len(), 3);
+    assert_eq!(of("client.created").len(), 2);
+    assert!(of("client.created")
+        .iter()
+        .all(|r| r["actor"].as_str().is_some_and(|a| a.starts_with("cli"))));
+    let v = json_ok(&run(cli(dir.path()).args(["audit", "verify"])));
+    assert_eq!(v["ok"], true, "{v}");
     let check = std::process::Command::new("sqlite3")
         .arg(dir.path().join("p.db"))
         .arg("PRAGMA integrity_check")

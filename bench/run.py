@@ -86,6 +86,12 @@ class Portcullis:
             "PORTCULLIS_SERVER_ISSUER": f"http://127.0.0.1:{port}",
             "PORTCULLIS_DATABASE_URL": f"sqlite://{workdir}/bench.db?mode=rwc",
             "PORTCULLIS_KEYS_MASTER_KEY_FILE": f"{workdir}/master.key",
+            # Rate limiting stays on (every request pays for its GCRA checks) with
+            # budgets no load run reaches: one client on one address is the worst case.
+            "PORTCULLIS_RATELIMIT_TOKEN_PER_IP": "1000000000/second",
+            "PORTCULLIS_RATELIMIT_TOKEN_PER_CLIENT": "1000000000/second",
+            "PORTCULLIS_RATELIMIT_FORWARD_AUTH_PER_IP": "1000000000/second",
+            "PORTCULLIS_RATELIMIT_FORWARD_AUTH_PER_CREDENTIAL": "1000000000/second",
         })
         self.workdir = workdir
         self.proc = None
@@ -107,8 +113,10 @@ class Portcullis:
 
 
 def oha(url, duration, conns, method="GET", body=None, basic=None, rate=None, bearer=None,
-        content_type="application/x-www-form-urlencoded"):
+        content_type="application/x-www-form-urlencoded", headers=()):
     cmd = ["oha", "--no-tui", "--output-format", "json", "-z", f"{duration}s", "-c", str(conns), "-m", method]
+    for h in headers:
+        cmd += ["-H", h]
     if body is not None:
         cmd += ["-d", body, "-T", content_type]
     if bearer is not None:
@@ -245,6 +253,9 @@ def main():
     rows.append(measure("keys/verify (cached key)", f"{u}/api/v1/keys/verify", pc.proc.pid, args, method="POST",
                         body=json.dumps({"key": api_key, "scopes": ["read"]}), bearer=verifier,
                         content_type="application/json"))
+    rows.append(measure("forward-auth JWT (cached)", f"{u}/auth/verify", pc.proc.pid, args, bearer=jwt_token))
+    rows.append(measure("forward-auth API key (cached)", f"{u}/auth/verify", pc.proc.pid, args,
+                        headers=[f"X-Api-Key: {api_key}"]))
     rows.append(measure("JWKS", f"{u}/jwks.json", pc.proc.pid, args))
     server_peak_rss_mb = rss_kb(pc.proc.pid, "VmHWM") / 1024
     base.terminate()
@@ -258,10 +269,12 @@ def main():
         "client_credentials ES256": "B2 sign-only ES256", "client_credentials EdDSA": "B2 sign-only EdDSA",
         "introspect JWT (ES256)": "B1 trivial axum JSON", "introspect opaque": "B1 trivial axum JSON",
         "JWKS": "B1 trivial axum JSON", "keys/verify (cached key)": "B1 trivial axum JSON",
+        "forward-auth JWT (cached)": "B1 trivial axum JSON", "forward-auth API key (cached)": "B1 trivial axum JSON",
     }
     target_of = {
         "client_credentials ES256": 0.60, "client_credentials EdDSA": 0.60,
         "introspect JWT (ES256)": 0.50, "introspect opaque": 0.50, "JWKS": 0.90, "keys/verify (cached key)": 0.50,
+        "forward-auth JWT (cached)": 0.40, "forward-auth API key (cached)": 0.40,
     }
     for r in rows:
         r["connections"] = args.connections

@@ -13,6 +13,12 @@ pub type UnixTime = i64;
 pub trait Clock: Send + Sync + Debug + 'static {
     /// The current time in whole seconds since the Unix epoch.
     fn now(&self) -> UnixTime;
+
+    /// The current time in milliseconds since the Unix epoch (whole seconds unless
+    /// the clock knows better).
+    fn now_ms(&self) -> i64 {
+        self.now().saturating_mul(1_000)
+    }
 }
 
 /// The operating system's clock.
@@ -24,6 +30,13 @@ impl Clock for SystemClock {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    }
+
+    fn now_ms(&self) -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
             .unwrap_or(0)
     }
 }

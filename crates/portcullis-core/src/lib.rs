@@ -11,6 +11,7 @@
 //! - [`oauth`]: RFC 6749 error codes.
 //! - [`duration`]: human durations such as `15m` or `90d`.
 //! - [`limits`]: rate limits (`100/minute`) and IP allow lists (CIDRs).
+//! - [`webhook`]: the webhook signature scheme (`Portcullis-Signature: t=…,v1=…`).
 //!
 //! No I/O, no async, no HTTP types live here.
 #![forbid(unsafe_code)]
@@ -25,3 +26,4 @@ pub mod limits;
 pub mod oauth;
 pub mod scope;
 pub mod secret;
+pub mod webhook;

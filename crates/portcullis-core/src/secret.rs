@@ -22,6 +22,8 @@ pub const REFRESH_TOKEN_PREFIX: &str = "pcrt";
 pub const PERSONAL_ACCESS_TOKEN_PREFIX: &str = "pcpat";
 /// Admin API token prefix. Never change.
 pub const ADMIN_TOKEN_PREFIX: &str = "pcadm";
+/// Webhook signing secret prefix. Never change.
+pub const WEBHOOK_SECRET_PREFIX: &str = "pcwhsec";
 
 /// Prefixes Portcullis uses itself; a keyspace may not take one of them.
 pub const RESERVED_PREFIXES: &[&str] = &[
@@ -30,6 +32,7 @@ pub const RESERVED_PREFIXES: &[&str] = &[
     REFRESH_TOKEN_PREFIX,
     PERSONAL_ACCESS_TOKEN_PREFIX,
     ADMIN_TOKEN_PREFIX,
+    WEBHOOK_SECRET_PREFIX,
 ];
 
 const RANDOM_CHARS: usize = 44;

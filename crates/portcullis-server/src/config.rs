@@ -44,6 +44,40 @@ pub struct Settings {
     pub forwardauth: ForwardAuthSettings,
     /// `[audit]`
     pub audit: AuditSettings,
+    /// `[webhooks]`
+    pub webhooks: WebhookSettings,
+}
+
+/// `[webhooks]`: delivery of audit events to subscribers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSettings {
+    /// How often due deliveries are looked for.
+    #[serde(with = "dur")]
+    pub poll_interval: Duration,
+    /// Delay after the first failed attempt; it doubles after each failure.
+    #[serde(with = "dur")]
+    pub retry_base: Duration,
+    /// The longest delay between two attempts.
+    #[serde(with = "dur")]
+    pub retry_max: Duration,
+    /// Attempts before a delivery is given up (and logged as failed).
+    pub max_attempts: u32,
+    /// Per-request timeout.
+    #[serde(with = "dur")]
+    pub timeout: Duration,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_secs(1),
+            retry_base: Duration::from_secs(10),
+            retry_max: Duration::from_secs(3_600),
+            max_attempts: 12,
+            timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 /// `[audit]`: the tamper-evident audit trail.
@@ -550,6 +584,12 @@ impl Settings {
         }
         if self.tokens.access_token_ttl < Duration::from_secs(60) {
             return err("tokens.access_token_ttl: must be at least 1m".into());
+        }
+        if !(1..=50).contains(&self.webhooks.max_attempts) {
+            return err("webhooks.max_attempts: must be between 1 and 50".into());
+        }
+        if self.webhooks.retry_base > self.webhooks.retry_max {
+            return err("webhooks.retry_base: must not exceed webhooks.retry_max".into());
         }
         if self.audit.retention < Duration::from_secs(86_400) {
             return err("audit.retention: must be at least 1d".into());

@@ -19,6 +19,7 @@ pub mod net;
 pub mod ratelimit;
 pub mod router;
 pub mod state;
+pub mod webhook_sender;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -64,10 +65,18 @@ pub fn spawn_jobs(auth: Arc<Authority>, settings: &Settings) -> tokio::task::Joi
     for t in [&mut changes, &mut keys, &mut cleanup, &mut usage] {
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
+    let webhooks = match webhook_sender::spawn(auth.clone(), &settings.webhooks) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            tracing::error!(error = %e, "webhook delivery cannot start");
+            None
+        }
+    };
     let log = |what: &str, e: portcullis_service::ServiceError| {
         tracing::error!(error = %format!("{:#}", anyhow::Error::new(e)), "{what} failed");
     };
     tokio::spawn(async move {
+        let _webhooks = webhooks.map(AbortOnDrop);
         loop {
             tokio::select! {
                 _ = changes.tick() => match auth.sync_changes().await {
@@ -95,6 +104,14 @@ pub fn spawn_jobs(auth: Arc<Authority>, settings: &Settings) -> tokio::task::Joi
             }
         }
     })
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Runs the server until `shutdown` resolves, then lets in-flight requests finish

@@ -3,7 +3,7 @@
 use axum::extract::Request;
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{any, delete, get, post};
 use axum::{middleware, Json, Router};
 use serde_json::json;
 use tower::ServiceBuilder;
@@ -112,6 +112,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/keys/leaked", post(admin::keys::leaked))
         .route("/api/v1/openapi.json", get(admin::openapi))
         .route("/api/v1/audit", get(admin::audit::list))
+        .route(
+            "/api/v1/webhooks",
+            post(admin::webhooks::create).get(admin::webhooks::list),
+        )
+        .route("/api/v1/webhooks/{id}", delete(admin::webhooks::delete))
+        .route(
+            "/api/v1/webhooks/{id}/deliveries",
+            get(admin::webhooks::deliveries),
+        )
         .route("/api/v1/users", post(admin::users::create))
         .route("/api/v1/users/{id}", get(admin::users::show))
         .route(

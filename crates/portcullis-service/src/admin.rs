@@ -21,6 +21,8 @@ pub const ADMIN_SCOPES: &[&str] = &[
     "users:read",
     "users:write",
     "audit:read",
+    "webhooks:read",
+    "webhooks:write",
 ];
 
 /// Most admin tokens cached.

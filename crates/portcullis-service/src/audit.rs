@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context as _;
 use portcullis_core::keys::ChainKey;
 use portcullis_core::limits::RateLimit;
-use portcullis_store::{AuditAnchorRow, AuditFilter, AuditRow, Store};
+use portcullis_store::{AuditAnchorRow, AuditFilter, AuditRow, OutboxDraft, Store};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -205,12 +205,18 @@ type Ack = oneshot::Sender<Result<(), String>>;
 #[derive(Debug)]
 pub(crate) struct AuditWriter {
     tx: mpsc::Sender<(AuditRow, Option<Ack>)>,
+    /// Webhook subscriptions the writer fans records out to.
+    pub(crate) subscriptions: Arc<tokio::sync::Mutex<crate::webhooks::Subscriptions>>,
 }
 
 impl AuditWriter {
     /// Starts the writer task over `store`.
     pub(crate) fn start(store: Arc<dyn Store>, key: ChainKey) -> Self {
         let (tx, mut rx) = mpsc::channel::<(AuditRow, Option<Ack>)>(QUEUE);
+        let subscriptions = Arc::new(tokio::sync::Mutex::new(
+            crate::webhooks::Subscriptions::default(),
+        ));
+        let subs = subscriptions.clone();
         tokio::spawn(async move {
             let link = move |r: &AuditRow| key.link(LINK_DOMAIN, &r.prev_hash, &canonical(r));
             let mut batch = Vec::with_capacity(BATCH_MAX);
@@ -224,8 +230,23 @@ impl AuditWriter {
                 }
                 let (rows, acks): (Vec<AuditRow>, Vec<Option<Ack>>) = batch.drain(..).unzip();
                 let n = rows.len();
+                let current = subs.lock().await.current(store.as_ref()).await;
+                let outbox: Vec<OutboxDraft> = rows
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(i, r)| {
+                        current
+                            .iter()
+                            .filter(|(_, events)| crate::webhooks::matches(events, &r.kind))
+                            .map(move |(id, _)| OutboxDraft {
+                                row_index: i,
+                                webhook_id: id.clone(),
+                                id: portcullis_core::ids::TokenId::new().to_string(),
+                            })
+                    })
+                    .collect();
                 let result = store
-                    .append_audit(rows, &link)
+                    .append_audit(rows, &outbox, &link)
                     .await
                     .map(|_| ())
                     .map_err(|e| e.to_string());
@@ -237,7 +258,7 @@ impl AuditWriter {
                 }
             }
         });
-        Self { tx }
+        Self { tx, subscriptions }
     }
 }
 
@@ -399,10 +420,7 @@ impl Authority {
 
     /// Milliseconds since the epoch on the authority's clock.
     pub fn now_ms(&self) -> i64 {
-        let wall = crate::ratelimit::now_us() as i64 / 1_000;
-        // The manual clock (tests) moves in seconds; keep its second and the
-        // wall clock's milliseconds so records stay ordered within a second.
-        self.now() * 1_000 + wall.rem_euclid(1_000)
+        self.clock.now_ms()
     }
 
     /// Records `e` and waits until it is durably chained. Call it before

@@ -20,6 +20,7 @@ pub mod keys;
 pub mod pats;
 pub mod ratelimit;
 pub mod tokens;
+pub mod webhooks;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};

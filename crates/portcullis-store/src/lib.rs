@@ -19,9 +19,9 @@ pub mod rows;
 pub mod sqlite;
 
 pub use rows::{
-    AdminTokenRow, ApiKeyRow, AuditAnchorRow, AuditFilter, AuditRow, ClientRow, KeyspaceRow,
-    OpaqueTokenRow, PatRow, RevokedJti, RoleRow, SigningKeyRow, SigningKeyState, UsageRow,
-    UseOutcome, UserRow,
+    AdminTokenRow, ApiKeyRow, AttemptResult, AttemptRow, AuditAnchorRow, AuditFilter, AuditRow,
+    ClientRow, DueDelivery, KeyspaceRow, OpaqueTokenRow, OutboxDraft, PatRow, RevokedJti, RoleRow,
+    SigningKeyRow, SigningKeyState, UsageRow, UseOutcome, UserRow, WebhookRow,
 };
 pub use sqlite::SqliteStore;
 
@@ -73,7 +73,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Everything the service layer persists.
 #[async_trait]
-pub trait Store: Send + Sync + Debug + 'static {
+pub trait Store: WebhookStore + Send + Sync + Debug + 'static {
     /// Cheap round trip, for `/readyz`.
     async fn ping(&self) -> StoreResult<()>;
 
@@ -216,7 +216,14 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// Appends audit records in one transaction (group commit). The store assigns
     /// `seq` and `prev_hash` from the chain head under a write lock and asks `link`
     /// for each record's `hash`; the fields of `rows` other than those are kept.
-    async fn append_audit(&self, rows: Vec<AuditRow>, link: &AuditLinker) -> StoreResult<Vec<i64>>;
+    /// `outbox` entries (webhook deliveries of some of these records) are written
+    /// in the same transaction.
+    async fn append_audit(
+        &self,
+        rows: Vec<AuditRow>,
+        outbox: &[OutboxDraft],
+        link: &AuditLinker,
+    ) -> StoreResult<Vec<i64>>;
     /// Audit records matching `filter`.
     async fn list_audit(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditRow>>;
     /// The verification anchor.
@@ -229,6 +236,28 @@ pub trait Store: Send + Sync + Debug + 'static {
         now_ms: i64,
         seal: &AuditSealer,
     ) -> StoreResult<u64>;
+}
+
+/// Webhooks and their durable outbox.
+#[async_trait]
+pub trait WebhookStore: Send + Sync {
+    /// Adds a subscription.
+    async fn insert_webhook(&self, w: &WebhookRow) -> StoreResult<()>;
+    /// All subscriptions.
+    async fn list_webhooks(&self) -> StoreResult<Vec<WebhookRow>>;
+    /// Deletes one (and its pending deliveries); false when unknown.
+    async fn delete_webhook(&self, id: &str) -> StoreResult<bool>;
+    /// Deliveries due at `now_ms` (enabled subscriptions, not delivered, not failed).
+    async fn due_deliveries(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<DueDelivery>>;
+    /// Claims a due delivery until `lease_until_ms`; false when another worker has it.
+    async fn claim_delivery(&self, id: &str, due_ms: i64, lease_until_ms: i64)
+        -> StoreResult<bool>;
+    /// Records an attempt and its consequence.
+    async fn record_attempt(&self, a: &AttemptResult) -> StoreResult<()>;
+    /// The latest attempts of a subscription, newest first.
+    async fn list_attempts(&self, webhook_id: &str, limit: i64) -> StoreResult<Vec<AttemptRow>>;
+    /// One audit record by seq.
+    async fn audit_record(&self, seq: i64) -> StoreResult<Option<AuditRow>>;
 }
 
 /// Computes a record's link from its `prev_hash` and content.

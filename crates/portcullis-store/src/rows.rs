@@ -385,3 +385,93 @@ pub struct AuditFilter {
     /// Newest first (for `tail`); oldest first otherwise.
     pub newest_first: bool,
 }
+
+/// A webhook subscription.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct WebhookRow {
+    /// Id.
+    pub id: String,
+    /// Where events are POSTed.
+    pub url: String,
+    /// Event types or prefixes (`token.`), space-separated; `*` for all.
+    pub events: String,
+    /// The signing secret, sealed under the master key.
+    pub secret_sealed: String,
+    /// Deliveries happen only when enabled.
+    pub enabled: bool,
+    /// Created, seconds since the epoch.
+    pub created_at: i64,
+}
+
+/// One outbox entry to add with an audit batch: the record at `row_index` of the
+/// batch goes to `webhook_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxDraft {
+    /// Index into the appended rows.
+    pub row_index: usize,
+    /// Subscription.
+    pub webhook_id: String,
+    /// New outbox id.
+    pub id: String,
+}
+
+/// A delivery that is due, with what it needs.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DueDelivery {
+    /// Outbox id.
+    pub id: String,
+    /// Subscription.
+    pub webhook_id: String,
+    /// Target URL.
+    pub url: String,
+    /// Sealed secret.
+    pub secret_sealed: String,
+    /// Attempts so far.
+    pub attempts: i64,
+    /// When it was due (the claim compares it).
+    pub next_attempt_ms: i64,
+    /// The audit record's seq.
+    pub audit_seq: i64,
+}
+
+/// One delivery attempt, as logged.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AttemptRow {
+    /// Outbox id.
+    pub outbox_id: String,
+    /// The audit record delivered.
+    pub audit_seq: i64,
+    /// 1, 2, 3, …
+    pub attempt: i64,
+    /// When, ms.
+    pub at_ms: i64,
+    /// HTTP status, when one came back.
+    pub status: Option<i64>,
+    /// Transport error, when no status came back.
+    pub error: Option<String>,
+    /// How long it took.
+    pub duration_ms: i64,
+}
+
+/// The result of one attempt, to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptResult {
+    /// Outbox id.
+    pub outbox_id: String,
+    /// This attempt's number.
+    pub attempt: i64,
+    /// When, ms.
+    pub at_ms: i64,
+    /// HTTP status.
+    pub status: Option<i64>,
+    /// Transport error.
+    pub error: Option<String>,
+    /// Duration.
+    pub duration_ms: i64,
+    /// 2xx: done.
+    pub delivered: bool,
+    /// Out of attempts: given up.
+    pub failed: bool,
+    /// When to try again otherwise.
+    pub next_attempt_ms: i64,
+}

@@ -13,9 +13,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 use crate::{
-    AdminTokenRow, ApiKeyRow, AuditAnchorRow, AuditFilter, AuditLinker, AuditRow, AuditSealer,
-    ClientRow, KeyspaceRow, OpaqueTokenRow, PatRow, RevokedJti, RoleRow, SigningKeyRow, Store,
-    StoreError, StoreResult, UsageRow, UseOutcome, UserRow,
+    AdminTokenRow, ApiKeyRow, AttemptResult, AttemptRow, AuditAnchorRow, AuditFilter, AuditLinker,
+    AuditRow, AuditSealer, ClientRow, DueDelivery, KeyspaceRow, OpaqueTokenRow, OutboxDraft,
+    PatRow, RevokedJti, RoleRow, SigningKeyRow, Store, StoreError, StoreResult, UsageRow,
+    UseOutcome, UserRow, WebhookRow, WebhookStore,
 };
 
 /// The SQLite store.
@@ -827,6 +828,7 @@ impl Store for SqliteStore {
     async fn append_audit(
         &self,
         mut rows: Vec<AuditRow>,
+        outbox: &[OutboxDraft],
         link: &AuditLinker,
     ) -> StoreResult<Vec<i64>> {
         let mut tx = self.pool.begin().await?;
@@ -876,6 +878,21 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
             out.push(seq);
+        }
+        for o in outbox {
+            let Some(seq) = out.get(o.row_index) else {
+                continue;
+            };
+            sqlx::query(
+                "INSERT INTO webhook_outbox (id, webhook_id, audit_seq, attempts, next_attempt_ms, failed)
+                 VALUES (?, ?, ?, 0, ?, FALSE)",
+            )
+            .bind(&o.id)
+            .bind(&o.webhook_id)
+            .bind(seq)
+            .bind(rows[o.row_index].at_ms)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(out)
@@ -973,5 +990,122 @@ impl Store for SqliteStore {
         .await?;
         tx.commit().await?;
         Ok(n)
+    }
+}
+
+#[async_trait]
+impl WebhookStore for SqliteStore {
+    async fn insert_webhook(&self, w: &WebhookRow) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO webhooks (id, url, events, secret_sealed, enabled, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&w.id)
+        .bind(&w.url)
+        .bind(&w.events)
+        .bind(&w.secret_sealed)
+        .bind(w.enabled)
+        .bind(w.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_webhooks(&self) -> StoreResult<Vec<WebhookRow>> {
+        Ok(
+            sqlx::query_as::<_, WebhookRow>("SELECT * FROM webhooks ORDER BY created_at, id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn delete_webhook(&self, id: &str) -> StoreResult<bool> {
+        Ok(sqlx::query("DELETE FROM webhooks WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            == 1)
+    }
+
+    async fn due_deliveries(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<DueDelivery>> {
+        Ok(sqlx::query_as::<_, DueDelivery>(
+            "SELECT o.id, o.webhook_id, w.url, w.secret_sealed, o.attempts, o.next_attempt_ms, o.audit_seq
+               FROM webhook_outbox o JOIN webhooks w ON w.id = o.webhook_id
+              WHERE o.delivered_ms IS NULL AND NOT o.failed AND w.enabled AND o.next_attempt_ms <= ?
+              ORDER BY o.next_attempt_ms, o.audit_seq LIMIT ?",
+        )
+        .bind(now_ms)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn claim_delivery(
+        &self,
+        id: &str,
+        due_ms: i64,
+        lease_until_ms: i64,
+    ) -> StoreResult<bool> {
+        Ok(sqlx::query(
+            "UPDATE webhook_outbox SET next_attempt_ms = ? WHERE id = ? AND next_attempt_ms = ? AND delivered_ms IS NULL",
+        )
+        .bind(lease_until_ms)
+        .bind(id)
+        .bind(due_ms)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    async fn record_attempt(&self, a: &AttemptResult) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO webhook_attempts (outbox_id, attempt, at_ms, status, error, duration_ms) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&a.outbox_id)
+        .bind(a.attempt)
+        .bind(a.at_ms)
+        .bind(a.status)
+        .bind(&a.error)
+        .bind(a.duration_ms)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE webhook_outbox SET attempts = ?, last_status = ?, last_error = ?, next_attempt_ms = ?,
+                    delivered_ms = ?, failed = ? WHERE id = ?",
+        )
+        .bind(a.attempt)
+        .bind(a.status)
+        .bind(&a.error)
+        .bind(a.next_attempt_ms)
+        .bind(a.delivered.then_some(a.at_ms))
+        .bind(a.failed)
+        .bind(&a.outbox_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_attempts(&self, webhook_id: &str, limit: i64) -> StoreResult<Vec<AttemptRow>> {
+        Ok(sqlx::query_as::<_, AttemptRow>(
+            "SELECT a.outbox_id, o.audit_seq, a.attempt, a.at_ms, a.status, a.error, a.duration_ms
+               FROM webhook_attempts a JOIN webhook_outbox o ON o.id = a.outbox_id
+              WHERE o.webhook_id = ? ORDER BY a.at_ms DESC, a.attempt DESC LIMIT ?",
+        )
+        .bind(webhook_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn audit_record(&self, seq: i64) -> StoreResult<Option<AuditRow>> {
+        Ok(
+            sqlx::query_as::<_, AuditRow>("SELECT * FROM audit_events WHERE seq = ?")
+                .bind(seq)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 }

@@ -62,6 +62,37 @@ enum Command {
     /// Read and verify the tamper-evident audit trail.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Manage webhook subscriptions to audit events.
+    #[command(subcommand)]
+    Webhook(WebhookCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum WebhookCmd {
+    /// Subscribe a URL; prints the signing secret once.
+    Create {
+        /// Where events are POSTed.
+        #[arg(long)]
+        url: String,
+        /// Event type (token.revoked), prefix (anomaly.) or * (repeatable).
+        #[arg(long = "event", value_name = "E", required = true, num_args = 1..)]
+        events: Vec<String>,
+    },
+    /// List subscriptions.
+    List,
+    /// Delete a subscription and its pending deliveries.
+    Delete {
+        /// Webhook id.
+        id: String,
+    },
+    /// Show the delivery log, newest first.
+    Deliveries {
+        /// Webhook id.
+        id: String,
+        /// How many attempts.
+        #[arg(short = 'n', long, default_value_t = 50)]
+        limit: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -504,6 +535,37 @@ async fn admin_command(cmd: Command, settings: &Settings, out: Output) -> anyhow
         Command::User(cmd) => user(cmd, settings, out).await,
         Command::Pat(cmd) => pat(cmd, settings, out).await,
         Command::Audit(cmd) => audit(cmd, settings, out).await,
+        Command::Webhook(cmd) => webhook(cmd, settings, out).await,
+    }
+}
+
+async fn webhook(cmd: WebhookCmd, settings: &Settings, out: Output) -> anyhow::Result<()> {
+    let auth = authority(settings).await?;
+    let cols = &["id", "url", "events", "enabled", "created_at"];
+    match cmd {
+        WebhookCmd::Create { url, events } => print(
+            out,
+            &auth.create_webhook(&url, &events).await?,
+            &["id", "url", "events", "secret"],
+        ),
+        WebhookCmd::List => print(out, &auth.list_webhooks().await?, cols),
+        WebhookCmd::Delete { id } => {
+            auth.delete_webhook(&id).await?;
+            print(out, &json!({"deleted": id}), &["deleted"])
+        }
+        WebhookCmd::Deliveries { id, limit } => print(
+            out,
+            &auth.webhook_attempts(&id, limit).await?,
+            &[
+                "time",
+                "delivery_id",
+                "event_seq",
+                "attempt",
+                "status",
+                "error",
+                "duration_ms",
+            ],
+        ),
     }
 }
 

@@ -13,3 +13,4 @@ mod process;
 mod revoke;
 mod token;
 mod util;
+mod webhooks;

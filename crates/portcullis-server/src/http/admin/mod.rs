@@ -6,6 +6,7 @@ pub mod audit;
 pub mod keys;
 pub mod keyspaces;
 pub mod users;
+pub mod webhooks;
 
 use std::time::Duration;
 
@@ -41,6 +42,7 @@ pub(crate) fn duration(field: &'static str, s: Option<&str>) -> Result<Option<Du
         users::create, users::show, users::create_token, users::list_tokens, users::revoke_all, users::revoke_token,
         users::my_tokens, users::revoke_my_token,
         audit::list,
+        webhooks::create, webhooks::list, webhooks::delete, webhooks::deliveries,
     ),
     modifiers(&AdminTokenScheme)
 )]

@@ -46,6 +46,102 @@ pub struct Settings {
     pub audit: AuditSettings,
     /// `[webhooks]`
     pub webhooks: WebhookSettings,
+    /// `[anomaly]`
+    pub anomaly: AnomalySettings,
+}
+
+/// `[anomaly]`: signals, thresholds and the actions each signal takes
+/// (`log`, `alert`, `deny_ip`, `revoke`; an empty list turns a signal off).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnomalySettings {
+    /// Master switch.
+    pub enabled: bool,
+    /// MaxMind-format City or Country database (`.mmdb`), for countries and travel.
+    pub geoip_db: Option<PathBuf>,
+    /// MaxMind-format ASN database (`.mmdb`).
+    pub asn_db: Option<PathBuf>,
+    /// Frequency: requests in a minute above this many times the credential's baseline…
+    pub frequency_factor: f64,
+    /// …and above this many.
+    pub frequency_min: u32,
+    /// Minutes of history before a baseline counts.
+    pub frequency_warmup: u32,
+    /// Impossible travel above this speed, km/h.
+    pub travel_max_kmh: f64,
+    /// Failed authentications per address per minute that make a burst.
+    pub failures_per_ip: u32,
+    /// Failed authentications per account per minute that make a burst.
+    pub failures_per_account: u32,
+    /// How long `deny_ip` refuses an address.
+    #[serde(with = "dur")]
+    pub deny_ip_for: Duration,
+    /// Actions of the `frequency` signal.
+    pub frequency_actions: Vec<portcullis_service::anomaly::Action>,
+    /// Actions of the `new_country` signal.
+    pub new_country_actions: Vec<portcullis_service::anomaly::Action>,
+    /// Actions of the `new_asn` signal.
+    pub new_asn_actions: Vec<portcullis_service::anomaly::Action>,
+    /// Actions of the `impossible_travel` signal.
+    pub impossible_travel_actions: Vec<portcullis_service::anomaly::Action>,
+    /// Actions of the `failure_burst` signal.
+    pub failure_burst_actions: Vec<portcullis_service::anomaly::Action>,
+}
+
+impl Default for AnomalySettings {
+    fn default() -> Self {
+        use portcullis_service::anomaly::{AnomalyConfig, Signal};
+        let d = AnomalyConfig::default();
+        let of = |s: Signal| d.actions.get(&s).cloned().unwrap_or_default();
+        Self {
+            enabled: d.enabled,
+            geoip_db: None,
+            asn_db: None,
+            frequency_factor: d.frequency_factor,
+            frequency_min: d.frequency_min,
+            frequency_warmup: d.frequency_warmup,
+            travel_max_kmh: d.travel_max_kmh,
+            failures_per_ip: d.failures_per_ip,
+            failures_per_account: d.failures_per_account,
+            deny_ip_for: d.deny_ip_for,
+            frequency_actions: of(Signal::Frequency),
+            new_country_actions: of(Signal::NewCountry),
+            new_asn_actions: of(Signal::NewAsn),
+            impossible_travel_actions: of(Signal::ImpossibleTravel),
+            failure_burst_actions: of(Signal::FailureBurst),
+        }
+    }
+}
+
+impl AnomalySettings {
+    /// The service's view.
+    pub fn config(&self) -> portcullis_service::anomaly::AnomalyConfig {
+        use portcullis_service::anomaly::{AnomalyConfig, Signal};
+        AnomalyConfig {
+            enabled: self.enabled,
+            frequency_factor: self.frequency_factor,
+            frequency_min: self.frequency_min,
+            frequency_warmup: self.frequency_warmup,
+            travel_max_kmh: self.travel_max_kmh,
+            failures_per_ip: self.failures_per_ip,
+            failures_per_account: self.failures_per_account,
+            deny_ip_for: self.deny_ip_for,
+            actions: [
+                (Signal::Frequency, self.frequency_actions.clone()),
+                (Signal::NewCountry, self.new_country_actions.clone()),
+                (Signal::NewAsn, self.new_asn_actions.clone()),
+                (
+                    Signal::ImpossibleTravel,
+                    self.impossible_travel_actions.clone(),
+                ),
+                (Signal::FailureBurst, self.failure_burst_actions.clone()),
+            ]
+            .into_iter()
+            .collect(),
+            geoip_db: self.geoip_db.clone(),
+            asn_db: self.asn_db.clone(),
+        }
+    }
 }
 
 /// `[webhooks]`: delivery of audit events to subscribers.
@@ -584,6 +680,27 @@ impl Settings {
         }
         if self.tokens.access_token_ttl < Duration::from_secs(60) {
             return err("tokens.access_token_ttl: must be at least 1m".into());
+        }
+        if !(self.anomaly.frequency_factor >= 1.0 && self.anomaly.frequency_factor <= 1_000.0) {
+            return err("anomaly.frequency_factor: must be between 1 and 1000".into());
+        }
+        if !(self.anomaly.travel_max_kmh >= 100.0 && self.anomaly.travel_max_kmh <= 100_000.0) {
+            return err("anomaly.travel_max_kmh: must be between 100 and 100000".into());
+        }
+        if self.anomaly.failures_per_ip == 0 || self.anomaly.failures_per_account == 0 {
+            return err(
+                "anomaly.failures_per_ip / failures_per_account: must be at least 1".into(),
+            );
+        }
+        for (key, path) in [
+            ("anomaly.geoip_db", &self.anomaly.geoip_db),
+            ("anomaly.asn_db", &self.anomaly.asn_db),
+        ] {
+            if let Some(p) = path {
+                if !p.is_file() {
+                    return err(format!("{key}: {} is not a readable file", p.display()));
+                }
+            }
         }
         if !(1..=50).contains(&self.webhooks.max_attempts) {
             return err("webhooks.max_attempts: must be between 1 and 50".into());

@@ -144,7 +144,7 @@ pub async fn client_ip(State(state): State<AppState>, mut req: Request, next: Ne
     let peer = peer(req.extensions().get::<ConnectInfo<SocketAddr>>());
     let rules = state.ip_rules();
     let ip = rules.client_ip(peer, req.headers());
-    if !is_probe(req.uri().path()) && !rules.permits(ip) {
+    if !is_probe(req.uri().path()) && (!rules.permits(ip) || state.authority().is_ip_blocked(ip)) {
         tracing::info!(client_ip = %ip, "request refused by ip rules");
         state.metrics().refused("ip_rule");
         return Problem::new(

@@ -118,6 +118,14 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/webhooks/{id}", delete(admin::webhooks::delete))
         .route(
+            "/api/v1/ip-blocks",
+            get(admin::ip_blocks::list).post(admin::ip_blocks::create),
+        )
+        .route(
+            "/api/v1/ip-blocks/{*network}",
+            delete(admin::ip_blocks::delete),
+        )
+        .route(
             "/api/v1/webhooks/{id}/deliveries",
             get(admin::webhooks::deliveries),
         )

@@ -23,6 +23,8 @@ pub const ADMIN_SCOPES: &[&str] = &[
     "audit:read",
     "webhooks:read",
     "webhooks:write",
+    "ipblocks:read",
+    "ipblocks:write",
 ];
 
 /// Most admin tokens cached.

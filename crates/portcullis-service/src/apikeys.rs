@@ -913,10 +913,12 @@ impl Authority {
     ) -> Result<VerifyResponse, ServiceError> {
         // Format and checksum first: junk never reaches the cache or the database.
         let Ok(secret) = OpaqueSecret::parse_any(req.key.trim()) else {
+            self.observe_failure(req.ip, None).await?;
             return Ok(VerifyResponse::not_found());
         };
         let digest = self.pepper.digest(secret.expose());
         let Some(rec) = self.key_record(&digest).await? else {
+            self.observe_failure(req.ip, None).await?;
             return Ok(VerifyResponse::not_found());
         };
         let now = self.now();
@@ -924,7 +926,13 @@ impl Authority {
             .verify_record(&rec, &digest.to_bytes(), req, now)
             .await?;
         self.count_usage(&rec.id, now, answer.code);
-        if answer.code != VerifyCode::Valid {
+        if answer.code == VerifyCode::Valid {
+            self.observe_use(
+                &crate::anomaly::CredentialRef::ApiKey(rec.id.clone()),
+                req.ip,
+            )
+            .await?;
+        } else {
             // Successes are counted in key_usage; refusals are also audited (sampled).
             self.audit_refusal(
                 crate::audit::AuditEvent::new("apikey.verify_refused")

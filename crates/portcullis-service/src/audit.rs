@@ -199,6 +199,11 @@ fn current() -> Option<Arc<AuditContext>> {
     CONTEXT.try_with(Arc::clone).ok()
 }
 
+/// The client address of the current request, if any.
+pub(crate) fn current_ip() -> Option<IpAddr> {
+    current().and_then(|c| c.ip)
+}
+
 type Ack = oneshot::Sender<Result<(), String>>;
 
 /// The handle to the writer task.

@@ -535,6 +535,8 @@ impl Authority {
                         ),
                     &claimed,
                 );
+                self.observe_failure(crate::audit::current_ip(), Some(&claimed))
+                    .await?;
                 Err(ServiceError::InvalidClient)
             }
         }

@@ -60,6 +60,31 @@ pub struct Principal {
     pub token_id: String,
     /// Audiences (access tokens only).
     pub audiences: Vec<String>,
+    /// Expiry, when it has one.
+    pub expires_at: Option<i64>,
+}
+
+impl Principal {
+    /// The credential as anomaly detection tracks it.
+    pub fn credential_ref(&self) -> crate::anomaly::CredentialRef {
+        use crate::anomaly::{CredentialRef, TokenRef};
+        match self.kind {
+            BearerKind::ApiKey => CredentialRef::ApiKey(self.token_id.clone()),
+            BearerKind::PersonalAccessToken => CredentialRef::Pat(self.token_id.clone()),
+            BearerKind::Jwt => CredentialRef::Client {
+                client_id: self.client_id.clone().unwrap_or_default(),
+                token: Some(TokenRef::Jwt {
+                    jti: self.token_id.clone(),
+                    client_id: self.client_id.clone().unwrap_or_default(),
+                    exp: self.expires_at.unwrap_or(0),
+                }),
+            },
+            BearerKind::Opaque => CredentialRef::Client {
+                client_id: self.client_id.clone().unwrap_or_default(),
+                token: Some(TokenRef::Opaque(self.token_id.clone())),
+            },
+        }
+    }
 }
 
 /// What the gate decided.
@@ -118,6 +143,17 @@ impl Authority {
     /// or per address for unrecognised bearers).
     pub async fn gate(&self, req: &GateRequest<'_>) -> Result<GateDecision, ServiceError> {
         let d = self.decide_gate(req).await?;
+        match &d {
+            GateDecision::Allow { principal, .. } if principal.kind != BearerKind::ApiKey => {
+                // API keys were observed by their own verification.
+                self.observe_use(&principal.credential_ref(), Some(req.ip))
+                    .await?;
+            }
+            GateDecision::InvalidToken { token_id: None, .. } => {
+                self.observe_failure(Some(req.ip), None).await?;
+            }
+            _ => {}
+        }
         let refusal = match &d {
             GateDecision::Allow { .. } => None,
             GateDecision::InvalidToken { reason, token_id } => Some((*reason, token_id.clone())),
@@ -163,6 +199,7 @@ impl Authority {
                     scopes: words(&c.scope),
                     token_id: c.jti.clone(),
                     audiences: c.aud.to_vec(),
+                    expires_at: Some(c.exp),
                 },
                 self.client_limit(&c.client_id).await?,
             ),
@@ -174,6 +211,7 @@ impl Authority {
                     scopes: words(&r.scope),
                     token_id: r.id.clone(),
                     audiences: serde_json::from_str(&r.audience).unwrap_or_default(),
+                    expires_at: Some(r.expires_at),
                 },
                 self.client_limit(&r.client_id).await?,
             ),
@@ -187,6 +225,7 @@ impl Authority {
                         scopes: words(&p.scopes),
                         token_id: p.id.clone(),
                         audiences: Vec::new(),
+                        expires_at: p.expires_at,
                     },
                     None,
                 )
@@ -257,6 +296,7 @@ impl Authority {
             scopes: v.scopes.clone().unwrap_or_default(),
             token_id: id.clone(),
             audiences: Vec::new(),
+            expires_at: v.expires,
         };
         let key_rate = |v: &crate::apikeys::VerifyResponse| {
             let s = v.ratelimit.as_ref()?;

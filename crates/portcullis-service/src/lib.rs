@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod anomaly;
 pub mod apikeys;
 pub mod audit;
 mod cache;
@@ -62,6 +63,8 @@ pub struct AuthorityConfig {
     pub rate_policies: ratelimit::RatePolicies,
     /// How long audit records are kept.
     pub audit_retention: Duration,
+    /// Anomaly detection.
+    pub anomaly: anomaly::AnomalyConfig,
 }
 
 impl AuthorityConfig {
@@ -80,6 +83,7 @@ impl AuthorityConfig {
             pat_allow_no_expiry: false,
             rate_policies: ratelimit::RatePolicies::defaults(),
             audit_retention: Duration::from_secs(365 * 86_400),
+            anomaly: anomaly::AnomalyConfig::default(),
         }
     }
 }
@@ -113,6 +117,10 @@ pub struct Authority {
     /// The audit chain key and the group-commit writer.
     audit_key: portcullis_core::keys::ChainKey,
     audit_writer: audit::AuditWriter,
+    /// Anomaly detection state and geolocation databases.
+    detector: anomaly::Detector,
+    /// Temporary denies of client networks, with their expiry.
+    ip_blocks: RwLock<Vec<(ipnet::IpNet, i64)>>,
     /// Sampling state for refusal records.
     audit_sampler: ratelimit::MemoryRateStore,
     /// Last-use times waiting for the batched flush.
@@ -138,6 +146,10 @@ impl Authority {
         let sealer = master_key.sealer().map_err(anyhow::Error::from)?;
         let audit_key = master_key.audit_chain_key().map_err(anyhow::Error::from)?;
         let audit_writer = audit::AuditWriter::start(store.clone(), audit_key.clone());
+        let geo = anomaly::Geo::open(
+            config.anomaly.geoip_db.as_deref(),
+            config.anomaly.asn_db.as_deref(),
+        )?;
         let keyring = RwLock::new(Arc::new(KeyRing::empty(&config.issuer, config.leeway)));
         let seq = store.change_seq().await?;
         let rate_policies = config.rate_policies.clone();
@@ -160,6 +172,8 @@ impl Authority {
             audit_key,
             audit_writer,
             audit_sampler: ratelimit::MemoryRateStore::with_bound(4_096),
+            detector: anomaly::Detector::new(geo),
+            ip_blocks: RwLock::new(Vec::new()),
             key_usage: std::sync::Mutex::new(HashMap::new()),
             usage_counts: std::sync::Mutex::new(HashMap::new()),
             pat_cache: cache::Cache::new(pats::PAT_CACHE_MAX),
@@ -167,6 +181,7 @@ impl Authority {
         };
         me.reload_keyring().await?;
         me.reload_revocations().await?;
+        me.reload_ip_blocks().await?;
         Ok(me)
     }
 
@@ -243,6 +258,7 @@ impl Authority {
             self.admin_cache.clear();
             self.key_cache.clear();
             self.pat_cache.clear();
+            self.reload_ip_blocks().await?;
             return Ok(true);
         }
         Ok(false)

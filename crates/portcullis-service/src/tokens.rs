@@ -235,6 +235,14 @@ impl Authority {
                 SecretString::new(secret.expose())
             }
         };
+        self.observe_use(
+            &crate::anomaly::CredentialRef::Client {
+                client_id: client.id.to_string(),
+                token: None,
+            },
+            crate::audit::current_ip(),
+        )
+        .await?;
         self.audit(
             crate::audit::AuditEvent::new("token.issued")
                 .credential(jti.clone())
@@ -499,5 +507,33 @@ impl Authority {
             }
         }
         Ok(Revoked::Now)
+    }
+}
+
+impl Authority {
+    /// Puts a JWT's `jti` on the deny list (durably, then in memory).
+    pub(crate) async fn deny_jti(
+        &self,
+        jti: &str,
+        client_id: &str,
+        exp: i64,
+    ) -> Result<(), ServiceError> {
+        let entry = RevokedJti {
+            jti: jti.to_owned(),
+            client_id: client_id.to_owned(),
+            expires_at: exp,
+            revoked_at: self.now(),
+        };
+        self.store.insert_revoked_jti(&entry).await?;
+        self.remember_revoked_jti(jti.to_owned(), exp);
+        self.jwt_cache.clear();
+        Ok(())
+    }
+
+    /// Revokes an opaque access token by id.
+    pub(crate) async fn revoke_opaque_by_id(&self, id: &str) -> Result<(), ServiceError> {
+        self.store.revoke_opaque_token(id, self.now()).await?;
+        self.opaque_cache.clear();
+        Ok(())
     }
 }

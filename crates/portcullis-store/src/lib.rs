@@ -20,8 +20,8 @@ pub mod sqlite;
 
 pub use rows::{
     AdminTokenRow, ApiKeyRow, AttemptResult, AttemptRow, AuditAnchorRow, AuditFilter, AuditRow,
-    ClientRow, DueDelivery, KeyspaceRow, OpaqueTokenRow, OutboxDraft, PatRow, RevokedJti, RoleRow,
-    SigningKeyRow, SigningKeyState, UsageRow, UseOutcome, UserRow, WebhookRow,
+    ClientRow, DueDelivery, IpBlockRow, KeyspaceRow, OpaqueTokenRow, OutboxDraft, PatRow,
+    RevokedJti, RoleRow, SigningKeyRow, SigningKeyState, UsageRow, UseOutcome, UserRow, WebhookRow,
 };
 pub use sqlite::SqliteStore;
 
@@ -258,6 +258,13 @@ pub trait WebhookStore: Send + Sync {
     async fn list_attempts(&self, webhook_id: &str, limit: i64) -> StoreResult<Vec<AttemptRow>>;
     /// One audit record by seq.
     async fn audit_record(&self, seq: i64) -> StoreResult<Option<AuditRow>>;
+
+    /// Adds or extends a temporary deny (bumps the change counter).
+    async fn upsert_ip_block(&self, b: &IpBlockRow) -> StoreResult<()>;
+    /// Denies still in force at `now`.
+    async fn list_ip_blocks(&self, now: i64) -> StoreResult<Vec<IpBlockRow>>;
+    /// Lifts a deny (bumps the change counter); false when unknown.
+    async fn delete_ip_block(&self, network: &str) -> StoreResult<bool>;
 }
 
 /// Computes a record's link from its `prev_hash` and content.

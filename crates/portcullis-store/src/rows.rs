@@ -475,3 +475,16 @@ pub struct AttemptResult {
     /// When to try again otherwise.
     pub next_attempt_ms: i64,
 }
+
+/// A temporary deny of a client network.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct IpBlockRow {
+    /// CIDR (a single address is /32 or /128).
+    pub network: String,
+    /// Why.
+    pub reason: String,
+    /// Created, unix seconds.
+    pub created_at: i64,
+    /// Lifted at, unix seconds.
+    pub expires_at: i64,
+}

@@ -14,9 +14,9 @@ use sqlx::SqlitePool;
 
 use crate::{
     AdminTokenRow, ApiKeyRow, AttemptResult, AttemptRow, AuditAnchorRow, AuditFilter, AuditLinker,
-    AuditRow, AuditSealer, ClientRow, DueDelivery, KeyspaceRow, OpaqueTokenRow, OutboxDraft,
-    PatRow, RevokedJti, RoleRow, SigningKeyRow, Store, StoreError, StoreResult, UsageRow,
-    UseOutcome, UserRow, WebhookRow, WebhookStore,
+    AuditRow, AuditSealer, ClientRow, DueDelivery, IpBlockRow, KeyspaceRow, OpaqueTokenRow,
+    OutboxDraft, PatRow, RevokedJti, RoleRow, SigningKeyRow, Store, StoreError, StoreResult,
+    UsageRow, UseOutcome, UserRow, WebhookRow, WebhookStore,
 };
 
 /// The SQLite store.
@@ -1098,6 +1098,45 @@ impl WebhookStore for SqliteStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    async fn upsert_ip_block(&self, b: &IpBlockRow) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO ip_blocks (network, reason, created_at, expires_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (network) DO UPDATE SET reason = excluded.reason,
+                 expires_at = MAX(ip_blocks.expires_at, excluded.expires_at)",
+        )
+        .bind(&b.network)
+        .bind(&b.reason)
+        .bind(b.created_at)
+        .bind(b.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        bump(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_ip_blocks(&self, now: i64) -> StoreResult<Vec<IpBlockRow>> {
+        Ok(sqlx::query_as::<_, IpBlockRow>(
+            "SELECT * FROM ip_blocks WHERE expires_at > ? ORDER BY created_at, network",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn delete_ip_block(&self, network: &str) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query("DELETE FROM ip_blocks WHERE network = ?")
+            .bind(network)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        bump(&mut tx).await?;
+        tx.commit().await?;
+        Ok(n == 1)
     }
 
     async fn audit_record(&self, seq: i64) -> StoreResult<Option<AuditRow>> {

@@ -65,6 +65,31 @@ enum Command {
     /// Manage webhook subscriptions to audit events.
     #[command(subcommand)]
     Webhook(WebhookCmd),
+    /// Temporary denies of client networks.
+    #[command(subcommand, name = "ip-block")]
+    IpBlock(IpBlockCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum IpBlockCmd {
+    /// Denies in force.
+    List,
+    /// Deny an address or CIDR for a while.
+    Add {
+        /// Address or CIDR.
+        network: String,
+        /// How long, like 1h or 7d.
+        #[arg(long = "for", value_name = "DURATION", default_value = "1h")]
+        duration: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Lift a deny.
+    Remove {
+        /// Address or CIDR, as listed.
+        network: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -536,6 +561,27 @@ async fn admin_command(cmd: Command, settings: &Settings, out: Output) -> anyhow
         Command::Pat(cmd) => pat(cmd, settings, out).await,
         Command::Audit(cmd) => audit(cmd, settings, out).await,
         Command::Webhook(cmd) => webhook(cmd, settings, out).await,
+        Command::IpBlock(cmd) => ip_block(cmd, settings, out).await,
+    }
+}
+
+async fn ip_block(cmd: IpBlockCmd, settings: &Settings, out: Output) -> anyhow::Result<()> {
+    let auth = authority(settings).await?;
+    let cols = &["network", "reason", "created_at", "expires_at"];
+    match cmd {
+        IpBlockCmd::List => print(out, &auth.list_ip_blocks().await?, cols),
+        IpBlockCmd::Add {
+            network,
+            duration,
+            reason,
+        } => {
+            let d = parse_duration(&duration).context("--for")?;
+            print(out, &auth.block(&network, &reason, d).await?, cols)
+        }
+        IpBlockCmd::Remove { network } => {
+            auth.unblock_ip(&network).await?;
+            print(out, &json!({"removed": network}), &["removed"])
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! Service tests on a real SQLite file with a manual clock.
 
+mod anomaly;
 mod apikeys;
 mod audit;
 mod clients;
@@ -24,10 +25,17 @@ pub(crate) struct Env {
 }
 
 pub(crate) async fn env() -> Env {
+    env_with(|_| {}).await
+}
+
+/// An environment with adjusted settings.
+pub(crate) async fn env_with(tweak: impl FnOnce(&mut AuthorityConfig)) -> Env {
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = ManualClock::new(1_800_000_000);
     let mk = MasterKey::generate().expect("master key");
-    let auth = authority_on(dir.path(), &clock, &mk).await;
+    let mut config = AuthorityConfig::with_issuer("https://issuer.test");
+    tweak(&mut config);
+    let auth = authority_with(dir.path(), &clock, &mk, config).await;
     auth.ensure_signing_keys().await.expect("keys");
     Env {
         auth,
@@ -43,16 +51,26 @@ pub(crate) async fn authority_on(
     clock: &ManualClock,
     mk: &MasterKey,
 ) -> Authority {
-    let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
-    let store = SqliteStore::connect(&url, 4).await.expect("store");
-    Authority::new(
-        Arc::new(store),
-        Arc::new(clock.clone()),
+    authority_with(
+        dir,
+        clock,
         mk,
         AuthorityConfig::with_issuer("https://issuer.test"),
     )
     .await
-    .expect("authority")
+}
+
+async fn authority_with(
+    dir: &std::path::Path,
+    clock: &ManualClock,
+    mk: &MasterKey,
+    config: AuthorityConfig,
+) -> Authority {
+    let url = format!("sqlite://{}?mode=rwc", dir.join("t.db").display());
+    let store = SqliteStore::connect(&url, 4).await.expect("store");
+    Authority::new(Arc::new(store), Arc::new(clock.clone()), mk, config)
+        .await
+        .expect("authority")
 }
 
 pub(crate) fn cc_client(name: &str) -> NewClient {

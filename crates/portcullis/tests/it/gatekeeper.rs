@@ -389,3 +389,142 @@ async fn forward_auth_enforces_audiences_and_the_default_per_credential_limit() 
     let t2 = app.token(&c, "&resource=https%3A%2F%2Fapi.test").await;
     assert_eq!(fa(&app, Some(&t2), &[]).await.status(), 200);
 }
+
+fn geo_fixture(name: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../portcullis-service/tests/fixtures")
+        .join(name)
+}
+
+#[tokio::test]
+async fn a_credential_stuffing_burst_blocks_the_address_until_an_admin_lifts_it() {
+    use portcullis_service::anomaly::Action;
+    let app = TestApp::builder()
+        .settings(|s| {
+            s.ip.trusted_proxies = vec!["127.0.0.1".into()];
+            s.anomaly.failures_per_ip = 3;
+            s.anomaly.failure_burst_actions = vec![Action::Log, Action::Alert, Action::DenyIp];
+            s.anomaly.geoip_db = Some(geo_fixture("test-city.mmdb"));
+        })
+        .spawn()
+        .await;
+    let attacker = [("x-forwarded-for", "203.0.113.9")];
+    for _ in 0..3 {
+        let res = fa(&app, Some("pcat_not-a-real-token"), &attacker).await;
+        assert_eq!(res.status(), 401);
+    }
+    // Now the address is refused everywhere, before any credential is looked at.
+    let res = fa(&app, Some("pcat_not-a-real-token"), &attacker).await;
+    assert_eq!(res.status(), 403);
+    let res = app
+        .http
+        .get(app.url("/jwks.json"))
+        .header("x-forwarded-for", "203.0.113.9")
+        .send()
+        .await
+        .expect("jwks");
+    assert_eq!(res.status(), 403);
+    // Others are not.
+    let res = fa(
+        &app,
+        Some("pcat_not-a-real-token"),
+        &[("x-forwarded-for", "198.51.100.1")],
+    )
+    .await;
+    assert_eq!(res.status(), 401);
+    // The alert is in the audit trail, explained.
+    let alerts = app
+        .authority
+        .audit_list(&portcullis_store::AuditFilter {
+            kind: Some("anomaly.alert".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("audit");
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].reason.as_deref(), Some("failure_burst"));
+    assert_eq!(alerts[0].details["failures_this_minute"], 3);
+    assert_eq!(alerts[0].details["observed_ip"], "203.0.113.9");
+    // An admin sees the deny and lifts it.
+    let admin = app
+        .authority
+        .create_admin_token("sec", &["ipblocks:read".into(), "ipblocks:write".into()])
+        .await
+        .expect("admin")
+        .token;
+    let list: serde_json::Value = app
+        .http
+        .get(app.url("/api/v1/ip-blocks"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(list[0]["network"], "203.0.113.9/32", "{list}");
+    assert_eq!(list[0]["reason"], "failure_burst");
+    let res = app
+        .http
+        .delete(app.url("/api/v1/ip-blocks/203.0.113.9%2F32"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(res.status(), 204);
+    let res = fa(&app, Some("pcat_not-a-real-token"), &attacker).await;
+    assert_eq!(res.status(), 401, "lifted");
+    // Bad input is refused and changes nothing.
+    let res = app
+        .http
+        .post(app.url("/api/v1/ip-blocks"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"network": "300.1.1.1", "reason": "x", "duration": "1h"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(res.status(), 422);
+    assert_eq!(app.count_rows("ip_blocks").await, 0);
+}
+
+#[tokio::test]
+async fn a_token_used_from_the_other_side_of_the_world_minutes_later_is_flagged() {
+    let app = TestApp::builder()
+        .settings(|s| {
+            s.ip.trusted_proxies = vec!["127.0.0.1".into()];
+            s.anomaly.geoip_db = Some(geo_fixture("test-city.mmdb"));
+        })
+        .spawn()
+        .await;
+    let c = app.client(TestApp::cc("svc")).await;
+    let t = app.token(&c, "").await;
+    assert_eq!(
+        fa(&app, Some(&t), &[("x-forwarded-for", "192.0.2.10")])
+            .await
+            .status(),
+        200
+    );
+    app.clock.advance(300);
+    assert_eq!(
+        fa(&app, Some(&t), &[("x-forwarded-for", "198.51.100.7")])
+            .await
+            .status(),
+        200
+    );
+    let got: Vec<String> = app
+        .authority
+        .audit_list(&portcullis_store::AuditFilter {
+            kind: Some("anomaly.".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("audit")
+        .into_iter()
+        .map(|r| r.reason.unwrap_or_default())
+        .collect();
+    let mut got = got;
+    got.sort();
+    assert_eq!(got, ["impossible_travel", "new_country"]);
+}

@@ -3,6 +3,7 @@
 //! needs before doing anything.
 
 pub mod audit;
+pub mod ip_blocks;
 pub mod keys;
 pub mod keyspaces;
 pub mod users;
@@ -43,6 +44,7 @@ pub(crate) fn duration(field: &'static str, s: Option<&str>) -> Result<Option<Du
         users::my_tokens, users::revoke_my_token,
         audit::list,
         webhooks::create, webhooks::list, webhooks::delete, webhooks::deliveries,
+        ip_blocks::list, ip_blocks::create, ip_blocks::delete,
     ),
     modifiers(&AdminTokenScheme)
 )]

@@ -8,17 +8,23 @@ database, registers clients with the CLI, then:
   * PyJWT (with `cryptography`) verifies each JWT against the published JWKS,
     for every algorithm Portcullis signs with (EdDSA, ES256, RS256, PS256);
   * Authlib introspects and revokes, and the revocation shows at once;
-  * openapi-spec-validator accepts the admin API's OpenAPI 3.1 document.
+  * openapi-spec-validator accepts the admin API's OpenAPI 3.1 document;
+  * a webhook receiver built on Python's http.server gets the revocations, and the
+    verification recipe printed in the README (executed from the README itself)
+    accepts their signatures and refuses a tampered body or an old timestamp.
 
 Usage: interop.py PATH_TO_PORTCULLIS_BINARY
 """
 
+import http.server
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import jwt  # PyJWT
@@ -46,6 +52,34 @@ def free_port():
         return s.getsockname()[1]
 
 
+def readme_verify():
+    """The webhook verification function exactly as the README documents it."""
+    readme = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "README.md")).read()
+    block = readme.split("Verifying a delivery", 1)[1]
+    code = re.search(r"```python\n(.*?)```", block, re.S).group(1)
+    scope = {}
+    exec(code, scope)  # noqa: S102 - our own documentation, on purpose
+    return scope["verify"]
+
+
+def start_receiver():
+    got = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's naming
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            got.append((dict(self.headers), body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv, got
+
+
 def main():
     binary = os.path.abspath(sys.argv[1])
     work = tempfile.mkdtemp(prefix="portcullis-interop-")
@@ -69,6 +103,10 @@ def main():
                            "--scope", "read", "--scope", "write", "--access-token-alg", alg)
     opaque = cli("client", "create", "--name", "interop-opaque", "--grant-type", "client_credentials",
                  "--scope", "read", "--token-format", "opaque")
+
+    receiver, deliveries = start_receiver()
+    hook = cli("webhook", "create", "--url", f"http://127.0.0.1:{receiver.server_address[1]}/hook",
+               "--event", "token.revoked")
 
     server = subprocess.Popen([binary, "serve"], env=env, cwd=work, stdout=subprocess.DEVNULL,
                               stderr=open(f"{work}/server.log", "w"))
@@ -129,7 +167,33 @@ def main():
             check(f"{label}: authlib revocation answered 200", r.status_code == 200, r.text)
             r = session.introspect_token(meta["introspection_endpoint"], token=access)
             check(f"{label}: revoked token is inactive at once", r.json() == {"active": False}, r.text)
+
+        # The two revocations reach the webhook receiver, signed.
+        for _ in range(100):
+            if len(deliveries) >= 2:
+                break
+            time.sleep(0.1)
+        check("webhook: both revocations delivered", len(deliveries) == 2, len(deliveries))
+        verify = readme_verify()
+        for headers, body in deliveries:
+            sig = headers.get("Portcullis-Signature") or headers.get("portcullis-signature", "")
+            event = json.loads(body)
+            check(f"webhook {event['id']}: README recipe verifies the signature", verify(hook["secret"], sig, body), sig)
+            check(f"webhook {event['id']}: is a token.revoked event", event["type"] == "token.revoked", event)
+            check(f"webhook {event['id']}: a tampered body fails", not verify(hook["secret"], sig, body + b" "))
+            check(f"webhook {event['id']}: a wrong secret fails", not verify("pcwhsec_wrong", sig, body))
+            t = int(dict(p.split("=", 1) for p in sig.split(","))["t"])
+
+            class AnHourLater:  # the receiver's clock, an hour on: a replay
+                @staticmethod
+                def time():
+                    return t + 3600
+
+            verify.__globals__["time"] = AnHourLater
+            check(f"webhook {event['id']}: replayed an hour later fails", not verify(hook["secret"], sig, body))
+            verify.__globals__["time"] = time
     finally:
+        receiver.shutdown()
         server.terminate()
         code = server.wait(timeout=30)
         check("server exits cleanly on SIGTERM", code == 0, f"exit code {code}")

@@ -30,6 +30,7 @@ pub fn authority_config(s: &Settings) -> AuthorityConfig {
         pat_allow_no_expiry: s.pats.allow_no_expiry,
         rate_policies: s.ratelimit.policies(),
         audit_retention: s.audit.retention,
+        audit_wait_for_issuance: s.audit.wait_for_issuance,
         anomaly: s.anomaly.config(),
     }
 }

@@ -183,12 +183,17 @@ pub struct AuditSettings {
     /// How long records are kept; older ones are pruned (the chain stays verifiable).
     #[serde(with = "dur")]
     pub retention: Duration,
+    /// Make token responses wait until their `token.issued` record is committed
+    /// (every other security event always waits). Off: the record follows within
+    /// one group commit, and a crash in that window can lose it.
+    pub wait_for_issuance: bool,
 }
 
 impl Default for AuditSettings {
     fn default() -> Self {
         Self {
             retention: Duration::from_secs(365 * 86_400),
+            wait_for_issuance: false,
         }
     }
 }

@@ -139,12 +139,15 @@ fn is_probe(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz")
 }
 
-/// Middleware: resolves the client IP, refuses denied networks with 403.
-pub async fn client_ip(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+/// Middleware: resolves the client IP, refuses denied networks with 403, applies
+/// the per-IP rate limit of the route class, and runs the rest of the request in an
+/// audit context carrying the address and user agent.
+pub async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let peer = peer(req.extensions().get::<ConnectInfo<SocketAddr>>());
     let rules = state.ip_rules();
     let ip = rules.client_ip(peer, req.headers());
-    if !is_probe(req.uri().path()) && (!rules.permits(ip) || state.authority().is_ip_blocked(ip)) {
+    let path = req.uri().path();
+    if !is_probe(path) && (!rules.permits(ip) || state.authority().is_ip_blocked(ip)) {
         tracing::info!(client_ip = %ip, "request refused by ip rules");
         state.metrics().refused("ip_rule");
         return Problem::new(
@@ -153,13 +156,27 @@ pub async fn client_ip(State(state): State<AppState>, mut req: Request, next: Ne
         )
         .into_response();
     }
+    let limited = match crate::ratelimit::class_of(path) {
+        Some(class) => match state.authority().rate_check_ip(class, ip).await {
+            Some(o) if !o.decision.allowed => {
+                tracing::info!(client_ip = %ip, policy = %o.policy, "rate limited");
+                return crate::ratelimit::refused(&state, class, &o);
+            }
+            other => other,
+        },
+        None => None,
+    };
     req.extensions_mut().insert(ClientIp(ip));
     let ua = req
         .headers()
         .get(axum::http::header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
     let ctx = std::sync::Arc::new(AuditContext::new(Some(ip), ua));
-    with_context(ctx, next.run(req)).await
+    let mut res = with_context(ctx, next.run(req)).await;
+    if let Some(o) = limited {
+        crate::ratelimit::add_headers(&mut res, &o);
+    }
+    res
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! Rate limits at the HTTP edge: the per-IP limit of each route class (middleware)
-//! and the headers every limited response carries.
+//! Rate limits at the HTTP edge: route classes, and the headers every limited
+//! response carries (the per-IP check runs in [`crate::net::edge`]).
 //!
 //! Headers follow draft-ietf-httpapi-ratelimit-headers-09: `RateLimit-Policy:
 //! "token-ip";q=6000;w=60` names the policy, its quota and window (seconds);
@@ -7,15 +7,12 @@
 //! budget is full again. A refusal is `429` with `Retry-After` in the envelope of
 //! the route: RFC 6749-style JSON on `/oauth/*`, problem+json elsewhere.
 
-use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use portcullis_service::ratelimit::{RateOutcome, RouteClass};
 use serde_json::json;
 
 use crate::error::Problem;
-use crate::net::ClientIp;
 use crate::state::AppState;
 
 /// The route class of a path, for per-IP limits.
@@ -75,27 +72,5 @@ pub fn refused(state: &AppState, class: RouteClass, o: &RateOutcome) -> Response
     if let Ok(v) = HeaderValue::from_str(&o.retry_after_secs().to_string()) {
         res.headers_mut().insert(header::RETRY_AFTER, v);
     }
-    res
-}
-
-/// Middleware: the per-IP limit of the request's route class.
-pub async fn per_ip(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(class) = class_of(req.uri().path()) else {
-        return next.run(req).await;
-    };
-    let ip = req
-        .extensions()
-        .get::<ClientIp>()
-        .map(|c| c.0)
-        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-    let Some(outcome) = state.authority().rate_check_ip(class, ip).await else {
-        return next.run(req).await;
-    };
-    if !outcome.decision.allowed {
-        tracing::info!(client_ip = %ip, policy = %outcome.policy, "rate limited");
-        return refused(&state, class, &outcome);
-    }
-    let mut res = next.run(req).await;
-    add_headers(&mut res, &outcome);
     res
 }

@@ -156,15 +156,11 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             metrics::track,
         ))
-        // Outermost of the two runs first: resolve the client IP and apply IP rules,
-        // then the per-IP rate limit of the route class.
+        // One edge middleware: resolve the client IP, apply IP rules and denies, the
+        // per-IP rate limit of the route class, and open the request's audit context.
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            crate::ratelimit::per_ip,
-        ))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            crate::net::client_ip,
+            crate::net::edge,
         ))
         .layer(
             ServiceBuilder::new()

@@ -443,6 +443,17 @@ impl Authority {
             .map_err(|e| ServiceError::Unexpected(anyhow::anyhow!("audit append failed: {e}")))
     }
 
+    /// Queues `e` for the next group commit without waiting for it (waiting only
+    /// for queue space, so nothing is dropped). For high-rate events whose loss in
+    /// a crash within the commit interval is acceptable (token issuance, unless
+    /// `audit.wait_for_issuance`).
+    pub async fn audit_enqueue(&self, e: AuditEvent) {
+        let row = self.audit_row(e);
+        if self.audit_writer.tx.send((row, None)).await.is_err() {
+            tracing::error!("audit writer stopped: a record was lost");
+        }
+    }
+
     /// Records `e` without waiting (refusals on hot paths); dropped, with a warning,
     /// when the writer is saturated.
     pub fn audit_nowait(&self, e: AuditEvent) {

@@ -63,6 +63,8 @@ pub struct AuthorityConfig {
     pub rate_policies: ratelimit::RatePolicies,
     /// How long audit records are kept.
     pub audit_retention: Duration,
+    /// Token responses wait for their `token.issued` record to be committed.
+    pub audit_wait_for_issuance: bool,
     /// Anomaly detection.
     pub anomaly: anomaly::AnomalyConfig,
 }
@@ -83,6 +85,7 @@ impl AuthorityConfig {
             pat_allow_no_expiry: false,
             rate_policies: ratelimit::RatePolicies::defaults(),
             audit_retention: Duration::from_secs(365 * 86_400),
+            audit_wait_for_issuance: false,
             anomaly: anomaly::AnomalyConfig::default(),
         }
     }

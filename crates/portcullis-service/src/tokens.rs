@@ -243,19 +243,21 @@ impl Authority {
             crate::audit::current_ip(),
         )
         .await?;
-        self.audit(
-            crate::audit::AuditEvent::new("token.issued")
-                .credential(jti.clone())
-                .client(client.id.to_string())
-                .subject(client.id.to_string())
-                .actor(client.id.to_string())
-                .details(serde_json::json!({
-                    "grant_type": "client_credentials",
-                    "scope": scope.to_string(),
-                    "format": client.token_format.as_str(),
-                })),
-        )
-        .await?;
+        let record = crate::audit::AuditEvent::new("token.issued")
+            .credential(jti.clone())
+            .client(client.id.to_string())
+            .subject(client.id.to_string())
+            .actor(client.id.to_string())
+            .details(serde_json::json!({
+                "grant_type": "client_credentials",
+                "scope": scope.to_string(),
+                "format": client.token_format.as_str(),
+            }));
+        if self.config.audit_wait_for_issuance {
+            self.audit(record).await?;
+        } else {
+            self.audit_enqueue(record).await;
+        }
         Ok(IssuedToken {
             access_token,
             expires_in: ttl,

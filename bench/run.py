@@ -258,9 +258,28 @@ def main():
                         headers=[f"X-Api-Key: {api_key}"]))
     rows.append(measure("JWKS", f"{u}/jwks.json", pc.proc.pid, args))
     server_peak_rss_mb = rss_kb(pc.proc.pid, "VmHWM") / 1024
+    pc.stop()
+
+    # The same verification paths with anomaly detection off, to price it. (A
+    # successful verification writes no audit record: it is counted in usage
+    # counters, so the audit trail costs nothing on this path by construction.)
+    off_dir = tempfile.mkdtemp(prefix="portcullis-bench-off-")
+    off = Portcullis(off_dir, free_port())
+    off.env["PORTCULLIS_ANOMALY_ENABLED"] = "false"
+    off.start()
+    off_verifier = off.cli("admin-token", "create", "--scope", "keys:verify", "--name", "bench")["token"]
+    off.cli("keyspace", "create", "--name", "bench", "--prefix", "bench_live", "--scope", "read")
+    off_key = off.cli("apikey", "create", "--keyspace", "bench", "--owner", "bench", "--scope", "read")["key"]
+    time.sleep(1.5)
+    ou = f"http://127.0.0.1:{off.port}"
+    rows.append(measure("keys/verify, anomaly detection off", f"{ou}/api/v1/keys/verify", off.proc.pid, args,
+                        method="POST", body=json.dumps({"key": off_key, "scopes": ["read"]}), bearer=off_verifier,
+                        content_type="application/json"))
+    rows.append(measure("forward-auth API key, anomaly detection off", f"{ou}/auth/verify", off.proc.pid, args,
+                        headers=[f"X-Api-Key: {off_key}"]))
+    off.stop()
     base.terminate()
     base.wait()
-    pc.stop()
 
     by = {r["scenario"]: r for r in rows}
     baseline_of = {
@@ -270,6 +289,8 @@ def main():
         "introspect JWT (ES256)": "B1 trivial axum JSON", "introspect opaque": "B1 trivial axum JSON",
         "JWKS": "B1 trivial axum JSON", "keys/verify (cached key)": "B1 trivial axum JSON",
         "forward-auth JWT (cached)": "B1 trivial axum JSON", "forward-auth API key (cached)": "B1 trivial axum JSON",
+        "keys/verify, anomaly detection off": "B1 trivial axum JSON",
+        "forward-auth API key, anomaly detection off": "B1 trivial axum JSON",
     }
     target_of = {
         "client_credentials ES256": 0.60, "client_credentials EdDSA": 0.60,
@@ -283,6 +304,10 @@ def main():
         r["ratio"] = r["rps"] / by[base_name]["rps"] if base_name else None
         r["target_ratio"] = target_of.get(r["scenario"])
 
+    overhead = {}
+    for on_name, off_name in [("keys/verify (cached key)", "keys/verify, anomaly detection off"),
+                              ("forward-auth API key (cached)", "forward-auth API key, anomaly detection off")]:
+        overhead[on_name] = 1 - by[on_name]["rps"] / by[off_name]["rps"]
     crit = criterion(args.skip_criterion)
     print("API-key scale (cold lookups with few vs many keys stored; RSS with keys cached)", flush=True)
     sizes, cached = ("1000,100000", "50000") if args.quick else ("1000,1000000", "100000")
@@ -293,7 +318,7 @@ def main():
         "machine": f"{os.cpu_count()} cores, {platform_mem()}",
         "quick": args.quick, "duration_s": args.duration, "warmup_s": args.warmup, "connections": args.connections,
         "first_start_s": first_start, "start_to_ready_ms": start_to_ready_ms, "idle_rss_mb": idle_rss_mb,
-        "server_peak_rss_mb": server_peak_rss_mb, "load": rows, "criterion_us": crit, "key_scale": scale,
+        "server_peak_rss_mb": server_peak_rss_mb, "load": rows, "anomaly_overhead": overhead, "criterion_us": crit, "key_scale": scale,
     }
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, "latest.json"), "w") as f:
@@ -338,6 +363,13 @@ def write_markdown(r):
               f"| first start (creates DB, master key, 4 signing keys incl. 2 RSA-2048) | {r['first_start_s'] * 1000:.0f} ms | — |",
               f"| idle RSS after start | {r['idle_rss_mb']:.1f} MB | ≤ 32 MB: {verdict(r['idle_rss_mb'] <= 32)} |",
               f"| server peak RSS over all runs (VmHWM) | {r['server_peak_rss_mb']:.1f} MB | — |"]
+    ov = r.get("anomaly_overhead") or {}
+    if ov:
+        lines += ["", "Cost of anomaly detection on the verification paths (same run; throughput lost when on; "
+                  "successful verifications are counted, not audited one by one):", "",
+                  "| path | throughput cost | target |", "|---|---:|---|"]
+        for name, cost in ov.items():
+            lines.append(f"| {name} | {cost:.1%} | < 10%: {verdict(cost < 0.10)} |")
     sc = r.get("key_scale") or []
     if len(sc) >= 2:
         small, big = sc[0], sc[-1]

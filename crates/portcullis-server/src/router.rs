@@ -9,7 +9,7 @@ use serde_json::json;
 use tower::ServiceBuilder;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::request_id::{
-    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -34,6 +34,39 @@ async fn not_found() -> Response {
         HeaderValue::from_static("application/problem+json"),
     );
     res
+}
+
+/// Request ids: a random per-process prefix and a counter. Unique across restarts
+/// and nodes without a system call per request (a UUIDv4 reads the OS RNG each time).
+#[derive(Debug, Clone)]
+pub struct RequestIds {
+    prefix: u64,
+    next: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl RequestIds {
+    /// A generator with a fresh random prefix.
+    pub fn new() -> Self {
+        Self {
+            prefix: uuid::Uuid::new_v4().as_u64_pair().0,
+            next: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        }
+    }
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        HeaderValue::from_str(&format!("{:016x}-{n:x}", self.prefix))
+            .ok()
+            .map(RequestId::new)
+    }
 }
 
 /// Builds the application.
@@ -164,7 +197,10 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(
             ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(header_name.clone(), MakeRequestUuid))
+                .layer(SetRequestIdLayer::new(
+                    header_name.clone(),
+                    RequestIds::new(),
+                ))
                 .layer(trace)
                 .layer(PropagateRequestIdLayer::new(header_name))
                 .layer(SetResponseHeaderLayer::if_not_present(

@@ -306,7 +306,7 @@ impl Authority {
             };
             let now_ms = crate::ratelimit::now_us() / 1_000;
             Some(RateOutcome {
-                policy: "api-key".into(),
+                policy: "api-key",
                 limit,
                 decision: portcullis_core::limits::GcraDecision {
                     allowed: v.code != VerifyCode::RateLimited,

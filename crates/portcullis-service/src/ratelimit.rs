@@ -324,7 +324,7 @@ impl RatePolicies {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateOutcome {
     /// Policy name for the `RateLimit-Policy` / `RateLimit` headers (`token-ip`, …).
-    pub policy: String,
+    pub policy: &'static str,
     /// The limit applied.
     pub limit: RateLimit,
     /// The decision.
@@ -335,6 +335,26 @@ impl RateOutcome {
     /// Seconds until the next request would pass (for `Retry-After`), at least 1.
     pub fn retry_after_secs(&self) -> u64 {
         self.decision.reset_after_ms.div_ceil(1_000).max(1)
+    }
+}
+
+/// The policy name in headers: `<class>-<partition>`.
+fn policy_name(class: RouteClass, part: Partition) -> &'static str {
+    use Partition::{Credential as C, Ip as I};
+    use RouteClass::*;
+    match (class, part) {
+        (Token, I) => "token-ip",
+        (Token, C) => "token-credential",
+        (Introspect, I) => "introspect-ip",
+        (Introspect, C) => "introspect-credential",
+        (Verify, I) => "verify-ip",
+        (Verify, C) => "verify-credential",
+        (ForwardAuth, I) => "forward-auth-ip",
+        (ForwardAuth, C) => "forward-auth-credential",
+        (Login, I) => "login-ip",
+        (Login, C) => "login-credential",
+        (Admin, I) => "admin-ip",
+        (Admin, C) => "admin-credential",
     }
 }
 
@@ -387,7 +407,7 @@ impl Authority {
         let key = format!("{}:{}:{who}", class.as_str(), part.as_str());
         let decision = self.rate_store.check(&key, limit, now_us()).await;
         Some(RateOutcome {
-            policy: format!("{}-{}", class.as_str().replace('_', "-"), part.as_str()),
+            policy: policy_name(class, part),
             limit,
             decision,
         })

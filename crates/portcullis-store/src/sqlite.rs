@@ -856,28 +856,32 @@ impl Store for SqliteStore {
             r.prev_hash = std::mem::take(&mut prev);
             r.hash = link(r);
             prev = r.hash.clone();
-            sqlx::query(
-                "INSERT INTO audit_events (seq, at_ms, kind, outcome, actor, subject, credential_id, client_id,
-                                           ip, user_agent, reason, details, prev_hash, hash)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(r.seq)
-            .bind(r.at_ms)
-            .bind(&r.kind)
-            .bind(&r.outcome)
-            .bind(&r.actor)
-            .bind(&r.subject)
-            .bind(&r.credential_id)
-            .bind(&r.client_id)
-            .bind(&r.ip)
-            .bind(&r.user_agent)
-            .bind(&r.reason)
-            .bind(&r.details)
-            .bind(&r.prev_hash)
-            .bind(&r.hash)
-            .execute(&mut *tx)
-            .await?;
             out.push(seq);
+        }
+        // Multi-row INSERTs: one statement per 64 records (14 binds each, far under
+        // SQLite's limit), so a large group commit costs a few statements, not hundreds.
+        for chunk in rows.chunks(64) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO audit_events (seq, at_ms, kind, outcome, actor, subject, credential_id, client_id, \
+                 ip, user_agent, reason, details, prev_hash, hash) ",
+            );
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(r.seq)
+                    .push_bind(r.at_ms)
+                    .push_bind(&r.kind)
+                    .push_bind(&r.outcome)
+                    .push_bind(&r.actor)
+                    .push_bind(&r.subject)
+                    .push_bind(&r.credential_id)
+                    .push_bind(&r.client_id)
+                    .push_bind(&r.ip)
+                    .push_bind(&r.user_agent)
+                    .push_bind(&r.reason)
+                    .push_bind(&r.details)
+                    .push_bind(&r.prev_hash)
+                    .push_bind(&r.hash);
+            });
+            q.build().execute(&mut *tx).await?;
         }
         for o in outbox {
             let Some(seq) = out.get(o.row_index) else {

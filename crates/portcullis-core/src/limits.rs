@@ -95,16 +95,22 @@ impl<'de> Deserialize<'de> for RateLimit {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AllowList(Vec<IpNet>);
 
+/// Parses one network as administrators write it: a CIDR, or a bare address (its
+/// /32 or /128), host bits cleared (`10.1.2.3/8` is `10.0.0.0/8`).
+pub fn parse_network(s: &str) -> Result<IpNet, LimitError> {
+    let t = s.trim();
+    IpNet::from_str(t)
+        .or_else(|_| IpAddr::from_str(t).map(IpNet::from))
+        .map(|n| n.trunc())
+        .map_err(|_| LimitError::Cidr(t.chars().take(64).collect()))
+}
+
 impl AllowList {
     /// Parses CIDRs (a bare address is its /32 or /128).
     pub fn parse<I: IntoIterator<Item = S>, S: AsRef<str>>(items: I) -> Result<Self, LimitError> {
         let mut nets = Vec::new();
         for item in items {
-            let t = item.as_ref().trim();
-            let net = IpNet::from_str(t)
-                .or_else(|_| IpAddr::from_str(t).map(IpNet::from))
-                .map_err(|_| LimitError::Cidr(t.chars().take(64).collect()))?;
-            let net = net.trunc();
+            let net = parse_network(item.as_ref())?;
             if !nets.contains(&net) {
                 nets.push(net);
             }

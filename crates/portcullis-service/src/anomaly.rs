@@ -28,6 +28,7 @@ use std::str::FromStr;
 use std::sync::Mutex;
 
 use ipnet::IpNet;
+use portcullis_core::limits::parse_network;
 use portcullis_store::IpBlockRow;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -347,10 +348,11 @@ impl Authority {
                 Ok(g) => g,
                 Err(p) => p.into_inner(),
             };
-            if !g.contains_key(&cred.key()) {
+            let key = cred.key();
+            if !g.contains_key(&key) {
                 bound(&mut g);
             }
-            let st = g.entry(cred.key()).or_default();
+            let st = g.entry(key).or_default();
             judge_use(cfg, st, minute, now, &place)
         };
         let mut raised = Vec::new();
@@ -536,10 +538,8 @@ impl Authority {
         reason: &str,
         for_: std::time::Duration,
     ) -> Result<IpBlockView, ServiceError> {
-        let net = IpNet::from_str(network.trim())
-            .or_else(|_| IpAddr::from_str(network.trim()).map(IpNet::from))
-            .map_err(|_| ServiceError::invalid("network", "not an address or CIDR"))?
-            .trunc();
+        let net = parse_network(network)
+            .map_err(|_| ServiceError::invalid("network", "not an address or CIDR"))?;
         if for_.as_secs() < 1 || for_.as_secs() > 365 * 86_400 {
             return Err(ServiceError::invalid("duration", "must be from 1s to 365d"));
         }
@@ -586,10 +586,8 @@ impl Authority {
 
     /// Lifts a deny.
     pub async fn unblock_ip(&self, network: &str) -> Result<(), ServiceError> {
-        let net = IpNet::from_str(network.trim())
-            .or_else(|_| IpAddr::from_str(network.trim()).map(IpNet::from))
-            .map_err(|_| ServiceError::invalid("network", "not an address or CIDR"))?
-            .trunc();
+        let net = parse_network(network)
+            .map_err(|_| ServiceError::invalid("network", "not an address or CIDR"))?;
         if !self.store.delete_ip_block(&net.to_string()).await? {
             return Err(ServiceError::NotFound(format!("ip block {net}")));
         }

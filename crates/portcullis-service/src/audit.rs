@@ -395,8 +395,11 @@ pub struct AuditReport {
     pub problem: Option<String>,
 }
 
-/// Default sampling of refusals: per event type and credential (or address).
-pub const REFUSAL_SAMPLE: &str = "60/minute";
+/// Sampling of refusals: per event type and credential (or address).
+pub const REFUSAL_SAMPLE: RateLimit = RateLimit {
+    limit: 60,
+    period_secs: 60,
+};
 
 impl Authority {
     fn audit_row(&self, e: AuditEvent) -> AuditRow {
@@ -466,14 +469,10 @@ impl Authority {
     /// Records a refusal, sampled: at most [`REFUSAL_SAMPLE`] per event type and
     /// `key` (a credential id, or an address for unknown credentials).
     pub fn audit_refusal(&self, e: AuditEvent, key: &str) {
-        let limit: RateLimit = match REFUSAL_SAMPLE.parse() {
-            Ok(l) => l,
-            Err(_) => return,
-        };
         let k = format!("{}:{key}", e.kind);
         if self
             .audit_sampler
-            .check_now(&k, limit, crate::ratelimit::now_us())
+            .check_now(&k, REFUSAL_SAMPLE, crate::ratelimit::now_us())
             .allowed
         {
             self.audit_nowait(e);

@@ -527,8 +527,8 @@ impl Authority {
             revoked_at: self.now(),
         };
         self.store.insert_revoked_jti(&entry).await?;
+        // The deny list is checked on every use, cached claims or not.
         self.remember_revoked_jti(jti.to_owned(), exp);
-        self.jwt_cache.clear();
         Ok(())
     }
 

@@ -222,6 +222,22 @@ impl TestApp {
         n
     }
 
+    /// The raw bytes of the server's database files (main file and WAL), for
+    /// asserting that no secret is stored in clear.
+    pub fn database_bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for f in std::fs::read_dir(self.dir.path()).expect("dir") {
+            let p = f.expect("entry").path();
+            if p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("portcullis.db"))
+            {
+                bytes.extend(std::fs::read(&p).expect("read"));
+            }
+        }
+        bytes
+    }
+
     /// Introspects `token` as client `c`.
     pub async fn introspect(&self, c: &TestClient, token: &str) -> serde_json::Value {
         let body = format!("token={}", urlencode(token));

@@ -781,16 +781,7 @@ async fn no_secret_is_stored_in_clear_anywhere_in_the_database_files() {
         .expect("pat")
         .token;
     let master = std::fs::read_to_string(app.dir.path().join("master.key")).expect("master key");
-    let mut bytes = Vec::new();
-    for f in std::fs::read_dir(app.dir.path()).expect("dir") {
-        let p = f.expect("entry").path();
-        if p.file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with("portcullis.db"))
-        {
-            bytes.extend(std::fs::read(&p).expect("read"));
-        }
-    }
+    let bytes = app.database_bytes();
     assert!(bytes.len() > 10_000, "database and WAL read");
     let haystack = String::from_utf8_lossy(&bytes);
     assert!(

@@ -86,16 +86,7 @@ async fn a_receiver_that_fails_twice_gets_the_event_once_with_retries_logged() {
     assert!(secret.starts_with("pcwhsec_"));
     let hook_id = created["id"].as_str().expect("id").to_owned();
     // Invariant 1: the signing secret is stored sealed, never in clear.
-    let mut db = Vec::new();
-    for f in std::fs::read_dir(app.dir.path()).expect("dir") {
-        let p = f.expect("entry").path();
-        if p.file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with("portcullis.db"))
-        {
-            db.extend(std::fs::read(&p).expect("read"));
-        }
-    }
+    let db = app.database_bytes();
     let db = String::from_utf8_lossy(&db);
     assert!(db.contains(&hook_id), "positive control: the row is there");
     assert!(!db.contains(&secret), "webhook secret stored in clear");

@@ -54,3 +54,68 @@ pub struct AccessTokenClaims {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub scope: String,
 }
+
+/// The `typ` header of ID tokens: plain `JWT`, so an ID token is never taken for an
+/// access token (which must be `at+jwt`).
+pub const ID_TOKEN_TYP: &str = "JWT";
+
+/// OpenID Connect Core §2 ID-token claims.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdTokenClaims {
+    /// Issuer.
+    pub iss: String,
+    /// The user.
+    pub sub: String,
+    /// The client.
+    pub aud: String,
+    /// Expiry.
+    pub exp: i64,
+    /// Issued at.
+    pub iat: i64,
+    /// When the user authenticated.
+    pub auth_time: i64,
+    /// The `nonce` of the authorization request, when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    /// Left half of the access token's hash (§3.1.3.6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_hash: Option<String>,
+    /// Authentication methods (RFC 8176): `pwd`, `otp`.
+    pub amr: Vec<String>,
+    /// Authentication context class.
+    pub acr: String,
+    /// Authorized party: the client.
+    pub azp: String,
+    /// Session id (OIDC front/back-channel logout's `sid`).
+    pub sid: String,
+}
+
+/// `at_hash` for an access token signed with `alg` (OIDC Core §3.1.3.6): the
+/// base64url of the left half of its hash, SHA-256 for every algorithm we sign
+/// ID tokens with except EdDSA (Ed25519 uses SHA-512, as OpenID's EdDSA guidance says).
+pub fn at_hash(access_token: &str, alg: crate::jose::SigningAlg) -> String {
+    use aws_lc_rs::digest::{digest, SHA256, SHA512};
+    use base64::Engine;
+    let algo = match alg {
+        crate::jose::SigningAlg::EdDSA => &SHA512,
+        _ => &SHA256,
+    };
+    let d = digest(algo, access_token.as_bytes());
+    let half = &d.as_ref()[..d.as_ref().len() / 2];
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(half)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_hash_is_the_left_half_of_sha256_in_base64url() {
+        // OpenID Connect Core, Appendix A.3 (RS256).
+        let token = "jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y";
+        assert_eq!(
+            at_hash(token, crate::jose::SigningAlg::RS256),
+            "77QmUPtjPfzWtF2AnpK9RQ"
+        );
+    }
+}

@@ -7,8 +7,9 @@
 //! - [`secret`]: the opaque secret format (`<prefix>_<random><crc32>`) and redacting secret types.
 //! - [`keys`]: the master key, the pepper derived from it, and AEAD sealing of private keys.
 //! - [`jose`]: signing keys (EdDSA, ES256, RS256, PS256), JWKs, JWT signing and verification.
-//! - [`claims`]: RFC 9068 access-token claims.
-//! - [`oauth`]: RFC 6749 error codes.
+//! - [`claims`]: RFC 9068 access-token claims and OpenID Connect ID-token claims.
+//! - [`oauth`]: RFC 6749 error codes and grant types.
+//! - [`pkce`]: PKCE `S256` challenges and verifiers (RFC 7636).
 //! - [`duration`]: human durations such as `15m` or `90d`.
 //! - [`limits`]: rate limits (`100/minute`) and IP allow lists (CIDRs).
 //! - [`webhook`]: the webhook signature scheme (`Portcullis-Signature: t=…,v1=…`).
@@ -24,6 +25,7 @@ pub mod jose;
 pub mod keys;
 pub mod limits;
 pub mod oauth;
+pub mod pkce;
 pub mod scope;
 pub mod secret;
 pub mod webhook;

@@ -30,6 +30,16 @@ pub enum ErrorCode {
     ServerError,
     /// The server is overloaded or in maintenance.
     TemporarilyUnavailable,
+    /// The resource owner or the server denied the request (authorization endpoint).
+    AccessDenied,
+    /// The server does not support `response_type` (authorization endpoint).
+    UnsupportedResponseType,
+    /// OIDC: `prompt=none` but the user must sign in.
+    LoginRequired,
+    /// OIDC: `prompt=none` but the user must consent.
+    ConsentRequired,
+    /// OIDC: `prompt=none` but the user must interact (MFA enrolment or step-up).
+    InteractionRequired,
 }
 
 impl ErrorCode {
@@ -48,6 +58,11 @@ impl ErrorCode {
             Self::InsufficientScope => "insufficient_scope",
             Self::ServerError => "server_error",
             Self::TemporarilyUnavailable => "temporarily_unavailable",
+            Self::AccessDenied => "access_denied",
+            Self::UnsupportedResponseType => "unsupported_response_type",
+            Self::LoginRequired => "login_required",
+            Self::ConsentRequired => "consent_required",
+            Self::InteractionRequired => "interaction_required",
         }
     }
 }
@@ -64,6 +79,12 @@ impl fmt::Display for ErrorCode {
 pub enum GrantType {
     /// `client_credentials` (RFC 6749 §4.4).
     ClientCredentials,
+    /// `authorization_code` with PKCE (RFC 6749 §4.1, RFC 7636, OAuth 2.1).
+    AuthorizationCode,
+    /// `refresh_token` (RFC 6749 §6), rotated on every use.
+    RefreshToken,
+    /// `password` (RFC 6749 §4.3): off unless a client opts in.
+    Password,
 }
 
 impl GrantType {
@@ -71,13 +92,27 @@ impl GrantType {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::ClientCredentials => "client_credentials",
+            Self::AuthorizationCode => "authorization_code",
+            Self::RefreshToken => "refresh_token",
+            Self::Password => "password",
         }
     }
+
+    /// Every supported grant, for messages and discovery.
+    pub const ALL: [GrantType; 4] = [
+        Self::ClientCredentials,
+        Self::AuthorizationCode,
+        Self::RefreshToken,
+        Self::Password,
+    ];
 
     /// Parses a wire name; `None` for grants this server does not support.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "client_credentials" => Some(Self::ClientCredentials),
+            "authorization_code" => Some(Self::AuthorizationCode),
+            "refresh_token" => Some(Self::RefreshToken),
+            "password" => Some(Self::Password),
             _ => None,
         }
     }

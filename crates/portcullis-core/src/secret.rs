@@ -24,6 +24,10 @@ pub const PERSONAL_ACCESS_TOKEN_PREFIX: &str = "pcpat";
 pub const ADMIN_TOKEN_PREFIX: &str = "pcadm";
 /// Webhook signing secret prefix. Never change.
 pub const WEBHOOK_SECRET_PREFIX: &str = "pcwhsec";
+/// Authorization code prefix. Never change.
+pub const AUTHORIZATION_CODE_PREFIX: &str = "pcac";
+/// Browser session cookie prefix. Never change.
+pub const SESSION_PREFIX: &str = "pcsess";
 
 /// Prefixes Portcullis uses itself; a keyspace may not take one of them.
 pub const RESERVED_PREFIXES: &[&str] = &[
@@ -33,6 +37,8 @@ pub const RESERVED_PREFIXES: &[&str] = &[
     PERSONAL_ACCESS_TOKEN_PREFIX,
     ADMIN_TOKEN_PREFIX,
     WEBHOOK_SECRET_PREFIX,
+    AUTHORIZATION_CODE_PREFIX,
+    SESSION_PREFIX,
 ];
 
 const RANDOM_CHARS: usize = 44;

@@ -32,6 +32,7 @@ pub fn authority_config(s: &Settings) -> AuthorityConfig {
         audit_retention: s.audit.retention,
         audit_wait_for_issuance: s.audit.wait_for_issuance,
         anomaly: s.anomaly.config(),
+        signin: s.signin.config(),
     }
 }
 

@@ -48,6 +48,77 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     /// `[anomaly]`
     pub anomaly: AnomalySettings,
+    /// `[signin]`
+    pub signin: SignInSettings,
+}
+
+/// `[signin]`: browser sign-in, passwords and brute-force defence.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignInSettings {
+    /// Argon2id memory, KiB (OWASP: 19456).
+    pub argon2_memory_kib: u32,
+    /// Argon2id passes (OWASP: 2).
+    pub argon2_iterations: u32,
+    /// Argon2id lanes (OWASP: 1).
+    pub argon2_parallelism: u32,
+    /// Absolute session lifetime.
+    #[serde(with = "dur")]
+    pub session_ttl: Duration,
+    /// Idle timeout of a session.
+    #[serde(with = "dur")]
+    pub session_idle: Duration,
+    /// Failed sign-ins per account before temporary lockouts start.
+    pub lockout_threshold: u32,
+    /// Failed sign-ins per client address before lockouts start.
+    pub ip_lockout_threshold: u32,
+    /// First lockout; it doubles with each further failure.
+    #[serde(with = "dur")]
+    pub lockout_base: Duration,
+    /// Longest lockout.
+    #[serde(with = "dur")]
+    pub lockout_max: Duration,
+    /// Name shown in authenticator apps.
+    pub totp_issuer: String,
+}
+
+impl Default for SignInSettings {
+    fn default() -> Self {
+        let d = portcullis_service::signin::SignInConfig::default();
+        Self {
+            argon2_memory_kib: d.argon2.memory_kib,
+            argon2_iterations: d.argon2.iterations,
+            argon2_parallelism: d.argon2.parallelism,
+            session_ttl: d.session_ttl,
+            session_idle: d.session_idle,
+            lockout_threshold: d.lockout_threshold,
+            ip_lockout_threshold: d.ip_lockout_threshold,
+            lockout_base: d.lockout_base,
+            lockout_max: d.lockout_max,
+            totp_issuer: d.totp_issuer,
+        }
+    }
+}
+
+impl SignInSettings {
+    /// The service's view.
+    pub fn config(&self) -> portcullis_service::signin::SignInConfig {
+        portcullis_service::signin::SignInConfig {
+            argon2: portcullis_service::passwords::Argon2Params {
+                memory_kib: self.argon2_memory_kib,
+                iterations: self.argon2_iterations,
+                parallelism: self.argon2_parallelism,
+            },
+            session_ttl: self.session_ttl,
+            session_idle: self.session_idle,
+            lockout_threshold: self.lockout_threshold,
+            ip_lockout_threshold: self.ip_lockout_threshold,
+            lockout_base: self.lockout_base,
+            lockout_max: self.lockout_max,
+            totp_issuer: self.totp_issuer.clone(),
+            ..portcullis_service::signin::SignInConfig::default()
+        }
+    }
 }
 
 /// `[anomaly]`: signals, thresholds and the actions each signal takes
@@ -706,6 +777,30 @@ impl Settings {
                     return err(format!("{key}: {} is not a readable file", p.display()));
                 }
             }
+        }
+        if portcullis_service::passwords::PasswordHasherCfg::new(self.signin.config().argon2)
+            .is_err()
+            || self.signin.argon2_memory_kib < 8 * 1024
+        {
+            return err(
+                "signin.argon2_*: Argon2id needs at least 8192 KiB of memory, 1 pass and 1 lane"
+                    .into(),
+            );
+        }
+        if self.signin.lockout_threshold == 0 || self.signin.ip_lockout_threshold == 0 {
+            return err(
+                "signin.lockout_threshold / ip_lockout_threshold: must be at least 1".into(),
+            );
+        }
+        if self.signin.session_idle > self.signin.session_ttl
+            || self.signin.session_idle < Duration::from_secs(60)
+        {
+            return err(
+                "signin.session_idle: must be at least 1m and at most signin.session_ttl".into(),
+            );
+        }
+        if self.signin.totp_issuer.is_empty() || self.signin.totp_issuer.contains(':') {
+            return err("signin.totp_issuer: must be non-empty without ':'".into());
         }
         if !(1..=50).contains(&self.webhooks.max_attempts) {
             return err("webhooks.max_attempts: must be between 1 and 50".into());

@@ -15,8 +15,11 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::http::discovery::{self, INTROSPECT_PATH, JWKS_PATH, REVOKE_PATH, TOKEN_PATH};
-use crate::http::{admin, forward_auth, oauth, ops};
+use crate::http::discovery::{
+    self, AUTHORIZE_PATH, INTROSPECT_PATH, JWKS_PATH, LOGOUT_PATH, REVOKE_PATH, TOKEN_PATH,
+    USERINFO_PATH,
+};
+use crate::http::{admin, forward_auth, oauth, ops, ui};
 use crate::metrics;
 use crate::state::AppState;
 
@@ -112,6 +115,33 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(browser_facing)
         .route(INTROSPECT_PATH, post(oauth::introspect::introspect))
+        .route(
+            AUTHORIZE_PATH,
+            get(ui::authorize::authorize).post(ui::authorize::decide),
+        )
+        .route(
+            USERINFO_PATH,
+            get(oauth::userinfo::userinfo).post(oauth::userinfo::userinfo),
+        )
+        .route(
+            LOGOUT_PATH,
+            get(ui::account::logout_get).post(ui::account::logout_post),
+        )
+        .route("/login", get(ui::login::show).post(ui::login::submit))
+        .route(
+            "/login/mfa",
+            get(ui::login::show_mfa).post(ui::login::submit_mfa),
+        )
+        .route(
+            "/account/mfa",
+            get(ui::login::show_enrol).post(ui::login::submit_enrol),
+        )
+        .route("/account", get(ui::account::show))
+        .route(
+            "/account/consents/revoke",
+            post(ui::account::revoke_consent),
+        )
+        .route("/ui/style.css", get(ui::stylesheet))
         .route(REVOKE_PATH, post(oauth::revoke::revoke))
         .route(forward_auth::PATH, any(forward_auth::verify))
         .route("/auth/verify/{*rest}", any(forward_auth::verify))
@@ -162,8 +192,24 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/webhooks/{id}/deliveries",
             get(admin::webhooks::deliveries),
         )
-        .route("/api/v1/users", post(admin::users::create))
-        .route("/api/v1/users/{id}", get(admin::users::show))
+        .route(
+            "/api/v1/users",
+            post(admin::users::create).get(admin::users::list),
+        )
+        .route(
+            "/api/v1/users/{id}",
+            get(admin::users::show)
+                .patch(admin::users::update)
+                .delete(admin::users::delete),
+        )
+        .route(
+            "/api/v1/users/{id}/password",
+            axum::routing::put(admin::users::set_password),
+        )
+        .route(
+            "/api/v1/users/{id}/mfa/reset",
+            post(admin::users::reset_mfa),
+        )
         .route(
             "/api/v1/users/{id}/tokens",
             post(admin::users::create_token).get(admin::users::list_tokens),

@@ -93,6 +93,16 @@ pub struct Client {
     pub updated_at: i64,
     /// Own rate limit on the token endpoint and forward-auth (else the defaults).
     pub rate_limit: Option<RateLimit>,
+    /// Where RP-initiated logout may return the browser (exact match).
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Sliding refresh-token lifetime.
+    pub refresh_token_ttl: Duration,
+    /// Absolute lifetime of a refresh-token family.
+    pub refresh_token_max_ttl: Duration,
+    /// Users must pass MFA to sign in to this client.
+    pub require_mfa: bool,
+    /// First-party: users are not asked for consent.
+    pub first_party: bool,
 }
 
 impl Client {
@@ -140,6 +150,17 @@ impl Client {
                 .map(str::parse)
                 .transpose()
                 .with_context(|| ctx("rate_limit"))?,
+            post_logout_redirect_uris: serde_json::from_str(&r.post_logout_redirect_uris)
+                .with_context(|| ctx("post_logout_redirect_uris"))?,
+            refresh_token_ttl: Duration::from_secs(
+                u64::try_from(r.refresh_token_ttl).with_context(|| ctx("refresh_token_ttl"))?,
+            ),
+            refresh_token_max_ttl: Duration::from_secs(
+                u64::try_from(r.refresh_token_max_ttl)
+                    .with_context(|| ctx("refresh_token_max_ttl"))?,
+            ),
+            require_mfa: r.require_mfa,
+            first_party: r.first_party,
             name: r.name,
         })
     }
@@ -181,6 +202,16 @@ pub struct ClientView {
     /// Own rate limit (`N/period`), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<String>,
+    /// Post-logout redirect URIs.
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Sliding refresh-token lifetime, seconds.
+    pub refresh_token_ttl: u64,
+    /// Absolute refresh-token family lifetime, seconds.
+    pub refresh_token_max_ttl: u64,
+    /// MFA required.
+    pub require_mfa: bool,
+    /// First-party (no consent page).
+    pub first_party: bool,
 }
 
 impl From<&Client> for ClientView {
@@ -206,6 +237,11 @@ impl From<&Client> for ClientView {
             created_at: c.created_at,
             updated_at: c.updated_at,
             rate_limit: c.rate_limit.map(|r| r.to_string()),
+            post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
+            refresh_token_ttl: c.refresh_token_ttl.as_secs(),
+            refresh_token_max_ttl: c.refresh_token_max_ttl.as_secs(),
+            require_mfa: c.require_mfa,
+            first_party: c.first_party,
         }
     }
 }
@@ -237,6 +273,16 @@ pub struct NewClient {
     pub access_token_ttl: Option<Duration>,
     /// Own rate limit, `N/period`.
     pub rate_limit: Option<String>,
+    /// Post-logout redirect URIs (absolute, exact match).
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Sliding refresh-token lifetime (default 14 days).
+    pub refresh_token_ttl: Option<Duration>,
+    /// Absolute refresh-token family lifetime (default 90 days).
+    pub refresh_token_max_ttl: Option<Duration>,
+    /// Users must pass MFA.
+    pub require_mfa: bool,
+    /// First-party client: no consent page.
+    pub first_party: bool,
 }
 
 /// A freshly registered (or re-keyed) client, with its secret shown this once.
@@ -274,6 +320,14 @@ impl Authority {
         self.client_cache.clear();
     }
 
+    /// A registered client by id as sent (`None` when malformed or unknown).
+    pub async fn find_client(&self, id: &str) -> Result<Option<Arc<Client>>, ServiceError> {
+        match id.parse::<ClientId>() {
+            Ok(id) => self.cached_client(&id).await,
+            Err(_) => Ok(None),
+        }
+    }
+
     /// A client by id, from the cache or the store.
     pub(crate) async fn cached_client(
         &self,
@@ -303,7 +357,7 @@ impl Authority {
         if req.grant_types.is_empty() {
             return Err(ServiceError::invalid(
                 "grant_type",
-                "at least one is required (supported: client_credentials)",
+                "at least one is required (supported: client_credentials, authorization_code, refresh_token, password)",
             ));
         }
         let mut grant_types = Vec::new();
@@ -311,7 +365,7 @@ impl Authority {
             let gt = GrantType::parse(g).ok_or_else(|| {
                 ServiceError::invalid(
                     "grant_type",
-                    format!("{g:?} is not supported (supported: client_credentials)"),
+                    format!("{g:?} is not supported (supported: client_credentials, authorization_code, refresh_token, password)"),
                 )
             })?;
             if !grant_types.contains(&gt) {
@@ -329,6 +383,46 @@ impl Authority {
             .iter()
             .map(|u| absolute_uri("redirect_uri", u))
             .collect::<Result<Vec<_>, _>>()?;
+        if grant_types.contains(&GrantType::AuthorizationCode) && redirect_uris.is_empty() {
+            return Err(ServiceError::invalid(
+                "redirect_uri",
+                "authorization_code needs at least one redirect URI",
+            ));
+        }
+        if grant_types.contains(&GrantType::RefreshToken)
+            && !grant_types
+                .iter()
+                .any(|g| matches!(g, GrantType::AuthorizationCode | GrantType::Password))
+        {
+            return Err(ServiceError::invalid(
+                "grant_type",
+                "refresh_token needs authorization_code or password (refresh tokens come from them)",
+            ));
+        }
+        let post_logout_redirect_uris = req
+            .post_logout_redirect_uris
+            .iter()
+            .map(|u| absolute_uri("post_logout_redirect_uri", u))
+            .collect::<Result<Vec<_>, _>>()?;
+        let refresh_token_ttl = req
+            .refresh_token_ttl
+            .unwrap_or(Duration::from_secs(14 * 86_400));
+        let refresh_token_max_ttl = req
+            .refresh_token_max_ttl
+            .unwrap_or(Duration::from_secs(90 * 86_400));
+        if refresh_token_ttl < Duration::from_secs(60) || refresh_token_ttl > refresh_token_max_ttl
+        {
+            return Err(ServiceError::invalid(
+                "refresh_token_ttl",
+                "must be at least 1m and at most refresh_token_max_ttl",
+            ));
+        }
+        if refresh_token_max_ttl > Duration::from_secs(3_650 * 86_400) {
+            return Err(ServiceError::invalid(
+                "refresh_token_max_ttl",
+                "must be at most 3650d",
+            ));
+        }
         let scopes = ScopeSet::from_tokens(&req.scopes)
             .map_err(|e| ServiceError::invalid("scope", e.to_string()))?;
         let default_scopes = if req.default_scopes.is_empty() {
@@ -414,6 +508,12 @@ impl Authority {
                 })
                 .transpose()?
                 .map(|r| r.to_string()),
+            post_logout_redirect_uris: serde_json::to_string(&post_logout_redirect_uris)
+                .context("json")?,
+            refresh_token_ttl: refresh_token_ttl.as_secs() as i64,
+            refresh_token_max_ttl: refresh_token_max_ttl.as_secs() as i64,
+            require_mfa: req.require_mfa,
+            first_party: req.first_party,
         };
         self.store.insert_client(&row).await?;
         self.invalidate_clients();

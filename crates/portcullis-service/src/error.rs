@@ -20,6 +20,10 @@ pub enum ServiceError {
     /// The requested resource (audience) is not allowed.
     #[error("{0}")]
     InvalidTarget(String),
+    /// The grant (code, refresh token, password) is invalid, expired, revoked or
+    /// not this client's.
+    #[error("{0}")]
+    InvalidGrant(String),
     /// The client may not do this (grant type not allowed, token not its own).
     #[error("{0}")]
     UnauthorizedClient(String),

@@ -6,6 +6,10 @@
 //!   key published ahead of use, retirement and removal; the in-memory key ring.
 //! - [`clients`]: OAuth client registration and client authentication.
 //! - [`tokens`]: `client_credentials` issuance, introspection, revocation.
+//! - [`passwords`], [`users`], [`signin`]: Argon2id passwords, user management,
+//!   sign-in with throttling, sessions, TOTP, consent.
+//! - [`authorize`]: the authorization code flow, OpenID Connect, and the
+//!   `authorization_code`, `refresh_token` and `password` grants.
 //! - [`error`]: [`ServiceError`], which the server maps to HTTP and the CLI to exit codes.
 #![forbid(unsafe_code)]
 
@@ -13,14 +17,18 @@ pub mod admin;
 pub mod anomaly;
 pub mod apikeys;
 pub mod audit;
+pub mod authorize;
 mod cache;
 pub mod clients;
 pub mod error;
 pub mod gate;
 pub mod keys;
+pub mod passwords;
 pub mod pats;
 pub mod ratelimit;
+pub mod signin;
 pub mod tokens;
+pub mod users;
 pub mod webhooks;
 
 use std::collections::HashMap;
@@ -67,6 +75,8 @@ pub struct AuthorityConfig {
     pub audit_wait_for_issuance: bool,
     /// Anomaly detection.
     pub anomaly: anomaly::AnomalyConfig,
+    /// Sign-in: passwords, sessions, lockout.
+    pub signin: signin::SignInConfig,
 }
 
 impl AuthorityConfig {
@@ -87,6 +97,7 @@ impl AuthorityConfig {
             audit_retention: Duration::from_secs(365 * 86_400),
             audit_wait_for_issuance: false,
             anomaly: anomaly::AnomalyConfig::default(),
+            signin: signin::SignInConfig::default(),
         }
     }
 }
@@ -134,6 +145,10 @@ pub struct Authority {
     pat_usage: std::sync::Mutex<HashMap<String, (i64, Option<String>)>>,
     /// Verification counts per (key, minute, outcome) waiting for the batched flush.
     usage_counts: std::sync::Mutex<HashMap<(String, i64, apikeys::VerifyCode), i64>>,
+    /// Argon2id parameters and the dummy hash for unknown users.
+    hasher: Arc<passwords::PasswordHasherCfg>,
+    /// Sign-in failure counts per account and address.
+    throttle: signin::Throttle,
 }
 
 impl Authority {
@@ -156,7 +171,10 @@ impl Authority {
         let keyring = RwLock::new(Arc::new(KeyRing::empty(&config.issuer, config.leeway)));
         let seq = store.change_seq().await?;
         let rate_policies = config.rate_policies.clone();
+        let hasher = Arc::new(passwords::PasswordHasherCfg::new(config.signin.argon2)?);
         let me = Self {
+            hasher,
+            throttle: signin::Throttle::default(),
             store,
             clock,
             pepper,
@@ -275,6 +293,7 @@ impl Authority {
             .store
             .purge_key_usage(now - self.config.usage_retention.as_secs() as i64)
             .await?;
+        n += self.store.purge_signin(now - self.config.leeway).await?;
         n += self
             .audit_prune(self.config.audit_retention.as_millis() as i64)
             .await?;

@@ -44,6 +44,12 @@ pub struct UserView {
     pub enabled: bool,
     /// Created at.
     pub created_at: i64,
+    /// The user can sign in with a password.
+    pub has_password: bool,
+    /// MFA is required at every sign-in.
+    pub mfa_required: bool,
+    /// An authenticator (TOTP) is enrolled.
+    pub mfa_enrolled: bool,
 }
 
 fn words(s: &str) -> Vec<String> {
@@ -62,6 +68,9 @@ impl From<UserRow> for UserView {
             email: u.email,
             enabled: u.enabled,
             created_at: u.created_at,
+            has_password: u.password_hash.is_some(),
+            mfa_required: u.mfa_required,
+            mfa_enrolled: u.totp_confirmed_at.is_some(),
         }
     }
 }
@@ -129,6 +138,10 @@ pub struct NewUser {
     pub email: Option<String>,
     /// Existing role names.
     pub roles: Vec<String>,
+    /// Initial password (hashed with Argon2id; never stored in clear).
+    pub password: Option<portcullis_core::secret::SecretString>,
+    /// Require MFA at every sign-in.
+    pub mfa_required: bool,
 }
 
 /// Lifetime of a new personal access token.
@@ -214,25 +227,16 @@ impl Authority {
             ));
         }
         if let Some(e) = &req.email {
-            if e.len() > 254
-                || !e.contains('@')
-                || e.chars().any(|c| c.is_whitespace() || c.is_control())
-            {
-                return Err(ServiceError::invalid("email", "not an email address"));
-            }
+            crate::users::check_email(e)?;
         }
-        let known: Vec<String> = self
-            .store
-            .list_roles()
-            .await?
-            .into_iter()
-            .map(|r| r.name)
-            .collect();
-        for r in &req.roles {
-            if !known.contains(r) {
-                return Err(ServiceError::invalid("role", format!("unknown role {r:?}")));
+        self.check_roles(&req.roles).await?;
+        let password_hash = match &req.password {
+            Some(p) => {
+                crate::passwords::check_policy(p)?;
+                Some(crate::passwords::hash(&self.hasher, p).await?)
             }
-        }
+            None => None,
+        };
         if self.store.get_user(&username).await?.is_some() {
             return Err(ServiceError::Conflict(format!(
                 "username {username:?} is taken"
@@ -247,6 +251,11 @@ impl Authority {
             enabled: true,
             created_at: now,
             updated_at: now,
+            password_hash,
+            mfa_required: req.mfa_required,
+            totp_secret_sealed: None,
+            totp_confirmed_at: None,
+            totp_last_step: None,
         };
         self.store.insert_user(&row).await?;
         tracing::info!(user_id = %row.id, "user created");
@@ -259,7 +268,7 @@ impl Authority {
         Ok(row.into())
     }
 
-    async fn user_row(&self, id_or_username: &str) -> Result<UserRow, ServiceError> {
+    pub(crate) async fn user_row(&self, id_or_username: &str) -> Result<UserRow, ServiceError> {
         self.store
             .get_user(id_or_username)
             .await?
@@ -283,7 +292,7 @@ impl Authority {
     }
 
     /// The scopes a user's roles allow.
-    async fn role_scopes(&self, user: &UserRow) -> Result<ScopeSet, ServiceError> {
+    pub(crate) async fn role_scopes(&self, user: &UserRow) -> Result<ScopeSet, ServiceError> {
         let roles = words(&user.roles);
         let mut all = Vec::new();
         for r in self.store.list_roles().await? {

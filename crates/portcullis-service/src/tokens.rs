@@ -193,48 +193,9 @@ impl Authority {
                 Audience::Many(list)
             }
         };
-        let now = self.now();
-        let ttl = client.access_token_ttl.as_secs() as i64;
-        let jti = TokenId::new().to_string();
-        let access_token = match client.token_format {
-            TokenFormat::Jwt => {
-                let claims = AccessTokenClaims {
-                    iss: self.config.issuer.clone(),
-                    sub: client.id.to_string(),
-                    aud,
-                    exp: now + ttl,
-                    iat: now,
-                    jti: jti.clone(),
-                    client_id: client.id.to_string(),
-                    scope: scope.to_string(),
-                };
-                let ring = self.keyring();
-                let key = ring.signer(client.access_token_alg).with_context(|| {
-                    format!("no active {} signing key", client.access_token_alg)
-                })?;
-                SecretString::new(
-                    key.sign_jwt(ACCESS_TOKEN_TYP, &claims)
-                        .context("signing an access token")?,
-                )
-            }
-            TokenFormat::Opaque => {
-                let secret = OpaqueSecret::generate(ACCESS_TOKEN_PREFIX);
-                let row = OpaqueTokenRow {
-                    id: jti.clone(),
-                    digest: self.pepper.digest(secret.expose()).as_str().to_owned(),
-                    kind: KIND_ACCESS.into(),
-                    client_id: client.id.to_string(),
-                    subject: client.id.to_string(),
-                    scope: scope.to_string(),
-                    audience: serde_json::to_string(&aud.to_vec()).context("json")?,
-                    issued_at: now,
-                    expires_at: now + ttl,
-                    revoked_at: None,
-                };
-                self.store.insert_opaque_token(&row).await?;
-                SecretString::new(secret.expose())
-            }
-        };
+        let (access_token, jti, ttl) = self
+            .mint_access(client, &client.id.to_string(), &scope, aud)
+            .await?;
         self.observe_use(
             &crate::anomaly::CredentialRef::Client {
                 client_id: client.id.to_string(),
@@ -265,6 +226,61 @@ impl Authority {
             token_id: jti,
             format: client.token_format,
         })
+    }
+
+    /// Mints an access token for `client` about `sub` in the client's format: a
+    /// signed RFC 9068 JWT, or an opaque `pcat_` token stored as a keyed digest.
+    /// Returns the token, its id and its lifetime in seconds.
+    pub(crate) async fn mint_access(
+        &self,
+        client: &Client,
+        sub: &str,
+        scope: &ScopeSet,
+        aud: Audience,
+    ) -> Result<(SecretString, String, i64), ServiceError> {
+        let now = self.now();
+        let ttl = client.access_token_ttl.as_secs() as i64;
+        let jti = TokenId::new().to_string();
+        let token = match client.token_format {
+            TokenFormat::Jwt => {
+                let claims = AccessTokenClaims {
+                    iss: self.config.issuer.clone(),
+                    sub: sub.to_owned(),
+                    aud,
+                    exp: now + ttl,
+                    iat: now,
+                    jti: jti.clone(),
+                    client_id: client.id.to_string(),
+                    scope: scope.to_string(),
+                };
+                let ring = self.keyring();
+                let key = ring.signer(client.access_token_alg).with_context(|| {
+                    format!("no active {} signing key", client.access_token_alg)
+                })?;
+                SecretString::new(
+                    key.sign_jwt(ACCESS_TOKEN_TYP, &claims)
+                        .context("signing an access token")?,
+                )
+            }
+            TokenFormat::Opaque => {
+                let secret = OpaqueSecret::generate(ACCESS_TOKEN_PREFIX);
+                let row = OpaqueTokenRow {
+                    id: jti.clone(),
+                    digest: self.pepper.digest(secret.expose()).as_str().to_owned(),
+                    kind: KIND_ACCESS.into(),
+                    client_id: client.id.to_string(),
+                    subject: sub.to_owned(),
+                    scope: scope.to_string(),
+                    audience: serde_json::to_string(&aud.to_vec()).context("json")?,
+                    issued_at: now,
+                    expires_at: now + ttl,
+                    revoked_at: None,
+                };
+                self.store.insert_opaque_token(&row).await?;
+                SecretString::new(secret.expose())
+            }
+        };
+        Ok((token, jti, ttl))
     }
 
     /// Finds a live token: signature/checksum valid, not expired, not revoked,

@@ -4,6 +4,7 @@
 //!   the backend is chosen once, at connect time, never per method.
 //! - [`rows`]: plain records as stored. No policy lives here: the service decides,
 //!   the store remembers.
+//! - [`signin`]: sessions, codes, refresh-token families, consent, TOTP state.
 //! - [`sqlite`]: the embedded default (WAL, `synchronous=FULL`, so an acknowledged
 //!   write survives `kill -9` and power loss alike).
 //! - [`StoreError`]: every backend error converted once.
@@ -16,12 +17,16 @@ use std::fmt::Debug;
 use async_trait::async_trait;
 
 pub mod rows;
+pub mod signin;
 pub mod sqlite;
 
 pub use rows::{
     AdminTokenRow, ApiKeyRow, AttemptResult, AttemptRow, AuditAnchorRow, AuditFilter, AuditRow,
     ClientRow, DueDelivery, IpBlockRow, KeyspaceRow, OpaqueTokenRow, OutboxDraft, PatRow,
     RevokedJti, RoleRow, SigningKeyRow, SigningKeyState, UsageRow, UseOutcome, UserRow, WebhookRow,
+};
+pub use signin::{
+    CodeRow, ConsentRow, GrantScope, GrantTokenRow, RefreshRow, SessionRow, SignInStore,
 };
 pub use sqlite::SqliteStore;
 
@@ -73,7 +78,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Everything the service layer persists.
 #[async_trait]
-pub trait Store: WebhookStore + Send + Sync + Debug + 'static {
+pub trait Store: WebhookStore + SignInStore + Send + Sync + Debug + 'static {
     /// Cheap round trip, for `/readyz`.
     async fn ping(&self) -> StoreResult<()>;
 

@@ -109,6 +109,16 @@ pub struct ClientRow {
     pub updated_at: i64,
     /// The client's own rate limit (`N/period`), overriding the class default.
     pub rate_limit: Option<String>,
+    /// Where RP-initiated logout may send the browser, JSON array (exact match).
+    pub post_logout_redirect_uris: String,
+    /// Sliding refresh-token lifetime, seconds.
+    pub refresh_token_ttl: i64,
+    /// Absolute refresh-token family lifetime, seconds.
+    pub refresh_token_max_ttl: i64,
+    /// Users of this client must pass MFA.
+    pub require_mfa: bool,
+    /// First-party client: no consent page.
+    pub first_party: bool,
 }
 
 /// An opaque token as stored: its digest and what it grants, never the token.
@@ -284,6 +294,16 @@ pub struct UserRow {
     pub created_at: i64,
     /// Updated at.
     pub updated_at: i64,
+    /// Argon2id PHC string; `None`: no password sign-in.
+    pub password_hash: Option<String>,
+    /// The user must pass MFA at every sign-in.
+    pub mfa_required: bool,
+    /// TOTP seed sealed under the master key.
+    pub totp_secret_sealed: Option<String>,
+    /// When TOTP enrolment was confirmed; `None`: not enrolled (yet).
+    pub totp_confirmed_at: Option<i64>,
+    /// Last TOTP time step accepted.
+    pub totp_last_step: Option<i64>,
 }
 
 /// A personal access token as stored (its digest, never the token).

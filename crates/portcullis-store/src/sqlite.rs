@@ -57,7 +57,7 @@ impl SqliteStore {
     }
 }
 
-async fn bump(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>) -> StoreResult<()> {
+pub(crate) async fn bump(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>) -> StoreResult<()> {
     sqlx::query("UPDATE change_counter SET seq = seq + 1 WHERE id = 1")
         .execute(&mut **tx)
         .await?;
@@ -131,8 +131,9 @@ impl Store for SqliteStore {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO clients (id, name, secret_digest, secret_hint, grant_types, redirect_uris, scopes, default_scopes,
-                                  audiences, default_audience, token_format, access_token_alg, access_token_ttl, created_at, updated_at, rate_limit)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                  audiences, default_audience, token_format, access_token_alg, access_token_ttl, created_at, updated_at, rate_limit,
+                                  post_logout_redirect_uris, refresh_token_ttl, refresh_token_max_ttl, require_mfa, first_party)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&c.id)
         .bind(&c.name)
@@ -150,6 +151,11 @@ impl Store for SqliteStore {
         .bind(c.created_at)
         .bind(c.updated_at)
         .bind(&c.rate_limit)
+        .bind(&c.post_logout_redirect_uris)
+        .bind(c.refresh_token_ttl)
+        .bind(c.refresh_token_max_ttl)
+        .bind(c.require_mfa)
+        .bind(c.first_party)
         .execute(&mut *tx)
         .await?;
         bump(&mut tx).await?;
@@ -682,7 +688,8 @@ impl Store for SqliteStore {
 
     async fn insert_user(&self, u: &UserRow) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO users (id, username, email, roles, enabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO users (id, username, email, roles, enabled, created_at, updated_at, password_hash, mfa_required)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&u.id)
         .bind(&u.username)
@@ -691,6 +698,8 @@ impl Store for SqliteStore {
         .bind(u.enabled)
         .bind(u.created_at)
         .bind(u.updated_at)
+        .bind(&u.password_hash)
+        .bind(u.mfa_required)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -180,6 +180,12 @@ enum UserCmd {
         /// Role (repeatable).
         #[arg(long = "role", value_name = "R", num_args = 1..)]
         roles: Vec<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Require MFA at every sign-in.
+        #[arg(long)]
+        require_mfa: bool,
     },
     /// List users.
     List,
@@ -188,6 +194,63 @@ enum UserCmd {
         /// Id or username.
         user: String,
     },
+    /// Change a user's email, roles or MFA requirement.
+    Update {
+        /// Id or username.
+        user: String,
+        /// New email (`none` clears it).
+        #[arg(long)]
+        email: Option<String>,
+        /// Roles, replacing the current ones (repeatable).
+        #[arg(long = "role", value_name = "R", num_args = 1..)]
+        roles: Option<Vec<String>>,
+        /// Require MFA (true or false).
+        #[arg(long, value_name = "BOOL")]
+        require_mfa: Option<bool>,
+    },
+    /// Disable a user: every session, refresh token, access token and PAT is revoked at once.
+    Disable {
+        /// Id or username.
+        user: String,
+    },
+    /// Enable a disabled user.
+    Enable {
+        /// Id or username.
+        user: String,
+    },
+    /// Set a user's password (first line of standard input); revokes everything the user holds.
+    SetPassword {
+        /// Id or username.
+        user: String,
+        /// Read the password from standard input (required: never on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Remove a user's authenticator and recovery codes.
+    ResetMfa {
+        /// Id or username.
+        user: String,
+    },
+    /// Delete a user (after revoking everything they hold).
+    Delete {
+        /// Id or username.
+        user: String,
+    },
+}
+
+/// The first line of standard input, without its line ending.
+fn password_from_stdin() -> anyhow::Result<portcullis_core::secret::SecretString> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    let pw = line.trim_end_matches(['\n', '\r']).to_owned();
+    if pw.is_empty() {
+        anyhow::bail!(
+            "--password-stdin: standard input is empty (send the password as its first line)"
+        );
+    }
+    Ok(portcullis_core::secret::SecretString::new(pw))
 }
 
 #[derive(Debug, Subcommand)]
@@ -431,7 +494,8 @@ struct CreateClient {
     /// Display name.
     #[arg(long)]
     name: String,
-    /// Allowed grant type (repeatable). Supported: client_credentials.
+    /// Allowed grant type (repeatable): client_credentials, authorization_code,
+    /// refresh_token, password (the last only for clients that must have it).
     #[arg(long = "grant-type", value_name = "G", required = true, num_args = 1..)]
     grant_types: Vec<String>,
     /// Redirect URI (repeatable), matched exactly.
@@ -465,6 +529,21 @@ struct CreateClient {
     /// (default: ratelimit.token_per_client / forward_auth_per_credential).
     #[arg(long = "rate-limit", value_name = "N/PERIOD")]
     rate_limit: Option<String>,
+    /// Where RP-initiated logout may send the browser (repeatable, matched exactly).
+    #[arg(long = "post-logout-redirect-uri", value_name = "U", num_args = 1..)]
+    post_logout_redirect_uris: Vec<String>,
+    /// Sliding refresh-token lifetime (default 14d).
+    #[arg(long = "refresh-token-ttl", value_name = "DURATION")]
+    refresh_token_ttl: Option<String>,
+    /// Absolute lifetime of a refresh-token family (default 90d).
+    #[arg(long = "refresh-token-max-ttl", value_name = "DURATION")]
+    refresh_token_max_ttl: Option<String>,
+    /// Users must pass MFA to sign in to this client.
+    #[arg(long)]
+    require_mfa: bool,
+    /// A first-party client: users are not asked for consent.
+    #[arg(long)]
+    first_party: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -721,27 +800,91 @@ async fn role(cmd: RoleCmd, settings: &Settings, out: Output) -> anyhow::Result<
     }
 }
 
-const USER_COLUMNS: &[&str] = &["id", "username", "email", "roles", "enabled"];
+const USER_COLUMNS: &[&str] = &[
+    "id",
+    "username",
+    "email",
+    "roles",
+    "enabled",
+    "has_password",
+    "mfa_required",
+    "mfa_enrolled",
+];
 
 async fn user(cmd: UserCmd, settings: &Settings, out: Output) -> anyhow::Result<()> {
+    use portcullis_service::users::UserUpdate;
     let auth = authority(settings).await?;
     match cmd {
         UserCmd::Create {
             username,
             email,
             roles,
+            password_stdin,
+            require_mfa,
         } => {
+            let password = password_stdin.then(password_from_stdin).transpose()?;
             let u = auth
                 .create_user(portcullis_service::pats::NewUser {
                     username,
                     email,
                     roles,
+                    password,
+                    mfa_required: require_mfa,
                 })
                 .await?;
             print(out, &u, USER_COLUMNS)
         }
         UserCmd::List => print(out, &auth.list_users().await?, USER_COLUMNS),
         UserCmd::Show { user } => print(out, &auth.get_user(&user).await?, USER_COLUMNS),
+        UserCmd::Update {
+            user,
+            email,
+            roles,
+            require_mfa,
+        } => {
+            let change = UserUpdate {
+                email: email.map(|e| (e != "none").then_some(e)),
+                roles,
+                mfa_required: require_mfa,
+                enabled: None,
+            };
+            print(out, &auth.update_user(&user, change).await?, USER_COLUMNS)
+        }
+        UserCmd::Disable { user } => {
+            let change = UserUpdate {
+                enabled: Some(false),
+                ..UserUpdate::default()
+            };
+            print(out, &auth.update_user(&user, change).await?, USER_COLUMNS)
+        }
+        UserCmd::Enable { user } => {
+            let change = UserUpdate {
+                enabled: Some(true),
+                ..UserUpdate::default()
+            };
+            print(out, &auth.update_user(&user, change).await?, USER_COLUMNS)
+        }
+        UserCmd::SetPassword { user, .. } => {
+            let pw = password_from_stdin()?;
+            auth.set_password(&user, &pw).await?;
+            print(
+                out,
+                &json!({"user": user, "password_set": true}),
+                &["user", "password_set"],
+            )
+        }
+        UserCmd::ResetMfa { user } => {
+            auth.reset_mfa(&user).await?;
+            print(
+                out,
+                &json!({"user": user, "mfa_reset": true}),
+                &["user", "mfa_reset"],
+            )
+        }
+        UserCmd::Delete { user } => {
+            auth.delete_user(&user).await?;
+            print(out, &json!({"deleted": user}), &["deleted"])
+        }
     }
 }
 
@@ -1006,6 +1149,17 @@ async fn client(cmd: ClientCmd, settings: &Settings, out: Output) -> anyhow::Res
                     access_token_alg: c.access_token_alg,
                     access_token_ttl: ttl,
                     rate_limit: c.rate_limit,
+                    post_logout_redirect_uris: c.post_logout_redirect_uris,
+                    refresh_token_ttl: opt_duration(
+                        "--refresh-token-ttl",
+                        c.refresh_token_ttl.as_deref(),
+                    )?,
+                    refresh_token_max_ttl: opt_duration(
+                        "--refresh-token-max-ttl",
+                        c.refresh_token_max_ttl.as_deref(),
+                    )?,
+                    require_mfa: c.require_mfa,
+                    first_party: c.first_party,
                 })
                 .await?;
             print(out, &created, &["client_id", "name", "client_secret"])

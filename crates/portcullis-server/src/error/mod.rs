@@ -86,6 +86,7 @@ impl OAuthError {
                 Self::invalid_request(m)
             }
             ServiceError::InvalidScope(m) => Self::new(ErrorCode::InvalidScope, m),
+            ServiceError::InvalidGrant(m) => Self::new(ErrorCode::InvalidGrant, m),
             ServiceError::InvalidTarget(m) => Self::new(ErrorCode::InvalidTarget, m),
             ServiceError::UnauthorizedClient(m) => Self::new(ErrorCode::UnauthorizedClient, m),
             ServiceError::Unavailable(cause) => {

@@ -16,21 +16,43 @@ pub const INTROSPECT_PATH: &str = "/oauth/introspect";
 pub const REVOKE_PATH: &str = "/oauth/revoke";
 /// JWKS path.
 pub const JWKS_PATH: &str = "/jwks.json";
+/// Authorization endpoint path.
+pub const AUTHORIZE_PATH: &str = "/oauth/authorize";
+/// UserInfo endpoint path.
+pub const USERINFO_PATH: &str = "/userinfo";
+/// RP-initiated logout (`end_session_endpoint`) path.
+pub const LOGOUT_PATH: &str = "/oauth/logout";
 
-/// The metadata document for `issuer`.
+/// The metadata document for `issuer` (RFC 8414 and OpenID Connect Discovery 1.0).
 pub fn document(issuer: &str) -> Value {
+    use portcullis_service::signin::{ACR_MFA, ACR_PWD};
     let auth_methods = ["client_secret_basic", "client_secret_post"];
     json!({
         "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}{AUTHORIZE_PATH}"),
         "token_endpoint": format!("{issuer}{TOKEN_PATH}"),
+        "userinfo_endpoint": format!("{issuer}{USERINFO_PATH}"),
+        "end_session_endpoint": format!("{issuer}{LOGOUT_PATH}"),
         "jwks_uri": format!("{issuer}{JWKS_PATH}"),
         "introspection_endpoint": format!("{issuer}{INTROSPECT_PATH}"),
         "revocation_endpoint": format!("{issuer}{REVOKE_PATH}"),
-        "grant_types_supported": ["client_credentials"],
-        "response_types_supported": [],
-        "token_endpoint_auth_methods_supported": auth_methods,
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", "password"],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": true,
+        "scopes_supported": portcullis_service::authorize::PROTOCOL_SCOPES,
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": [portcullis_service::authorize::ID_TOKEN_ALG.as_str()],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp", "sid", "at_hash", "preferred_username", "name", "updated_at", "email", "email_verified"],
+        "acr_values_supported": [ACR_PWD, ACR_MFA],
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
+        "claims_parameter_supported": false,
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "introspection_endpoint_auth_methods_supported": auth_methods,
-        "revocation_endpoint_auth_methods_supported": auth_methods,
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "access_token_signing_alg_values_supported": ["EdDSA", "ES256", "RS256", "PS256"],
     })
 }

@@ -22,6 +22,7 @@ async fn personal_access_tokens_live_within_roles_and_policy_and_die_on_offboard
             username: "ada".into(),
             email: Some("ada@example.com".into()),
             roles: vec!["viewer".into()],
+            ..NewUser::default()
         })
         .await
         .expect("user");
@@ -148,6 +149,7 @@ async fn bad_users_and_tokens_are_refused_and_write_nothing() {
                 username: "ok".into(),
                 email: Some("nope".into()),
                 roles: vec![],
+                ..NewUser::default()
             },
             "email",
         ),
@@ -156,6 +158,7 @@ async fn bad_users_and_tokens_are_refused_and_write_nothing() {
                 username: "ok".into(),
                 email: None,
                 roles: vec!["ghost".into()],
+                ..NewUser::default()
             },
             "role",
         ),

@@ -20,6 +20,11 @@ fn client(id: &str) -> ClientRow {
         created_at: 1,
         updated_at: 1,
         rate_limit: None,
+        post_logout_redirect_uris: "[]".into(),
+        refresh_token_ttl: 1_209_600,
+        refresh_token_max_ttl: 7_776_000,
+        require_mfa: false,
+        first_party: false,
     }
 }
 

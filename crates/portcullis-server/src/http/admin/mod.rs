@@ -40,7 +40,7 @@ pub(crate) fn duration(field: &'static str, s: Option<&str>) -> Result<Option<Du
     paths(
         keyspaces::create, keyspaces::list, keyspaces::show, keyspaces::patch, keyspaces::delete,
         keys::create, keys::list, keys::show, keys::patch, keys::revoke, keys::verify, keys::roll, keys::usage, keys::leaked, keys::delete,
-        users::create, users::show, users::create_token, users::list_tokens, users::revoke_all, users::revoke_token,
+        users::create, users::list, users::update, users::set_password, users::reset_mfa, users::delete, users::show, users::create_token, users::list_tokens, users::revoke_all, users::revoke_token,
         users::my_tokens, users::revoke_my_token,
         audit::list,
         webhooks::create, webhooks::list, webhooks::delete, webhooks::deliveries,

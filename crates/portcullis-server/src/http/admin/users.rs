@@ -21,6 +21,41 @@ pub struct CreateUser {
     email: Option<String>,
     #[serde(default)]
     roles: Vec<String>,
+    /// Initial password (at least 8 characters); stored only as an Argon2id hash.
+    #[schema(value_type = Option<String>, format = Password)]
+    password: Option<String>,
+    /// Require MFA at every sign-in.
+    #[serde(default)]
+    mfa_required: bool,
+}
+
+/// `PATCH /api/v1/users/{id}` body: fields left out stay as they are.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    /// New email; `null` clears it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    email: Option<Option<String>>,
+    roles: Option<Vec<String>>,
+    /// `false` disables the user and revokes everything they hold.
+    enabled: Option<bool>,
+    mfa_required: Option<bool>,
+}
+
+fn double_option<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<String>>, D::Error> {
+    Ok(Some(Option::deserialize(d)?))
+}
+
+/// `PUT /api/v1/users/{id}/password` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetPassword {
+    /// The new password; every session, refresh token, access token and PAT of the user is revoked.
+    #[schema(format = Password)]
+    password: String,
 }
 
 /// `POST /api/v1/users/{id}/tokens` body.
@@ -61,6 +96,8 @@ pub async fn create(
             username: b.username,
             email: b.email,
             roles: b.roles,
+            password: b.password.map(portcullis_core::secret::SecretString::new),
+            mfa_required: b.mfa_required,
         })
         .await?;
     Ok((StatusCode::CREATED, Json(u)).into_response())
@@ -234,4 +271,143 @@ pub async fn revoke_my_token(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     Ok(Json(state.authority().revoke_own_pat(&me.0, &id).await?).into_response())
+}
+
+/// All users.
+#[utoipa::path(
+    get,
+    path = "/api/v1/users",
+    operation_id = "users_list",
+    responses(
+        (status = 200, body = [UserView]),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("admin_token" = ["users:read"])),
+    tag = "users"
+)]
+pub async fn list(State(state): State<AppState>, admin: Admin) -> Result<Response, Problem> {
+    admin.require("users:read")?;
+    Ok(Json(state.authority().list_users().await?).into_response())
+}
+
+/// Change a user's email, roles, enabled flag or MFA requirement. Disabling
+/// revokes every session and token of the user at once.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/users/{id}",
+    operation_id = "users_update",
+    params(("id" = String, Path, description = "user id or username")),
+    request_body = UpdateUser,
+    responses(
+        (status = 200, body = UserView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "unknown user", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid input", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("admin_token" = ["users:write"])),
+    tag = "users"
+)]
+pub async fn update(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<UpdateUser>,
+) -> Result<Response, Problem> {
+    admin.require("users:write")?;
+    let u = state
+        .authority()
+        .update_user(
+            &id,
+            portcullis_service::users::UserUpdate {
+                email: b.email,
+                roles: b.roles,
+                mfa_required: b.mfa_required,
+                enabled: b.enabled,
+            },
+        )
+        .await?;
+    Ok(Json(u).into_response())
+}
+
+/// Set a user's password; revokes every session and token of the user.
+#[utoipa::path(
+    put,
+    path = "/api/v1/users/{id}/password",
+    operation_id = "users_set_password",
+    params(("id" = String, Path, description = "user id or username")),
+    request_body = SetPassword,
+    responses(
+        (status = 204, description = "password set; everything the user held is revoked"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "unknown user", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "password outside the policy", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("admin_token" = ["users:write"])),
+    tag = "users"
+)]
+pub async fn set_password(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    ApiJson(b): ApiJson<SetPassword>,
+) -> Result<Response, Problem> {
+    admin.require("users:write")?;
+    state
+        .authority()
+        .set_password(&id, &portcullis_core::secret::SecretString::new(b.password))
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Remove a user's authenticator and recovery codes (they enrol again at next sign-in if MFA is required).
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{id}/mfa/reset",
+    operation_id = "users_reset_mfa",
+    params(("id" = String, Path, description = "user id or username")),
+    responses(
+        (status = 204, description = "authenticator removed; sessions and tokens revoked"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "unknown user", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("admin_token" = ["users:write"])),
+    tag = "users"
+)]
+pub async fn reset_mfa(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    admin.require("users:write")?;
+    state.authority().reset_mfa(&id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Delete a user, after revoking everything they hold.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/users/{id}",
+    operation_id = "users_delete",
+    params(("id" = String, Path, description = "user id or username")),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "unknown user", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("admin_token" = ["users:write"])),
+    tag = "users"
+)]
+pub async fn delete(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    admin.require("users:write")?;
+    state.authority().delete_user(&id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

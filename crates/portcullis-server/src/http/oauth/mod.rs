@@ -4,6 +4,7 @@
 pub mod introspect;
 pub mod revoke;
 pub mod token;
+pub mod userinfo;
 
 use std::sync::Arc;
 
@@ -40,6 +41,31 @@ pub(crate) async fn authenticate(
         client,
         basic: creds.basic,
     })
+}
+
+/// Authenticates the caller of the token endpoint: a confidential client with its
+/// secret, or a public client by `client_id` alone (`token_endpoint_auth_method`
+/// `none`, RFC 6749 §2.1) when it sent no credentials at all.
+pub(crate) async fn authenticate_any(
+    state: &AppState,
+    headers: &HeaderMap,
+    form: &mut OAuthForm,
+) -> Result<Authenticated, OAuthError> {
+    let has_header = headers.contains_key(header::AUTHORIZATION);
+    if !has_header && form.get("client_secret").is_none() {
+        if let Some(id) = form.get("client_id") {
+            let client = state
+                .authority()
+                .authenticate_public_client(id)
+                .await
+                .map_err(|e| OAuthError::from_service(e, false))?;
+            return Ok(Authenticated {
+                client,
+                basic: false,
+            });
+        }
+    }
+    authenticate(state, headers, form).await
 }
 
 /// JSON with `Cache-Control: no-store` and `Pragma: no-cache`, as token responses require.

@@ -6,7 +6,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use portcullis_service::tokens::Revoked;
 
-use super::{authenticate, Authenticated};
+use super::{authenticate_any, Authenticated};
 use crate::error::OAuthError;
 use crate::extract::OAuthForm;
 use crate::state::AppState;
@@ -20,13 +20,19 @@ pub async fn revoke(
     let Authenticated {
         client: caller,
         basic,
-    } = authenticate(&state, &headers, &mut form).await?;
+    } = authenticate_any(&state, &headers, &mut form).await?;
     let auth = state.authority();
     let token = form.require("token")?;
-    let outcome = auth
-        .revoke(&caller, token)
+    let fail = |e| OAuthError::from_service(e, basic);
+    // Refresh tokens revoke their whole grant; everything else is an access token.
+    let outcome = match auth
+        .revoke_refresh_token(&caller, token)
         .await
-        .map_err(|e| OAuthError::from_service(e, basic))?;
+        .map_err(fail)?
+    {
+        Some(o) => o,
+        None => auth.revoke(&caller, token).await.map_err(fail)?,
+    };
     if outcome == Revoked::Nothing {
         tracing::debug!(client_id = %caller.id, "revocation of an unknown or inactive token");
     }

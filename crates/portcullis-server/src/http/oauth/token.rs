@@ -1,15 +1,17 @@
-//! `POST /oauth/token` (RFC 6749 §3.2). Grants: `client_credentials`.
+//! `POST /oauth/token` (RFC 6749 §3.2). Grants: `client_credentials`,
+//! `authorization_code` (PKCE), `refresh_token` (rotating) and `password` (opt-in).
 
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use portcullis_core::oauth::{ErrorCode, GrantType};
 use portcullis_core::scope::ScopeSet;
+use portcullis_core::secret::SecretString;
 use portcullis_service::ratelimit::{Partition, RouteClass};
 use portcullis_service::tokens::ClientCredentialsRequest;
 use serde::Serialize;
 
-use super::{authenticate, echo, no_store, Authenticated};
+use super::{authenticate, authenticate_any, echo, no_store, Authenticated};
 use crate::error::OAuthError;
 use crate::extract::OAuthForm;
 use crate::state::AppState;
@@ -21,6 +23,10 @@ struct TokenResponse<'a> {
     expires_in: i64,
     #[serde(skip_serializing_if = "str::is_empty")]
     scope: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id_token: Option<&'a str>,
 }
 
 /// Checks an RFC 8707 `resource`: an absolute URI without a fragment.
@@ -48,12 +54,19 @@ pub async fn token(
         return Err(OAuthError::new(
             ErrorCode::UnsupportedGrantType,
             format!(
-                "grant_type {} is not supported (supported: client_credentials)",
+                "grant_type {} is not supported (supported: client_credentials, authorization_code, refresh_token, password)",
                 echo(grant)
             ),
         ));
     };
-    let Authenticated { client, basic } = authenticate(&state, &headers, &mut form).await?;
+    // Public clients (no secret) may redeem codes and refresh tokens; every other
+    // grant needs a confidential client.
+    let Authenticated { client, basic } = match grant {
+        GrantType::AuthorizationCode | GrantType::RefreshToken => {
+            authenticate_any(&state, &headers, &mut form).await?
+        }
+        _ => authenticate(&state, &headers, &mut form).await?,
+    };
     let auth = state.authority();
     let limited = auth
         .rate_check(
@@ -72,16 +85,51 @@ pub async fn token(
         .map(ScopeSet::parse)
         .transpose()
         .map_err(|e| OAuthError::new(ErrorCode::InvalidScope, e.to_string()))?;
-    let resources = form
-        .resources()
-        .iter()
-        .map(|r| resource(r))
-        .collect::<Result<Vec<_>, _>>()?;
-    let issued = match grant {
-        GrantType::ClientCredentials => auth
-            .issue_client_credentials(&client, ClientCredentialsRequest { scope, resources })
-            .await
-            .map_err(|e| OAuthError::from_service(e, basic))?,
+    let fail = |e| OAuthError::from_service(e, basic);
+    let (issued, refresh, id_token) = match grant {
+        GrantType::ClientCredentials => {
+            let resources = form
+                .resources()
+                .iter()
+                .map(|r| resource(r))
+                .collect::<Result<Vec<_>, _>>()?;
+            let t = auth
+                .issue_client_credentials(&client, ClientCredentialsRequest { scope, resources })
+                .await
+                .map_err(fail)?;
+            (t, None, None)
+        }
+        GrantType::AuthorizationCode => {
+            let code = form.require("code")?.to_owned();
+            let t = auth
+                .exchange_code(
+                    &client,
+                    &code,
+                    form.get("redirect_uri"),
+                    form.get("code_verifier"),
+                )
+                .await
+                .map_err(fail)?;
+            (t.access, t.refresh_token, t.id_token)
+        }
+        GrantType::RefreshToken => {
+            let rt = form.take("refresh_token").ok_or_else(|| {
+                OAuthError::invalid_request("missing required parameter \"refresh_token\"")
+            })?;
+            let t = auth.refresh(&client, &rt, scope).await.map_err(fail)?;
+            (t.access, t.refresh_token, t.id_token)
+        }
+        GrantType::Password => {
+            let username = form.require("username")?.to_owned();
+            let password = SecretString::new(form.take("password").ok_or_else(|| {
+                OAuthError::invalid_request("missing required parameter \"password\"")
+            })?);
+            let t = auth
+                .password_grant(&client, &username, &password, scope)
+                .await
+                .map_err(fail)?;
+            (t.access, t.refresh_token, t.id_token)
+        }
         _ => {
             return Err(OAuthError::new(
                 ErrorCode::UnsupportedGrantType,
@@ -99,6 +147,8 @@ pub async fn token(
         token_type: "Bearer",
         expires_in: issued.expires_in,
         scope: &scope,
+        refresh_token: refresh.as_ref().map(SecretString::expose),
+        id_token: id_token.as_deref(),
     });
     if let Some(o) = &limited {
         crate::ratelimit::add_headers(&mut res, o);

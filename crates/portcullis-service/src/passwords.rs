@@ -1,0 +1,237 @@
+//! Password hashing with Argon2id (RFC 9106), OWASP's parameters by default
+//! (19 MiB, 2 passes, 1 lane), off the async runtime (`spawn_blocking`): one hash
+//! takes tens of milliseconds of CPU and must not stall other requests.
+//!
+//! An unknown user is checked against a dummy hash made with the same
+//! parameters, so the time of an answer does not tell whether the user exists.
+
+use std::sync::{Arc, OnceLock};
+
+use anyhow::Context;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use portcullis_core::secret::SecretString;
+
+use crate::ServiceError;
+
+/// Argon2id parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Params {
+    /// Memory, KiB.
+    pub memory_kib: u32,
+    /// Passes.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+impl Default for Argon2Params {
+    /// OWASP Password Storage Cheat Sheet: m=19456 (19 MiB), t=2, p=1.
+    fn default() -> Self {
+        Self {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+/// Shortest and longest password accepted (NIST SP 800-63B: at least 8; a cap
+/// keeps a megabyte "password" from costing a megabyte of hashing).
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// See [`MIN_PASSWORD_CHARS`].
+pub const MAX_PASSWORD_BYTES: usize = 1_024;
+
+/// The hasher: parameters and the dummy hash for unknown users.
+#[derive(Debug)]
+pub struct PasswordHasherCfg {
+    params: Argon2Params,
+    dummy: OnceLock<String>,
+}
+
+impl PasswordHasherCfg {
+    /// A hasher with `params` (validated).
+    pub fn new(params: Argon2Params) -> Result<Self, ServiceError> {
+        Params::new(
+            params.memory_kib,
+            params.iterations,
+            params.parallelism,
+            None,
+        )
+        .map_err(|e| {
+            ServiceError::invalid("argon2", format!("invalid Argon2id parameters: {e}"))
+        })?;
+        Ok(Self {
+            params,
+            dummy: OnceLock::new(),
+        })
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> Argon2Params {
+        self.params
+    }
+
+    fn argon2(p: Argon2Params) -> anyhow::Result<Argon2<'static>> {
+        let params = Params::new(p.memory_kib, p.iterations, p.parallelism, None)
+            .map_err(|e| anyhow::anyhow!("argon2 params: {e}"))?;
+        Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+    }
+
+    /// Hashes on the calling thread (use [`hash`] from async code).
+    pub fn hash_blocking(p: Argon2Params, password: &str) -> anyhow::Result<String> {
+        let mut salt = [0u8; 16];
+        aws_lc_rs::rand::fill(&mut salt).map_err(|_| anyhow::anyhow!("no randomness"))?;
+        let salt = SaltString::encode_b64(&salt).map_err(|e| anyhow::anyhow!("salt: {e}"))?;
+        Ok(Self::argon2(p)?
+            .hash_password(password.as_bytes(), &salt)
+            .map_err(|e| anyhow::anyhow!("argon2: {e}"))?
+            .to_string())
+    }
+
+    /// Verifies on the calling thread: the parameters come from the stored hash.
+    pub fn verify_blocking(hash: &str, password: &str) -> bool {
+        match PasswordHash::new(hash) {
+            Ok(parsed) => Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    /// True when `hash` was made with other parameters than the configured ones
+    /// (it is then re-hashed at the next successful sign-in).
+    pub fn needs_rehash(&self, hash: &str) -> bool {
+        let Ok(parsed) = PasswordHash::new(hash) else {
+            return true;
+        };
+        let Ok(p) = Params::try_from(&parsed) else {
+            return true;
+        };
+        parsed.algorithm.as_str() != "argon2id"
+            || p.m_cost() != self.params.memory_kib
+            || p.t_cost() != self.params.iterations
+            || p.p_cost() != self.params.parallelism
+    }
+}
+
+/// Checks a new password against the policy; the message names the field.
+pub fn check_policy(password: &SecretString) -> Result<(), ServiceError> {
+    let p = password.expose();
+    if p.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(ServiceError::invalid(
+            "password",
+            format!("must be at least {MIN_PASSWORD_CHARS} characters"),
+        ));
+    }
+    if p.len() > MAX_PASSWORD_BYTES {
+        return Err(ServiceError::invalid(
+            "password",
+            format!("must be at most {MAX_PASSWORD_BYTES} bytes"),
+        ));
+    }
+    if p.chars().any(char::is_control) {
+        return Err(ServiceError::invalid(
+            "password",
+            "must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Hashes `password` off the runtime.
+pub async fn hash(
+    cfg: &PasswordHasherCfg,
+    password: &SecretString,
+) -> Result<String, ServiceError> {
+    let p = cfg.params;
+    let pw = password.clone();
+    Ok(
+        tokio::task::spawn_blocking(move || PasswordHasherCfg::hash_blocking(p, pw.expose()))
+            .await
+            .context("password hashing task")??,
+    )
+}
+
+/// Verifies `password` against `hash`, or against the dummy hash when there is none,
+/// off the runtime. Always costs one Argon2id computation.
+pub async fn verify(
+    cfg: &Arc<PasswordHasherCfg>,
+    hash: Option<&str>,
+    password: &SecretString,
+) -> Result<bool, ServiceError> {
+    let cfg = cfg.clone();
+    let stored = hash.map(str::to_owned);
+    let pw = password.clone();
+    let ok = tokio::task::spawn_blocking(move || -> anyhow::Result<bool> {
+        let real = stored.is_some();
+        let h = match stored {
+            Some(h) => h,
+            None => match cfg.dummy.get() {
+                Some(d) => d.clone(),
+                None => {
+                    let d = PasswordHasherCfg::hash_blocking(cfg.params, "portcullis-dummy")?;
+                    cfg.dummy.get_or_init(|| d).clone()
+                }
+            },
+        };
+        Ok(PasswordHasherCfg::verify_blocking(&h, pw.expose()) && real)
+    })
+    .await
+    .context("password verification task")??;
+    Ok(ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fast() -> Argon2Params {
+        Argon2Params {
+            memory_kib: 1_024,
+            iterations: 1,
+            parallelism: 1,
+        }
+    }
+
+    #[test]
+    fn a_hash_verifies_its_password_only_and_is_argon2id() {
+        let h = PasswordHasherCfg::hash_blocking(fast(), "correct horse").expect("hash");
+        assert!(h.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"), "{h}");
+        assert!(PasswordHasherCfg::verify_blocking(&h, "correct horse"));
+        assert!(!PasswordHasherCfg::verify_blocking(&h, "correct horsE"));
+        assert!(!PasswordHasherCfg::verify_blocking("not a hash", "x"));
+        let cfg = PasswordHasherCfg::new(fast()).expect("cfg");
+        assert!(!cfg.needs_rehash(&h));
+        let other = PasswordHasherCfg::new(Argon2Params::default()).expect("cfg");
+        assert!(other.needs_rehash(&h));
+    }
+
+    #[test]
+    fn the_policy_names_the_field() {
+        for bad in ["short", "\u{7}bell-in-it", &"x".repeat(2_000)] {
+            let e = check_policy(&SecretString::new(bad)).expect_err(bad);
+            assert!(e.to_string().starts_with("invalid password:"), "{e}");
+        }
+        assert!(check_policy(&SecretString::new("long enough")).is_ok());
+    }
+
+    #[test]
+    fn bad_parameters_are_refused() {
+        assert!(PasswordHasherCfg::new(Argon2Params {
+            memory_kib: 1,
+            iterations: 1,
+            parallelism: 1
+        })
+        .is_err());
+    }
+
+    #[tokio::test]
+    async fn unknown_users_cost_a_verification_and_never_pass() {
+        let cfg = Arc::new(PasswordHasherCfg::new(fast()).expect("cfg"));
+        let pw = SecretString::new("portcullis-dummy");
+        assert!(!verify(&cfg, None, &pw).await.expect("verify"));
+        let h = hash(&cfg, &pw).await.expect("hash");
+        assert!(verify(&cfg, Some(&h), &pw).await.expect("verify"));
+    }
+}

@@ -367,6 +367,10 @@ impl Authority {
                 )
             })? as i64),
         };
+        // max_age=0 means "authenticate now" (as prompt=login).
+        if max_age == Some(0) {
+            prompt.login = true;
+        }
         if p.nonce.as_deref().is_some_and(|n| n.len() > 512) {
             return Err(err(
                 ErrorCode::InvalidRequest,

@@ -349,7 +349,8 @@ impl Authority {
         if let Some(c) = client_id {
             e = e.client(c);
         }
-        self.audit_enqueue(e).await;
+        // Awaited: every failure is on record before the answer (they are rate limited).
+        self.audit(e).await?;
         self.observe_failure(ip.or_else(crate::audit::current_ip), Some(username))
             .await?;
         Ok(())
@@ -462,12 +463,12 @@ impl Authority {
         };
         if !ok {
             self.throttle.fail(acct, now, cfg, cfg.lockout_threshold);
-            self.audit_enqueue(
+            self.audit(
                 AuditEvent::new("mfa.failed")
                     .outcome(Outcome::Failure, "wrong code")
                     .subject(session.user.id.clone()),
             )
-            .await;
+            .await?;
             self.observe_failure(crate::audit::current_ip(), Some(&session.user.username))
                 .await?;
             return Ok(Err(LoginRefusal::Invalid));

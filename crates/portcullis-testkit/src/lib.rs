@@ -82,6 +82,10 @@ impl TestAppBuilder {
             dir.path().join("portcullis.db").display()
         );
         settings.keys.master_key_file = dir.path().join("master.key");
+        // The cheapest Argon2id the config accepts, so sign-in tests stay fast on
+        // two cores; the benchmarks and one test use the production parameters.
+        settings.signin.argon2_memory_kib = 8 * 1024;
+        settings.signin.argon2_iterations = 1;
         (self.tweak)(&mut settings);
         settings.validate().expect("test settings are valid");
         let clock = ManualClock::starting_now();
@@ -244,6 +248,220 @@ impl TestApp {
         let res = self.post_form("/oauth/introspect", &body, Some(c)).await;
         assert_eq!(res.status(), 200, "introspection failed");
         res.json().await.expect("json")
+    }
+}
+
+/// A browser for sign-in flows: its own cookie jar, no redirects followed.
+#[derive(Debug, Clone)]
+pub struct TestBrowser {
+    /// The HTTP client (cookie-keeping, non-redirecting).
+    pub http: reqwest::Client,
+    base: String,
+}
+
+/// PKCE verifier used by the helpers (43+ unreserved characters).
+pub const VERIFIER: &str = "test-verifier-0123456789-abcdefghijklmnopqrstuvwxyz";
+
+impl TestBrowser {
+    /// GET a path (or absolute URL) on the server.
+    pub async fn get(&self, path_or_url: &str) -> reqwest::Response {
+        let url = if path_or_url.starts_with("http") {
+            path_or_url.to_owned()
+        } else {
+            format!("{}{path_or_url}", self.base)
+        };
+        self.http.get(url).send().await.expect("get")
+    }
+
+    /// POST a form to a path.
+    pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .form(form)
+            .send()
+            .await
+            .expect("post")
+    }
+
+    /// GETs `path` and returns the CSRF token of the page's first form.
+    pub async fn csrf(&self, path: &str) -> String {
+        let html = self.get(path).await.text().await.expect("html");
+        field(&html, "csrf").unwrap_or_else(|| panic!("no csrf field on {path}: {html}"))
+    }
+
+    /// Signs in through `/login` and returns where the server sends the browser next.
+    pub async fn sign_in(&self, username: &str, password: &str, next: &str) -> reqwest::Response {
+        let csrf = self
+            .csrf(&format!("/login?continue={}", urlencode(next)))
+            .await;
+        self.post(
+            "/login",
+            &[
+                ("csrf", &csrf),
+                ("username", username),
+                ("password", password),
+                ("continue", next),
+            ],
+        )
+        .await
+    }
+}
+
+/// The value of the first `<input name="{name}" value="…">` of a page.
+pub fn field(html: &str, name: &str) -> Option<String> {
+    let pat = format!("name=\"{name}\" value=\"");
+    let start = html.find(&pat)? + pat.len();
+    let end = html[start..].find('"')? + start;
+    Some(
+        html[start..end]
+            .replace("&quot;", "\"")
+            .replace("&#39;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&"),
+    )
+}
+
+/// The `Location` header of a response.
+pub fn location(res: &reqwest::Response) -> String {
+    res.headers()
+        .get("location")
+        .unwrap_or_else(|| panic!("no Location on a {} response", res.status()))
+        .to_str()
+        .expect("location")
+        .to_owned()
+}
+
+/// A query parameter of a URL.
+pub fn query_param(url: &str, name: &str) -> Option<String> {
+    let u = reqwest::Url::parse(url)
+        .or_else(|_| reqwest::Url::parse(&format!("http://x{url}")))
+        .ok()?;
+    u.query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+impl TestApp {
+    /// A fresh browser (empty cookie jar).
+    pub fn browser(&self) -> TestBrowser {
+        TestBrowser {
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("http client"),
+            base: self.base.clone(),
+        }
+    }
+
+    /// Creates a user with a password, and a role `member` allowing `scopes`.
+    pub async fn user(&self, username: &str, password: &str, scopes: &[&str]) -> String {
+        let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+        self.authority
+            .put_role("member", &scopes)
+            .await
+            .expect("role");
+        self.authority
+            .create_user(portcullis_service::pats::NewUser {
+                username: username.into(),
+                email: Some(format!("{username}@example.com")),
+                roles: vec!["member".into()],
+                password: Some(portcullis_core::secret::SecretString::new(password)),
+                mfa_required: false,
+            })
+            .await
+            .expect("user")
+            .id
+    }
+
+    /// A confidential web-app client for the code flow with redirect URI
+    /// `https://app.test/cb`, scopes `openid profile email offline_access read write`.
+    pub fn web_app(name: &str) -> NewClient {
+        NewClient {
+            name: name.into(),
+            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+            redirect_uris: vec!["https://app.test/cb".into()],
+            post_logout_redirect_uris: vec!["https://app.test/bye".into()],
+            scopes: [
+                "openid",
+                "profile",
+                "email",
+                "offline_access",
+                "read",
+                "write",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            ..NewClient::default()
+        }
+    }
+
+    /// The authorization URL for `client` with `scope`, state `st` and PKCE [`VERIFIER`].
+    pub fn authorize_url(&self, client_id: &str, scope: &str, extra: &str) -> String {
+        let challenge = portcullis_core::pkce::CodeChallenge::of_verifier(VERIFIER);
+        format!(
+            "/oauth/authorize?response_type=code&client_id={client_id}&redirect_uri={}&scope={}&state=st-123&nonce=n-456&code_challenge={}&code_challenge_method=S256{extra}",
+            urlencode("https://app.test/cb"),
+            urlencode(scope),
+            challenge.as_str()
+        )
+    }
+
+    /// Runs the whole browser side of the code flow for a signed-out browser: sign
+    /// in, allow on the consent page when asked; returns the redirect to the client.
+    pub async fn code_flow(
+        &self,
+        b: &TestBrowser,
+        client_id: &str,
+        scope: &str,
+        user: (&str, &str),
+    ) -> String {
+        let start = self.authorize_url(client_id, scope, "");
+        let res = b.get(&start).await;
+        assert_eq!(
+            res.status(),
+            303,
+            "authorize sends a signed-out browser to sign in"
+        );
+        let login = location(&res);
+        let next = query_param(&login, "continue").expect("continue");
+        let res = b.sign_in(user.0, user.1, &next).await;
+        assert_eq!(res.status(), 303, "sign-in succeeds");
+        let res = b.get(&location(&res)).await;
+        let res = if res.status() == 200 {
+            let html = res.text().await.expect("consent page");
+            let csrf = field(&html, "csrf").expect("consent csrf");
+            let request = field(&html, "request").expect("consent request");
+            b.post(
+                "/oauth/authorize",
+                &[
+                    ("csrf", &csrf),
+                    ("request", &request),
+                    ("decision", "allow"),
+                ],
+            )
+            .await
+        } else {
+            res
+        };
+        assert_eq!(res.status(), 303, "consent or remembered consent redirects");
+        location(&res)
+    }
+
+    /// Exchanges `code` at the token endpoint as `c` (Basic) with [`VERIFIER`].
+    pub async fn exchange(&self, c: &TestClient, code: &str) -> reqwest::Response {
+        self.post_form(
+            "/oauth/token",
+            &format!(
+                "grant_type=authorization_code&code={}&redirect_uri={}&code_verifier={VERIFIER}",
+                urlencode(code),
+                urlencode("https://app.test/cb")
+            ),
+            Some(c),
+        )
+        .await
     }
 }
 

@@ -17,8 +17,38 @@ async fn both_discovery_documents_list_real_endpoints_only() {
         assert_eq!(d["issuer"], app.base.as_str());
         assert_eq!(
             d["grant_types_supported"],
-            serde_json::json!(["client_credentials"])
+            serde_json::json!([
+                "authorization_code",
+                "refresh_token",
+                "client_credentials",
+                "password"
+            ])
         );
+        assert_eq!(d["response_types_supported"], serde_json::json!(["code"]));
+        assert_eq!(
+            d["code_challenge_methods_supported"],
+            serde_json::json!(["S256"])
+        );
+        assert_eq!(d["authorization_response_iss_parameter_supported"], true);
+        assert_eq!(
+            d["id_token_signing_alg_values_supported"],
+            serde_json::json!(["RS256"])
+        );
+        // The browser-facing endpoints exist (a bare GET is an error page or a
+        // challenge, never a 404).
+        for ep in [
+            "authorization_endpoint",
+            "userinfo_endpoint",
+            "end_session_endpoint",
+        ] {
+            let url = d[ep].as_str().expect(ep);
+            let r = app.http.get(url).send().await.expect("get");
+            assert!(
+                matches!(r.status().as_u16(), 200 | 400 | 401),
+                "{ep} -> {}",
+                r.status()
+            );
+        }
         for ep in [
             "token_endpoint",
             "introspection_endpoint",

@@ -11,6 +11,7 @@ mod nginx;
 mod ops;
 mod process;
 mod revoke;
+mod signin;
 mod token;
 mod util;
 mod webhooks;

@@ -240,10 +240,17 @@ async fn malformed_requests_get_the_rfc6749_error_and_change_nothing() {
         ),
         (
             "unsupported grant",
-            "grant_type=password&username=a&password=b".into(),
+            "grant_type=implicit&username=a&password=b".into(),
             Some(&c),
             400,
             "unsupported_grant_type",
+        ),
+        (
+            "a grant this client may not use (password is opt-in)",
+            "grant_type=password&username=a&password=b".into(),
+            Some(&c),
+            400,
+            "unauthorized_client",
         ),
         (
             "unknown grant",

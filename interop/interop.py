@@ -8,6 +8,11 @@ database, registers clients with the CLI, then:
   * PyJWT (with `cryptography`) verifies each JWT against the published JWKS,
     for every algorithm Portcullis signs with (EdDSA, ES256, RS256, PS256);
   * Authlib introspects and revokes, and the revocation shows at once;
+  * Authlib, as an OpenID Connect relying party, signs a user in with the
+    authorization code flow and PKCE S256 found by discovery (a `requests`
+    session plays the browser on the login and consent pages), validates the ID
+    token with its own CodeIDToken rules (signature by JWKS, iss, aud, nonce,
+    at_hash, exp), reads /userinfo, refreshes (rotation) and sees reuse refused;
   * openapi-spec-validator accepts the admin API's OpenAPI 3.1 document;
   * a webhook receiver built on Python's http.server gets the revocations, and the
     verification recipe printed in the README (executed from the README itself)
@@ -80,6 +85,68 @@ def start_receiver():
     return srv, got
 
 
+def field(html, name):
+    m = re.search(r'name="%s" value="([^"]*)"' % re.escape(name), html)
+    return m.group(1).replace("&quot;", '"').replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&") if m else None
+
+
+def relying_party(meta, rp, issuer):
+    """Authlib as an OpenID Connect RP: code + PKCE by discovery, ID token validated."""
+    from authlib.common.security import generate_token
+    from authlib.jose import JsonWebKey, jwt as ajwt
+    from authlib.oidc.core import CodeIDToken
+
+    for k in ["authorization_endpoint", "userinfo_endpoint", "end_session_endpoint"]:
+        check(f"discovery lists {k}", meta.get(k, "").startswith(issuer), meta.get(k))
+    check("discovery: S256 only", meta.get("code_challenge_methods_supported") == ["S256"])
+    session = OAuth2Session(rp["client_id"], rp["client_secret"], scope="openid profile email offline_access read",
+                            redirect_uri="https://rp.test/cb", code_challenge_method="S256",
+                            token_endpoint_auth_method="client_secret_basic")
+    verifier = generate_token(64)
+    nonce = generate_token(20)
+    uri, state = session.create_authorization_url(meta["authorization_endpoint"], code_verifier=verifier, nonce=nonce)
+    browser = requests.Session()
+    r = browser.get(uri, allow_redirects=False)
+    check("authorize sends a signed-out user to the login page", r.status_code == 303 and r.headers["location"].startswith("/login?"), r.headers.get("location"))
+    login = browser.get(issuer + r.headers["location"])
+    check("login page has labelled fields", 'for="username"' in login.text and 'for="password"' in login.text)
+    r = browser.post(f"{issuer}/login", data={"csrf": field(login.text, "csrf"), "username": "grace",
+                                              "password": "hopper-1906-cobol", "continue": field(login.text, "continue")},
+                     allow_redirects=False)
+    check("password sign-in accepted", r.status_code == 303, r.status_code)
+    consent = browser.get(issuer + r.headers["location"], allow_redirects=False)
+    check("consent page lists the scopes in words", consent.status_code == 200 and "See your email address" in consent.text)
+    r = browser.post(f"{issuer}/oauth/authorize", data={"csrf": field(consent.text, "csrf"), "request": field(consent.text, "request"),
+                                                       "decision": "allow"}, allow_redirects=False)
+    callback = r.headers.get("location", "")
+    check("consent redirects to the registered redirect URI", callback.startswith("https://rp.test/cb?"), callback)
+    from urllib.parse import parse_qs, urlparse
+    q = parse_qs(urlparse(callback).query)
+    check("state comes back untouched", q.get("state") == [state], q.get("state"))
+    check("iss in the authorization response (RFC 9207)", q.get("iss") == [issuer], q.get("iss"))
+    token = session.fetch_token(meta["token_endpoint"], authorization_response=callback, code_verifier=verifier)
+    check("authlib redeemed the code with PKCE", "access_token" in token and "id_token" in token, list(token))
+    jwks = JsonWebKey.import_key_set(requests.get(meta["jwks_uri"]).json())
+    claims = ajwt.decode(token["id_token"], jwks, claims_cls=CodeIDToken,
+                         claims_options={"iss": {"essential": True, "values": [issuer]},
+                                         "aud": {"essential": True, "values": [rp["client_id"]]}},
+                         claims_params={"nonce": nonce, "client_id": rp["client_id"], "access_token": token["access_token"]})
+    try:
+        claims.validate(leeway=30)
+        check("authlib CodeIDToken validates the ID token (sig, iss, aud, nonce, at_hash, exp)", True)
+    except Exception as e:  # noqa: BLE001 - any validation error fails the check
+        check("authlib CodeIDToken validates the ID token (sig, iss, aud, nonce, at_hash, exp)", False, repr(e))
+    check("ID token header is RS256", claims.header.get("alg") == "RS256", claims.header)
+    ui = session.get(meta["userinfo_endpoint"]).json()
+    check("userinfo names the user", ui.get("preferred_username") == "grace" and ui.get("email") == "grace@example.com", ui)
+    old = token["refresh_token"]
+    new = session.refresh_token(meta["token_endpoint"], refresh_token=old)
+    check("authlib refreshed; the refresh token rotated", new.get("refresh_token") not in (None, old), list(new))
+    r = requests.post(meta["token_endpoint"], data={"grant_type": "refresh_token", "refresh_token": old},
+                      auth=(rp["client_id"], rp["client_secret"]))
+    check("a rotated refresh token is refused (invalid_grant)", r.status_code == 400 and r.json().get("error") == "invalid_grant", r.text)
+
+
 def main():
     binary = os.path.abspath(sys.argv[1])
     work = tempfile.mkdtemp(prefix="portcullis-interop-")
@@ -103,6 +170,15 @@ def main():
                            "--scope", "read", "--scope", "write", "--access-token-alg", alg)
     opaque = cli("client", "create", "--name", "interop-opaque", "--grant-type", "client_credentials",
                  "--scope", "read", "--token-format", "opaque")
+
+    rp = cli("client", "create", "--name", "interop-rp", "--grant-type", "authorization_code",
+             "--grant-type", "refresh_token", "--redirect-uri", "https://rp.test/cb",
+             "--scope", "openid", "--scope", "profile", "--scope", "email", "--scope", "offline_access",
+             "--scope", "read")
+    cli("role", "put", "--name", "reader", "--scope", "read")
+    subprocess.run([binary, "user", "create", "--username", "grace", "--email", "grace@example.com",
+                    "--role", "reader", "--password-stdin"], env=env, cwd=work, input="hopper-1906-cobol\n",
+                   capture_output=True, text=True, check=True)
 
     receiver, deliveries = start_receiver()
     hook = cli("webhook", "create", "--url", f"http://127.0.0.1:{receiver.server_address[1]}/hook",
@@ -155,6 +231,8 @@ def main():
                     check(f"{alg} {method}: PyJWT rejects a forged signature", False)
                 except jwt.InvalidSignatureError:
                     check(f"{alg} {method}: PyJWT rejects a forged signature", True)
+
+        relying_party(oidc, rp, issuer)
 
         # Introspection and revocation through Authlib, JWT and opaque.
         for label, c in [("jwt", clients["ES256"]), ("opaque", opaque)]:

@@ -3,6 +3,7 @@
 //! durability, logging and shutdown.
 
 mod admin_api;
+mod browser;
 mod cli;
 mod discovery;
 mod gatekeeper;

@@ -20,6 +20,7 @@ use crate::extract::OAuthForm;
 use crate::state::AppState;
 
 /// Reads the authorization request's parameters.
+#[expect(clippy::result_large_err, reason = "the error is the finished page")]
 fn params(query: &str) -> Result<AuthorizeParams, Response> {
     let f = OAuthForm::parse(query.as_bytes()).map_err(|_| {
         error_page(

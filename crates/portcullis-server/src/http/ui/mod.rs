@@ -182,6 +182,7 @@ impl Browser {
 
     /// Checks the form's CSRF token; a browser that arrived without its id cookie
     /// cannot pass.
+    #[expect(clippy::result_large_err, reason = "the error is the finished page")]
     pub fn check_csrf(&self, state: &AppState, form: &OAuthForm) -> Result<(), Response> {
         let ok = !self.new_id
             && form

@@ -14,6 +14,7 @@ import datetime
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -113,8 +114,9 @@ class Portcullis:
 
 
 def oha(url, duration, conns, method="GET", body=None, basic=None, rate=None, bearer=None,
-        content_type="application/x-www-form-urlencoded", headers=()):
-    cmd = ["oha", "--no-tui", "--output-format", "json", "-z", f"{duration}s", "-c", str(conns), "-m", method]
+        content_type="application/x-www-form-urlencoded", headers=(), ok_class="2"):
+    cmd = ["oha", "--no-tui", "--output-format", "json", "-z", f"{duration}s", "-c", str(conns), "-m", method,
+           "--redirect", "0"]
     for h in headers:
         cmd += ["-H", h]
     if body is not None:
@@ -128,7 +130,7 @@ def oha(url, duration, conns, method="GET", body=None, basic=None, rate=None, be
     out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True)
     r = json.loads(out.stdout)
     codes = r.get("statusCodeDistribution", {})
-    ok = sum(v for k, v in codes.items() if k.startswith("2"))
+    ok = sum(v for k, v in codes.items() if k.startswith(ok_class))
     total = sum(codes.values()) or 1
     pct = r.get("latencyPercentiles", {})
     return {
@@ -194,10 +196,14 @@ def main():
     ap.add_argument("--quick", action="store_true", help="3 s runs instead of 10 s")
     ap.add_argument("--skip-criterion", action="store_true")
     ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--only", choices=["signin"], help="run only the sign-in scenarios (login, password grant, refresh)")
     args = ap.parse_args()
     args.duration, args.warmup = (3, 1) if args.quick else (10, 2)
     if not shutil.which("oha"):
         raise SystemExit("oha not found (bench/run installs it)")
+    if args.only == "signin":
+        write_signin_markdown(signin_bench(args))
+        return
 
     work = tempfile.mkdtemp(prefix="portcullis-bench-")
     port, base_port = free_port(), free_port()
@@ -329,7 +335,120 @@ def main():
         json.dump(result, f, indent=2)
     svg(rows, os.path.join(RESULTS, "loadtest.svg"))
     write_markdown(result)
+    write_signin_markdown(signin_bench(args))
     print(open(os.path.join(ROOT, "BENCHMARKS.md")).read().split("<!-- results:start -->")[1].split("<!-- results:end -->")[0])
+
+
+REFRESH_BIN = os.path.join(ROOT, "target", "release", "portcullis-bench-refresh")
+
+
+def loadgen(*argv):
+    out = subprocess.run([REFRESH_BIN, *argv], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def signin_bench(args):
+    """Password sign-in against raw Argon2id (B3 over HTTP), and the refresh grant
+    against the sign-only baseline (B2), each pair in the same run."""
+    print("sign-in: fresh server, default (OWASP) Argon2id, login rate limits off", flush=True)
+    work = tempfile.mkdtemp(prefix="portcullis-bench-signin-")
+    pc = Portcullis(work, free_port())
+    for k in ["LOGIN_PER_IP", "LOGIN_PER_ACCOUNT"]:
+        pc.env[f"PORTCULLIS_RATELIMIT_{k}"] = "off"
+    pc.start()
+    pc.cli("role", "put", "--name", "reader", "--scope", "read")
+    password = "bench-password-1"
+    subprocess.run([BIN, "user", "create", "--username", "bench", "--role", "reader", "--password-stdin"],
+                   env=pc.env, cwd=work, input=password + "\n", capture_output=True, text=True, check=True)
+    c = pc.cli("client", "create", "--name", "bench-login", "--grant-type", "password", "--grant-type",
+               "refresh_token", "--scope", "read", "--scope", "offline_access", "--access-token-alg", "ES256")
+    cc = pc.cli("client", "create", "--name", "bench-cc", "--grant-type", "client_credentials", "--scope", "read",
+                "--access-token-alg", "ES256")
+    time.sleep(1.5)
+    base_port = free_port()
+    base = subprocess.Popen([BASE_BIN, f"127.0.0.1:{base_port}"], stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    u, b = f"http://127.0.0.1:{pc.port}", f"http://127.0.0.1:{base_port}"
+    # A browser's cookie and the login form's CSRF token, once; oha then replays the form.
+    conn = http.client.HTTPConnection("127.0.0.1", pc.port)
+    conn.request("GET", "/login")
+    res = conn.getresponse()
+    cookie = res.getheader("set-cookie").split(";")[0]
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', res.read().decode()).group(1)
+    form = f"csrf={csrf}&username=bench&password={password}&continue=%2Faccount"
+    basic = f"{c['client_id']}:{c['client_secret']}"
+    conns = args.connections
+    rows = []
+
+    def run(name, url, **kw):
+        print(f"  {name}: warm-up {args.warmup}s, run {args.duration}s x {conns} connections", flush=True)
+        oha(url, args.warmup, conns, **kw)
+        r = oha(url, args.duration, conns, **kw)
+        if r["ok_ratio"] < 0.999:
+            raise SystemExit(f"{name}: only {r['ok_ratio']:.3%} expected answers: {r['status_codes']}")
+        rows.append({"scenario": name, **r})
+        return r
+
+    b3 = run("B3 Argon2id verify (OWASP m=19456 t=2 p=1), axum + spawn_blocking", f"{b}/argon2", method="POST", body="")
+    login = run("password sign-in, POST /login (303 + new session)", f"{u}/login", method="POST", body=form,
+                headers=[f"Cookie: {cookie}"], ok_class="3")
+    grant = run("password grant, POST /oauth/token", f"{u}/oauth/token", method="POST",
+                body=f"grant_type=password&username=bench&password={password}&scope=read", basic=basic)
+    print("  refresh grant and its baselines (portcullis-bench-refresh, same generator for all three)", flush=True)
+    d, w = str(args.duration), str(args.warmup)
+    b2 = loadgen("--static", "--url", f"{b}/sign/ES256", "-c", str(conns), "-d", d, "-w", w)
+    ccr = loadgen("--static", "--url", f"{u}/oauth/token", "--basic", f"{cc['client_id']}:{cc['client_secret']}",
+                  "--body", "grant_type=client_credentials", "-c", str(conns), "-d", d, "-w", w)
+    ref = loadgen("--url", f"{u}/oauth/token", "--basic", basic, "--user", "bench", "--password", password,
+                  "-c", str(conns), "-d", d, "-w", w)
+    rss = rss_kb(pc.proc.pid, "VmHWM") / 1024
+    pc.stop()
+    base.terminate()
+    base.wait()
+    cores = os.cpu_count() or 1
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{cores} cores, {platform_mem()}", "connections": conns, "duration_s": args.duration,
+        "warmup_s": args.warmup, "cores": cores, "b3": b3, "login": login, "password_grant": grant,
+        "b2_sign_es256": b2, "client_credentials": ccr, "refresh": ref, "peak_rss_mb": rss,
+    }
+
+
+def write_signin_markdown(r):
+    cores = r["cores"]
+    lr, gr = r["login"]["rps"] / r["b3"]["rps"], r["password_grant"]["rps"] / r["b3"]["rps"]
+    rows = [
+        ("B3 Argon2id verify, OWASP parameters (axum + spawn_blocking)", r["b3"], "baseline", "—"),
+        ("password sign-in `POST /login` (Argon2id + new session + audit record, 303)", r["login"],
+         f"{lr:.0%} of B3", f"≥ 90%: {verdict(lr >= 0.9)}"),
+        ("password grant `POST /oauth/token` (Argon2id + ES256 token)", r["password_grant"], f"{gr:.0%} of B3", "—"),
+    ]
+    lines = [f"Run {r['date']} on {r['machine']}; {r['connections']} connections, {r['warmup_s']} s warm-up then "
+             f"{r['duration_s']} s per run; server and load generator share the cores.", "",
+             "| scenario (oha) | req/s | per core | p50 ms | p99 ms | ratio | target |", "|---|---:|---:|---:|---:|---:|---|"]
+    for name, x, ratio, tgt in rows:
+        lines.append(f"| {name} | {x['rps']:.1f} | {x['rps'] / cores:.1f} | {x['p50_ms']:.1f} | {x['p99_ms']:.1f} | {ratio} | {tgt} |")
+    b2, cc, ref = r["b2_sign_es256"], r["client_credentials"], r["refresh"]
+    rr = ref["rps"] / b2["rps"]
+    per_core = ref["rps"] / cores
+    lines += ["", "| scenario (portcullis-bench-refresh, closed loop) | req/s | per core | p50 ms | p99 ms | ratio to B2 | target |",
+              "|---|---:|---:|---:|---:|---:|---|",
+              f"| B2 sign-only ES256 | {b2['rps']:.0f} | {b2['rps'] / cores:.0f} | {b2['p50_ms']:.2f} | {b2['p99_ms']:.2f} | baseline | — |",
+              f"| client_credentials ES256 | {cc['rps']:.0f} | {cc['rps'] / cores:.0f} | {cc['p50_ms']:.2f} | {cc['p99_ms']:.2f} | {cc['rps'] / b2['rps']:.0%} | — |",
+              f"| refresh_token with rotation (SQLite, durable) | {ref['rps']:.0f} | {per_core:.0f} | {ref['p50_ms']:.2f} | {ref['p99_ms']:.2f} | {rr:.0%} | ≥ 1,200/s per core: {verdict(per_core >= 1200)} |",
+              "", f"Server peak RSS over the sign-in runs: {r['peak_rss_mb']:.0f} MB."]
+    path = os.path.join(ROOT, "BENCHMARKS.md")
+    text = open(path).read()
+    block = "\n".join(lines)
+    if "<!-- signin:start -->" not in text:
+        text += "\n## Sign-in and refresh\n\n<!-- signin:start -->\n<!-- signin:end -->\n"
+    head, rest = text.split("<!-- signin:start -->")
+    _, tail = rest.split("<!-- signin:end -->")
+    with open(path, "w") as f:
+        f.write(f"{head}<!-- signin:start -->\n{block}\n<!-- signin:end -->{tail}")
+    with open(os.path.join(RESULTS, "signin.json"), "w") as f:
+        json.dump(r, f, indent=2)
+    print(block)
 
 
 def platform_mem():

@@ -4,6 +4,11 @@
 //! - `POST /sign/{alg}`: signs a JWT with the same claims shape, key type and crypto
 //!   crate as a `client_credentials` token, and returns it in a token-response body (B2).
 //!
+//! - `POST /argon2`: verifies one password against an Argon2id hash made with the
+//!   OWASP parameters Portcullis uses by default, off the runtime (`spawn_blocking`),
+//!   through the same `portcullis_service::passwords` code as sign-in (B3 over HTTP:
+//!   the raw hash rate a login can at best reach on this machine).
+//!
 //! Usage: `portcullis-bench-baseline 127.0.0.1:PORT`
 #![forbid(unsafe_code)]
 
@@ -23,6 +28,25 @@ use serde_json::{json, Value};
 struct Keys {
     es256: SigningKey,
     eddsa: SigningKey,
+    /// Argon2id hash of [`PASSWORD`] with the default (OWASP) parameters.
+    argon2: String,
+}
+
+/// The password `/argon2` verifies.
+const PASSWORD: &str = "bench-password-1";
+
+async fn argon2(State(keys): State<Arc<Keys>>) -> Result<Json<Value>, StatusCode> {
+    let hash = keys.argon2.clone();
+    let ok = tokio::task::spawn_blocking(move || {
+        portcullis_service::passwords::PasswordHasherCfg::verify_blocking(&hash, PASSWORD)
+    })
+    .await
+    .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+    if ok {
+        Ok(Json(json!({"ok": true})))
+    } else {
+        Err(StatusCode::UNAUTHORIZED)
+    }
 }
 
 async fn trivial() -> Json<Value> {
@@ -69,10 +93,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let keys = Arc::new(Keys {
         es256: SigningKey::generate(SigningAlg::ES256)?.0,
         eddsa: SigningKey::generate(SigningAlg::EdDSA)?.0,
+        argon2: portcullis_service::passwords::PasswordHasherCfg::hash_blocking(
+            portcullis_service::passwords::Argon2Params::default(),
+            PASSWORD,
+        )?,
     });
     let app = Router::new()
         .route("/trivial", get(trivial))
         .route("/sign/{alg}", post(sign))
+        .route("/argon2", post(argon2))
         .with_state(keys);
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     eprintln!("baseline listening on {addr}");

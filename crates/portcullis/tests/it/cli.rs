@@ -499,3 +499,76 @@ fn audit_verify_tail_and_export_and_a_tampered_row_is_named() {
         "{err}"
     );
 }
+
+/// Runs the CLI with `input` on standard input.
+fn run_with_stdin(c: &mut std::process::Command, input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = c
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
+#[test]
+fn users_get_passwords_from_stdin_and_are_updated_disabled_and_deleted() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let create = |input: &str, name: &str| {
+        run_with_stdin(
+            cli(dir.path()).args(["user", "create", "--username", name, "--password-stdin"]),
+            input,
+        )
+    };
+    // Bad input: no password, a short one; nothing is created.
+    let out = create("", "ada");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("standard input is empty"));
+    let out = create("short\n", "ada");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid password: must be at least 8"));
+    let list = json_ok(&run(cli(dir.path()).args(["user", "list"])));
+    assert_eq!(list, serde_json::json!([]), "nothing half-written");
+    // The first line is the password; it never appears in the output.
+    let u = json_ok(&create("long enough password\nsecond line\n", "ada"));
+    assert_eq!(u["has_password"], true);
+    assert_eq!(u["mfa_enrolled"], false);
+    let u = json_ok(&run(cli(dir.path()).args([
+        "user",
+        "update",
+        "ada",
+        "--require-mfa",
+        "true",
+        "--email",
+        "ada@example.com",
+    ])));
+    assert_eq!(
+        (u["mfa_required"].clone(), u["email"].clone()),
+        (
+            serde_json::json!(true),
+            serde_json::json!("ada@example.com")
+        )
+    );
+    let out = run_with_stdin(
+        cli(dir.path()).args(["user", "set-password", "ada", "--password-stdin"]),
+        "another long password\n",
+    );
+    assert_eq!(json_ok(&out)["password_set"], true);
+    let u = json_ok(&run(cli(dir.path()).args(["user", "disable", "ada"])));
+    assert_eq!(u["enabled"], false);
+    let u = json_ok(&run(cli(dir.path()).args(["user", "enable", "ada"])));
+    assert_eq!(u["enabled"], true);
+    let bad = run(cli(dir.path()).args(["user", "update", "ada", "--role", "ghost"]));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown role"));
+    json_ok(&run(cli(dir.path()).args(["user", "delete", "ada"])));
+    let gone = run(cli(dir.path()).args(["user", "show", "ada"]));
+    assert!(!gone.status.success());
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("not found"));
+}

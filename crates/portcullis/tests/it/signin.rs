@@ -1081,3 +1081,65 @@ async fn step_up_with_acr_values_asks_for_the_second_factor() {
         Some("interaction_required")
     );
 }
+
+#[tokio::test]
+async fn no_sign_in_secret_is_stored_in_clear() {
+    use portcullis_core::clock::Clock;
+    let (app, c, _) = app_with_user().await;
+    let b = app.browser();
+    let redirect = app
+        .code_flow(&b, &c.id, "openid offline_access read", ("alice", PW))
+        .await;
+    let code = query_param(&redirect, "code").expect("code");
+    let t: Value = app.exchange(&c, &code).await.json().await.expect("json");
+    // Enrol TOTP to have a seed and recovery codes stored.
+    let html = b.get("/account/mfa").await.text().await.expect("enrol");
+    let secret = secret_of(&html);
+    let csrf = field(&html, "csrf").expect("csrf");
+    let codes = b
+        .post(
+            "/account/mfa",
+            &[
+                ("csrf", &csrf),
+                ("code", &totp_code(&secret, app.clock.now())),
+                ("continue", "/account"),
+            ],
+        )
+        .await
+        .text()
+        .await
+        .expect("codes");
+    let recovery = codes
+        .split("<li>")
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .expect("a code")
+        .replace('-', "");
+    let bytes = app.database_bytes();
+    let hay = String::from_utf8_lossy(&bytes);
+    assert!(
+        hay.contains("$argon2id$"),
+        "positive control: the password hash is there"
+    );
+    for (what, s) in [
+        ("password", PW),
+        ("authorization code", &code[code.len() - 30..]),
+        (
+            "refresh token",
+            &t["refresh_token"].as_str().expect("rt")[20..],
+        ),
+        ("TOTP seed (base32)", &secret),
+        ("recovery code", &recovery),
+    ] {
+        assert!(
+            !hay.contains(s),
+            "{what} found in clear in the database files"
+        );
+    }
+    // The TOTP seed is not there in raw bytes either.
+    let raw = totp_rs::Secret::Encoded(secret).to_bytes().expect("b32");
+    assert!(
+        !bytes.windows(raw.len()).any(|w| w == raw.as_slice()),
+        "raw TOTP seed in the database"
+    );
+}

@@ -930,3 +930,145 @@ async fn the_audit_trail_over_http_names_the_admin_and_pages_with_a_cursor() {
         assert!(body.to_string().contains(field), "{q}: {body}");
     }
 }
+
+#[tokio::test]
+async fn users_are_updated_disabled_given_passwords_and_deleted_over_http() {
+    use reqwest::Method;
+    let app = TestApp::spawn().await;
+    let t = admin(&app, &["users:write", "users:read"]).await;
+    let read_only = admin(&app, &["users:read"]).await;
+    app.authority
+        .put_role("dev", &["repo:read".into()])
+        .await
+        .expect("role");
+    let (s, u, _) = call(
+        &app,
+        Method::POST,
+        "/api/v1/users",
+        Some(&t),
+        Some(json!({"username": "ada", "password": "long enough pw", "roles": ["dev"]})),
+    )
+    .await;
+    assert_eq!(s, 201, "{u}");
+    assert_eq!(u["has_password"], true);
+    assert!(
+        !u.to_string().contains("long enough pw"),
+        "the password is never echoed"
+    );
+    // Bad inputs: each a problem+json naming the field, nothing changed.
+    for (body, field) in [
+        (json!({"username": "bob", "password": "short"}), "password"),
+        (json!({"username": "bob", "roles": ["ghost"]}), "role"),
+    ] {
+        let (s, p, h) = call(&app, Method::POST, "/api/v1/users", Some(&t), Some(body)).await;
+        assert_eq!(s, 422, "{p}");
+        assert_eq!(h["content-type"], "application/problem+json");
+        assert!(p["detail"].as_str().expect("detail").contains(field), "{p}");
+    }
+    let (s, list, _) = call(&app, Method::GET, "/api/v1/users", Some(&t), None).await;
+    assert_eq!(
+        (s, list.as_array().map(Vec::len)),
+        (200, Some(1)),
+        "bob was not created"
+    );
+    let (s, _, _) = call(
+        &app,
+        Method::PATCH,
+        "/api/v1/users/ada",
+        Some(&read_only),
+        Some(json!({"enabled": false})),
+    )
+    .await;
+    assert_eq!(s, 403, "users:read may not write");
+    let (s, p, _) = call(
+        &app,
+        Method::PATCH,
+        "/api/v1/users/ada",
+        Some(&t),
+        Some(json!({"enabled": false, "surprise": 1})),
+    )
+    .await;
+    assert_eq!(s, 422, "unknown fields are refused: {p}");
+    let (s, u, _) = call(
+        &app,
+        Method::PATCH,
+        "/api/v1/users/ada",
+        Some(&t),
+        Some(json!({"enabled": false, "mfa_required": true, "email": "ada@example.com"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{u}");
+    assert_eq!(
+        (
+            u["enabled"].clone(),
+            u["mfa_required"].clone(),
+            u["email"].clone()
+        ),
+        (json!(false), json!(true), json!("ada@example.com"))
+    );
+    let (s, u, _) = call(
+        &app,
+        Method::PATCH,
+        "/api/v1/users/ada",
+        Some(&t),
+        Some(json!({"email": null, "enabled": true})),
+    )
+    .await;
+    assert_eq!(
+        (s, u["email"].clone(), u["enabled"].clone()),
+        (200, Value::Null, json!(true))
+    );
+    let (s, p, _) = call(
+        &app,
+        Method::PUT,
+        "/api/v1/users/ada/password",
+        Some(&t),
+        Some(json!({"password": "x"})),
+    )
+    .await;
+    assert_eq!(s, 422, "{p}");
+    let (s, _, _) = call(
+        &app,
+        Method::PUT,
+        "/api/v1/users/ada/password",
+        Some(&t),
+        Some(json!({"password": "a different long one"})),
+    )
+    .await;
+    assert_eq!(s, 204);
+    let b = app.browser();
+    assert_eq!(
+        b.sign_in("ada", "a different long one", "/account")
+            .await
+            .status(),
+        303,
+        "the new password signs in"
+    );
+    let (s, _, _) = call(
+        &app,
+        Method::POST,
+        "/api/v1/users/ghost/mfa/reset",
+        Some(&t),
+        None,
+    )
+    .await;
+    assert_eq!(s, 404);
+    let (s, _, _) = call(
+        &app,
+        Method::POST,
+        "/api/v1/users/ada/mfa/reset",
+        Some(&t),
+        None,
+    )
+    .await;
+    assert_eq!(s, 204);
+    assert_eq!(
+        b.get("/account").await.status(),
+        303,
+        "an MFA reset ends the user's sessions"
+    );
+    let (s, _, _) = call(&app, Method::DELETE, "/api/v1/users/ada", Some(&t), None).await;
+    assert_eq!(s, 204);
+    let (s, _, _) = call(&app, Method::DELETE, "/api/v1/users/ada", Some(&t), None).await;
+    assert_eq!(s, 404);
+}

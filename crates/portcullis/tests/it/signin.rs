@@ -1143,3 +1143,76 @@ async fn no_sign_in_secret_is_stored_in_clear() {
         "raw TOTP seed in the database"
     );
 }
+
+#[tokio::test]
+async fn sessions_end_when_idle_or_too_old() {
+    let app = TestApp::builder()
+        .settings(|s| {
+            s.signin.session_idle = std::time::Duration::from_secs(600);
+            s.signin.session_ttl = std::time::Duration::from_secs(1_500);
+        })
+        .spawn()
+        .await;
+    app.user("alice", PW, &["read"]).await;
+    let b = app.browser();
+    b.sign_in("alice", PW, "/account").await;
+    // Used every 9 minutes: it lives on, up to its absolute lifetime.
+    for _ in 0..2 {
+        app.clock.advance(540);
+        assert_eq!(b.get("/account").await.status(), 200);
+    }
+    app.clock.advance(540);
+    assert_eq!(b.get("/account").await.status(), 303, "past session_ttl");
+    let b = app.browser();
+    b.sign_in("alice", PW, "/account").await;
+    app.clock.advance(601);
+    assert_eq!(
+        b.get("/account").await.status(),
+        303,
+        "idle past session_idle"
+    );
+}
+
+#[tokio::test]
+async fn withdrawing_consent_on_the_account_page_revokes_the_apps_tokens() {
+    let (app, c, uid) = app_with_user().await;
+    let b = app.browser();
+    let redirect = app
+        .code_flow(&b, &c.id, "openid offline_access read", ("alice", PW))
+        .await;
+    let t = tokens(&app, &c, &redirect).await;
+    let page = b.get("/account").await.text().await.expect("account");
+    assert!(page.contains("web"), "the app is listed: {page}");
+    let csrf = field(&page, "csrf").expect("csrf");
+    let res = b
+        .post(
+            "/account/consents/revoke",
+            &[("csrf", &csrf), ("client_id", &c.id)],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    assert!(app
+        .authority
+        .list_consents(&uid)
+        .await
+        .expect("consents")
+        .is_empty());
+    assert_eq!(
+        app.introspect(&c, t["access_token"].as_str().expect("at"))
+            .await["active"],
+        false
+    );
+    let rt = t["refresh_token"].as_str().expect("rt");
+    let r = app
+        .post_form(
+            "/oauth/token",
+            &format!("grant_type=refresh_token&refresh_token={rt}"),
+            Some(&c),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    // The next authorization asks again.
+    let res = b.get(&app.authorize_url(&c.id, "openid read", "")).await;
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.expect("html").contains("Allow access?"));
+}

@@ -465,6 +465,24 @@ impl TestApp {
     }
 }
 
+/// The TOTP code (RFC 6238: SHA-1, 6 digits, 30 s) of a base32 seed at time `at`.
+pub fn totp_code(secret_b32: &str, at: i64) -> String {
+    let secret = totp_rs::Secret::Encoded(secret_b32.to_owned())
+        .to_bytes()
+        .expect("base32 seed");
+    totp_rs::TOTP::new(
+        totp_rs::Algorithm::SHA1,
+        6,
+        1,
+        30,
+        secret,
+        None,
+        "test".into(),
+    )
+    .expect("totp")
+    .generate(at as u64)
+}
+
 /// Percent-encodes a form value.
 pub fn urlencode(s: &str) -> String {
     s.bytes()

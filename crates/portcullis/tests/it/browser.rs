@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fantoccini::{ClientBuilder, Locator};
-use portcullis_testkit::{query_param, urlencode, TestApp, TestClient, VERIFIER};
+use portcullis_testkit::{query_param, totp_code, urlencode, TestApp, TestClient, VERIFIER};
 use serde_json::{json, Value};
 
 struct Driver(Child);
@@ -64,21 +64,73 @@ async fn app_server() -> (String, Arc<Mutex<Vec<String>>>) {
     (base, seen)
 }
 
-fn totp_now(secret_b32: &str, at: i64) -> String {
-    let secret = totp_rs::Secret::Encoded(secret_b32.to_owned())
-        .to_bytes()
-        .expect("base32");
-    totp_rs::TOTP::new(
-        totp_rs::Algorithm::SHA1,
-        6,
-        1,
-        30,
-        secret,
-        None,
-        "ada".into(),
+async fn wait_for(b: &fantoccini::Client, css: &str) {
+    b.wait()
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("waiting for {css}: {e}"));
+}
+
+async fn text(b: &fantoccini::Client, css: &str) -> String {
+    b.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .text()
+        .await
+        .expect("text")
+}
+
+async fn fill(b: &fantoccini::Client, css: &str, value: &str) {
+    b.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .send_keys(value)
+        .await
+        .expect("type");
+}
+
+async fn click(b: &fantoccini::Client, css: &str) {
+    b.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .expect("click");
+}
+
+async fn shot(b: &fantoccini::Client, name: &str) {
+    std::fs::write(
+        artifacts().join(name),
+        b.screenshot().await.expect("screenshot"),
     )
-    .expect("totp")
-    .generate(at as u64)
+    .expect("save screenshot");
+}
+
+async fn sign_in(b: &fantoccini::Client, user: &str, password: &str) {
+    fill(b, "#username", user).await;
+    fill(b, "#password", password).await;
+    click(b, "button[type=submit]").await;
+}
+
+/// Waits for the app's page, checks the callback's `state`, and exchanges its code.
+async fn at_the_app(
+    b: &fantoccini::Client,
+    app: &TestApp,
+    client: &TestClient,
+    cb: &str,
+    seen: &Mutex<Vec<String>>,
+    state: &str,
+) -> Value {
+    wait_for(b, "#app").await;
+    let q = seen
+        .lock()
+        .expect("lock")
+        .last()
+        .cloned()
+        .expect("callback");
+    let url = format!("{cb}?{q}");
+    assert_eq!(query_param(&url, "state").as_deref(), Some(state));
+    exchange(app, client, cb, &query_param(&url, "code").expect("code")).await
 }
 
 async fn exchange(app: &TestApp, c: &TestClient, cb: &str, code: &str) -> Value {
@@ -170,7 +222,6 @@ async fn chromium_signs_in_consents_enrols_totp_and_signs_in_with_a_code() {
         }
     }
     let b = browser.expect("chromedriver session");
-    let shots = artifacts();
     let challenge = portcullis_core::pkce::CodeChallenge::of_verifier(VERIFIER);
     let authorize = format!(
         "{}/oauth/authorize?response_type=code&client_id={}&redirect_uri={}&scope={}&state=xyz&nonce=abc&code_challenge={}&code_challenge_method=S256",
@@ -193,79 +244,22 @@ async fn chromium_signs_in_consents_enrols_totp_and_signs_in_with_a_code() {
         panic!("no login page at {url}: {}", &src[..src.len().min(2000)]);
     }
     assert_eq!(b.title().await.expect("title"), "Sign in · Portcullis");
-    std::fs::write(shots.join("login.png"), b.screenshot().await.expect("shot")).expect("save");
-    let label = b
-        .find(Locator::Css("label[for=password]"))
-        .await
-        .expect("label");
-    assert_eq!(label.text().await.expect("text"), "Password");
-    b.find(Locator::Css("#username"))
-        .await
-        .expect("u")
-        .send_keys("ada")
-        .await
-        .expect("type");
-    b.find(Locator::Css("#password"))
-        .await
-        .expect("p")
-        .send_keys("analytical-engine-1843")
-        .await
-        .expect("type");
-    b.find(Locator::Css("button[type=submit]"))
-        .await
-        .expect("btn")
-        .click()
-        .await
-        .expect("submit");
+    shot(&b, "login.png").await;
+    assert_eq!(text(&b, "label[for=password]").await, "Password");
+    sign_in(&b, "ada", "analytical-engine-1843").await;
 
     // 2. Consent, listing the scopes in words.
-    b.wait()
-        .for_element(Locator::Css("#allow"))
-        .await
-        .expect("consent page");
-    let scopes = b
-        .find(Locator::Css("#scopes"))
-        .await
-        .expect("scopes")
-        .text()
-        .await
-        .expect("text");
+    wait_for(&b, "#allow").await;
+    let scopes = text(&b, "#scopes").await;
     assert!(
         scopes.contains("Confirm who you are") && scopes.contains("Read your photos"),
         "{scopes}"
     );
-    std::fs::write(
-        shots.join("consent.png"),
-        b.screenshot().await.expect("shot"),
-    )
-    .expect("save");
-    b.find(Locator::Css("#allow"))
-        .await
-        .expect("allow")
-        .click()
-        .await
-        .expect("click");
+    shot(&b, "consent.png").await;
+    click(&b, "#allow").await;
 
     // 3. The app got a code (and the state), and exchanges it.
-    b.wait()
-        .for_element(Locator::Css("#app"))
-        .await
-        .expect("back at the app");
-    let q = seen
-        .lock()
-        .expect("lock")
-        .last()
-        .cloned()
-        .expect("callback");
-    let url = format!("{cb}?{q}");
-    assert_eq!(query_param(&url, "state").as_deref(), Some("xyz"));
-    let t = exchange(
-        &app,
-        &client,
-        &cb,
-        &query_param(&url, "code").expect("code"),
-    )
-    .await;
+    let t = at_the_app(&b, &app, &client, &cb, &seen, "xyz").await;
     assert_eq!(
         id_claims(t["id_token"].as_str().expect("id"))["amr"],
         json!(["pwd"])
@@ -275,43 +269,16 @@ async fn chromium_signs_in_consents_enrols_totp_and_signs_in_with_a_code() {
     b.goto(&format!("{}/account/mfa", app.base))
         .await
         .expect("enrol");
-    b.wait()
-        .for_element(Locator::Css("#secret"))
-        .await
-        .expect("enrol page");
+    wait_for(&b, "#secret").await;
     assert!(
         b.find(Locator::Css("figure.qr svg")).await.is_ok(),
         "the QR code is an inline SVG"
     );
-    std::fs::write(
-        shots.join("enrol-totp.png"),
-        b.screenshot().await.expect("shot"),
-    )
-    .expect("save");
-    let secret = b
-        .find(Locator::Css("#secret"))
-        .await
-        .expect("secret")
-        .text()
-        .await
-        .expect("text");
-    let code = totp_now(&secret, app.clock.now());
-    b.find(Locator::Css("#code"))
-        .await
-        .expect("code")
-        .send_keys(&code)
-        .await
-        .expect("type");
-    b.find(Locator::Css("button[type=submit]"))
-        .await
-        .expect("btn")
-        .click()
-        .await
-        .expect("submit");
-    b.wait()
-        .for_element(Locator::Css("#recovery-codes"))
-        .await
-        .expect("recovery codes");
+    shot(&b, "enrol-totp.png").await;
+    let secret = text(&b, "#secret").await;
+    fill(&b, "#code", &totp_code(&secret, app.clock.now())).await;
+    click(&b, "button[type=submit]").await;
+    wait_for(&b, "#recovery-codes").await;
     let codes = b
         .find_all(Locator::Css("#recovery-codes li"))
         .await
@@ -322,20 +289,9 @@ async fn chromium_signs_in_consents_enrols_totp_and_signs_in_with_a_code() {
     b.goto(&format!("{}/account", app.base))
         .await
         .expect("account");
-    b.wait()
-        .for_element(Locator::Css("#logout"))
-        .await
-        .expect("account page");
-    b.find(Locator::Css("#logout"))
-        .await
-        .expect("logout")
-        .click()
-        .await
-        .expect("click");
-    b.wait()
-        .for_element(Locator::Css("#signed-out"))
-        .await
-        .expect("signed out");
+    wait_for(&b, "#logout").await;
+    click(&b, "#logout").await;
+    wait_for(&b, "#signed-out").await;
 
     // 6. Sign in again: password, then a code from the authenticator (the next time
     //    step: the enrolment code is spent); consent is remembered.
@@ -343,64 +299,12 @@ async fn chromium_signs_in_consents_enrols_totp_and_signs_in_with_a_code() {
     b.goto(&authorize.replace("state=xyz", "state=second"))
         .await
         .expect("authorize");
-    b.wait()
-        .for_element(Locator::Css("#username"))
-        .await
-        .expect("login page");
-    b.find(Locator::Css("#username"))
-        .await
-        .expect("u")
-        .send_keys("ada")
-        .await
-        .expect("type");
-    b.find(Locator::Css("#password"))
-        .await
-        .expect("p")
-        .send_keys("analytical-engine-1843")
-        .await
-        .expect("type");
-    b.find(Locator::Css("button[type=submit]"))
-        .await
-        .expect("btn")
-        .click()
-        .await
-        .expect("submit");
-    b.wait()
-        .for_element(Locator::Css("#code"))
-        .await
-        .expect("second factor page");
-    let code = totp_now(&secret, app.clock.now());
-    b.find(Locator::Css("#code"))
-        .await
-        .expect("code")
-        .send_keys(&code)
-        .await
-        .expect("type");
-    b.find(Locator::Css("button[type=submit]"))
-        .await
-        .expect("btn")
-        .click()
-        .await
-        .expect("submit");
-    b.wait()
-        .for_element(Locator::Css("#app"))
-        .await
-        .expect("back at the app");
-    let q = seen
-        .lock()
-        .expect("lock")
-        .last()
-        .cloned()
-        .expect("callback");
-    let url = format!("{cb}?{q}");
-    assert_eq!(query_param(&url, "state").as_deref(), Some("second"));
-    let t = exchange(
-        &app,
-        &client,
-        &cb,
-        &query_param(&url, "code").expect("code"),
-    )
-    .await;
+    wait_for(&b, "#username").await;
+    sign_in(&b, "ada", "analytical-engine-1843").await;
+    wait_for(&b, "#code").await;
+    fill(&b, "#code", &totp_code(&secret, app.clock.now())).await;
+    click(&b, "button[type=submit]").await;
+    let t = at_the_app(&b, &app, &client, &cb, &seen, "second").await;
     let idc = id_claims(t["id_token"].as_str().expect("id"));
     assert_eq!(idc["amr"], json!(["pwd", "otp"]));
     assert_eq!(idc["acr"], "urn:portcullis:acr:mfa");

@@ -5,7 +5,9 @@
 
 use base64::Engine;
 use jsonwebtoken::jwk::JwkSet;
-use portcullis_testkit::{field, location, query_param, urlencode, TestApp, TestClient, VERIFIER};
+use portcullis_testkit::{
+    field, location, query_param, totp_code, urlencode, TestApp, TestClient, VERIFIER,
+};
 use serde_json::Value;
 
 const PW: &str = "correct horse battery";
@@ -867,23 +869,6 @@ async fn userinfo_refuses_tokens_without_a_user() {
         .await
         .expect("get");
     assert_eq!(res.status(), 401);
-}
-
-fn totp_code(secret_b32: &str, at: i64) -> String {
-    let secret = totp_rs::Secret::Encoded(secret_b32.to_owned())
-        .to_bytes()
-        .expect("base32");
-    totp_rs::TOTP::new(
-        totp_rs::Algorithm::SHA1,
-        6,
-        1,
-        30,
-        secret,
-        None,
-        "alice".into(),
-    )
-    .expect("totp")
-    .generate(at as u64)
 }
 
 fn secret_of(html: &str) -> String {

@@ -14,14 +14,14 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::login::service_error;
-use super::{enc, error_page, esc, page, see_other, Browser, UiForm, ACCOUNT_PATH};
+use super::{enc, error_page, esc, page, see_other, to_sign_in, Browser, UiForm, ACCOUNT_PATH};
 use crate::extract::OAuthForm;
 use crate::state::AppState;
 
 /// `GET /account`.
 pub async fn show(State(state): State<AppState>, b: Browser) -> Response {
     let Some(s) = &b.session else {
-        return b.finish(see_other(&format!("/login?continue={}", enc(ACCOUNT_PATH))));
+        return b.finish(to_sign_in(ACCOUNT_PATH));
     };
     if !s.complete() {
         return b.finish(see_other(&format!(
@@ -74,7 +74,7 @@ pub async fn revoke_consent(
         return b.finish(r);
     }
     let Some(s) = b.session.as_ref().filter(|s| s.complete()) else {
-        return b.finish(see_other(&format!("/login?continue={}", enc(ACCOUNT_PATH))));
+        return b.finish(to_sign_in(ACCOUNT_PATH));
     };
     let client = form.get("client_id").unwrap_or("");
     match state.authority().revoke_consent(&s.user.id, client).await {

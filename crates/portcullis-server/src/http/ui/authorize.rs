@@ -15,7 +15,7 @@ use portcullis_service::authorize::{AuthorizeError, AuthorizeParams, AuthorizeRe
 use portcullis_service::signin::Session;
 
 use super::login::service_error;
-use super::{enc, error_page, esc, page, see_other, Browser, UiForm};
+use super::{enc, error_page, esc, page, see_other, to_sign_in, Browser, UiForm};
 use crate::extract::OAuthForm;
 use crate::state::AppState;
 
@@ -115,19 +115,19 @@ async fn proceed(state: &AppState, b: &Browser, req: &AuthorizeRequest, query: &
     let auth = state.authority();
     match auth.authorize_step(req, b.session.as_ref()).await {
         Err(e) => authorize_error(e),
-        Ok(Step::Login) => see_other(&format!("/login?continue={}", enc(&here))),
+        Ok(Step::Login) => to_sign_in(&here),
         Ok(Step::SecondFactor) => see_other(&format!("/login/mfa?continue={}", enc(&here))),
         Ok(Step::Enrol) => see_other(&format!("/account/mfa?continue={}", enc(&here))),
         Ok(Step::Consent(granted)) => match &b.session {
             Some(s) => consent_page(state, b, req, query, &granted, s),
-            None => see_other(&format!("/login?continue={}", enc(&here))),
+            None => to_sign_in(&here),
         },
         Ok(Step::Issue(granted)) => match &b.session {
             Some(s) => match auth.issue_code(req, s, &granted).await {
                 Ok(location) => see_other(&location),
                 Err(e) => service_error(e),
             },
-            None => see_other(&format!("/login?continue={}", enc(&here))),
+            None => to_sign_in(&here),
         },
     }
 }

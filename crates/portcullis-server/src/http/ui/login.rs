@@ -13,7 +13,10 @@ use portcullis_core::secret::SecretString;
 use portcullis_service::signin::{LoginRefusal, AMR_PWD};
 use serde::Deserialize;
 
-use super::{after_sign_in, enc, error_page, esc, page, safe_continue, see_other, Browser, UiForm};
+use super::{
+    after_sign_in, alert, described_by, enc, error_page, esc, page, safe_continue, see_other,
+    to_sign_in, Browser, UiForm,
+};
 use crate::net::ClientIp;
 use crate::state::AppState;
 
@@ -31,14 +34,7 @@ fn login_form(
     username: &str,
     error: Option<&str>,
 ) -> String {
-    let alert = error
-        .map(|e| {
-            format!(
-                "<p role=\"alert\" class=\"error\" id=\"error\">{}</p>",
-                esc(e)
-            )
-        })
-        .unwrap_or_default();
+    let alert = alert(error);
     format!(
         "{alert}<form method=\"post\" action=\"/login\">{csrf}\
          <input type=\"hidden\" name=\"continue\" value=\"{next}\">\
@@ -50,7 +46,7 @@ fn login_form(
         csrf = b.csrf_field(state),
         next = esc(next),
         user = esc(username),
-        describe = if error.is_some() { " aria-describedby=\"error\"" } else { "" },
+        describe = described_by(error),
     )
 }
 
@@ -117,14 +113,7 @@ pub(crate) fn service_error(e: portcullis_service::ServiceError) -> Response {
 }
 
 fn mfa_form(state: &AppState, b: &Browser, next: &str, error: Option<&str>) -> String {
-    let alert = error
-        .map(|e| {
-            format!(
-                "<p role=\"alert\" class=\"error\" id=\"error\">{}</p>",
-                esc(e)
-            )
-        })
-        .unwrap_or_default();
+    let alert = alert(error);
     format!(
         "<p>Enter the 6-digit code from your authenticator app, or one of your recovery codes.</p>\
          {alert}<form method=\"post\" action=\"/login/mfa\">{csrf}\
@@ -134,7 +123,7 @@ fn mfa_form(state: &AppState, b: &Browser, next: &str, error: Option<&str>) -> S
          <button type=\"submit\">Verify</button></form>",
         csrf = b.csrf_field(state),
         next = esc(next),
-        describe = if error.is_some() { " aria-describedby=\"error\"" } else { "" },
+        describe = described_by(error),
     )
 }
 
@@ -146,7 +135,7 @@ pub async fn show_mfa(
 ) -> Response {
     let next = safe_continue(q.next.as_deref());
     let Some(s) = &b.session else {
-        return b.finish(see_other(&format!("/login?continue={}", enc(&next))));
+        return b.finish(to_sign_in(&next));
     };
     if !s.mfa_enrolled() {
         return b.finish(see_other(&format!("/account/mfa?continue={}", enc(&next))));
@@ -166,7 +155,7 @@ pub async fn submit_mfa(
     }
     let next = safe_continue(form.get("continue"));
     let Some(s) = &b.session else {
-        return b.finish(see_other(&format!("/login?continue={}", enc(&next))));
+        return b.finish(to_sign_in(&next));
     };
     match state
         .authority()
@@ -197,14 +186,7 @@ fn enrol_body(
     e: &portcullis_service::signin::Enrolment,
     error: Option<&str>,
 ) -> String {
-    let alert = error
-        .map(|e| {
-            format!(
-                "<p role=\"alert\" class=\"error\" id=\"error\">{}</p>",
-                esc(e)
-            )
-        })
-        .unwrap_or_default();
+    let alert = alert(error);
     format!(
         "<p>Scan this QR code with an authenticator app (any app that supports TOTP), then enter the 6-digit code it shows.</p>\
          <figure class=\"qr\" role=\"img\" aria-label=\"QR code for your authenticator app\">{svg}</figure>\
@@ -272,7 +254,7 @@ pub async fn submit_enrol(
     }
     let next = safe_continue(form.get("continue"));
     let Some(s) = &b.session else {
-        return b.finish(see_other(&format!("/login?continue={}", enc(&next))));
+        return b.finish(to_sign_in(&next));
     };
     if s.mfa_enrolled() {
         return b.finish(error_page(

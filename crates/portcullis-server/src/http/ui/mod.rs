@@ -339,6 +339,32 @@ pub fn after_sign_in(c: &str) -> String {
     format!("{path}?{}", out.finish())
 }
 
+/// The alert paragraph of a form with an error (empty without one).
+pub fn alert(error: Option<&str>) -> String {
+    error
+        .map(|e| {
+            format!(
+                "<p role=\"alert\" class=\"error\" id=\"error\">{}</p>",
+                esc(e)
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// `aria-describedby` pointing a field at the form's alert, when there is one.
+pub fn described_by(error: Option<&str>) -> &'static str {
+    if error.is_some() {
+        " aria-describedby=\"error\""
+    } else {
+        ""
+    }
+}
+
+/// Sends the browser to sign in, then on to `next`.
+pub fn to_sign_in(next: &str) -> Response {
+    see_other(&format!("/login?continue={}", enc(next)))
+}
+
 /// URL-encodes one query value.
 pub fn enc(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()

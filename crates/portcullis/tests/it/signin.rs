@@ -1201,3 +1201,105 @@ async fn withdrawing_consent_on_the_account_page_revokes_the_apps_tokens() {
     assert_eq!(res.status(), 200);
     assert!(res.text().await.expect("html").contains("Allow access?"));
 }
+
+#[tokio::test]
+async fn refresh_tokens_slide_within_an_absolute_family_lifetime() {
+    let app = TestApp::spawn().await;
+    app.user("alice", PW, &["read"]).await;
+    let mut spec = TestApp::web_app("short");
+    spec.refresh_token_ttl = Some(std::time::Duration::from_secs(120));
+    spec.refresh_token_max_ttl = Some(std::time::Duration::from_secs(300));
+    let c = app.client(spec).await;
+    let redirect = app
+        .code_flow(&app.browser(), &c.id, "offline_access read", ("alice", PW))
+        .await;
+    let mut rt = tokens(&app, &c, &redirect).await["refresh_token"]
+        .as_str()
+        .expect("rt")
+        .to_owned();
+    let refresh = |rt: String| {
+        let (app, c) = (&app, &c);
+        async move {
+            app.post_form(
+                "/oauth/token",
+                &format!("grant_type=refresh_token&refresh_token={rt}"),
+                Some(c),
+            )
+            .await
+        }
+    };
+    // Used every 100 s, it slides past its own 120 s lifetime…
+    for _ in 0..2 {
+        app.clock.advance(100);
+        let r = refresh(rt.clone()).await;
+        assert_eq!(r.status(), 200);
+        rt = r.json::<Value>().await.expect("json")["refresh_token"]
+            .as_str()
+            .expect("rt")
+            .to_owned();
+    }
+    // …but never past the family's 300 s.
+    app.clock.advance(101);
+    let r = refresh(rt.clone()).await;
+    assert_eq!(r.status(), 400, "past refresh_token_max_ttl");
+    // An unused token expires after its sliding lifetime.
+    let redirect = app
+        .code_flow(&app.browser(), &c.id, "offline_access read", ("alice", PW))
+        .await;
+    let rt = tokens(&app, &c, &redirect).await["refresh_token"]
+        .as_str()
+        .expect("rt")
+        .to_owned();
+    app.clock.advance(121);
+    assert_eq!(refresh(rt).await.status(), 400, "past refresh_token_ttl");
+}
+
+#[tokio::test]
+async fn the_password_grant_has_the_same_lockout_as_the_sign_in_page() {
+    let app = TestApp::builder()
+        .settings(|s| s.signin.lockout_threshold = 3)
+        .spawn()
+        .await;
+    app.user("alice", PW, &["read"]).await;
+    let mut spec = TestApp::web_app("legacy");
+    spec.grant_types = vec!["password".into()];
+    spec.redirect_uris.clear();
+    let c = app.client(spec).await;
+    let grant = |pw: &'static str| {
+        let (app, c) = (&app, &c);
+        async move {
+            let r = app
+                .post_form(
+                    "/oauth/token",
+                    &format!(
+                        "grant_type=password&username=alice&password={}",
+                        urlencode(pw)
+                    ),
+                    Some(c),
+                )
+                .await;
+            (r.status().as_u16(), r.json::<Value>().await.expect("json"))
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(grant("wrong password").await.0, 400);
+    }
+    let (s, e) = grant(PW).await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "locked out: {e}"
+    );
+    assert!(e["error_description"]
+        .as_str()
+        .expect("d")
+        .contains("too many"));
+    // And the sign-in page of the same account is locked too.
+    assert_eq!(
+        app.browser()
+            .sign_in("alice", PW, "/account")
+            .await
+            .status(),
+        429
+    );
+}

@@ -404,6 +404,37 @@ mod tests {
     }
 
     #[test]
+    fn cookies_are_host_prefixed_and_secure_except_for_a_loopback_http_issuer() {
+        let secure = CookiePolicy::for_issuer("https://auth.example.com");
+        assert_eq!(secure.session_name(), "__Host-portcullis_session");
+        let c = secure.build(secure.session_name(), "v".into(), 60);
+        let c = c.to_str().expect("ascii");
+        for attr in [
+            "__Host-portcullis_session=v",
+            "HttpOnly",
+            "SameSite=Lax",
+            "Secure",
+            "Path=/",
+            "Max-Age=60",
+        ] {
+            assert!(c.contains(attr), "{attr} in {c}");
+        }
+        assert!(
+            !c.contains("Domain"),
+            "__Host- cookies carry no Domain: {c}"
+        );
+        let dev = CookiePolicy::for_issuer("http://127.0.0.1:8080");
+        let c = dev.build(dev.browser_name(), "v".into(), 60);
+        let c = c.to_str().expect("ascii");
+        assert!(
+            c.starts_with("portcullis_browser=v")
+                && !c.contains("Secure")
+                && c.contains("HttpOnly"),
+            "{c}"
+        );
+    }
+
+    #[test]
     fn html_is_escaped() {
         assert_eq!(
             esc("<script>\"x\"&'y'</script>"),

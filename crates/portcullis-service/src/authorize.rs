@@ -582,6 +582,11 @@ impl Authority {
         if !self.store.use_code(&row.id, now).await? {
             return Err(self.code_replayed(&row, client).await?);
         }
+        // Signed out since the code was issued: its tokens would outlive the logout.
+        let session = self.store.get_session(&row.session_id).await?;
+        if session.is_none_or(|s| s.ended_at.is_some()) {
+            return Err(invalid_grant("the session the code came from has ended"));
+        }
         let user = self.live_user(&row.user_id).await?;
         self.mint_user_tokens(GrantContext {
             client,

@@ -1303,3 +1303,23 @@ async fn the_password_grant_has_the_same_lockout_as_the_sign_in_page() {
         429
     );
 }
+
+#[tokio::test]
+async fn a_code_from_a_session_that_signed_out_is_refused() {
+    let (app, c, _) = app_with_user().await;
+    let b = app.browser();
+    let redirect = app.code_flow(&b, &c.id, "read", ("alice", PW)).await;
+    let csrf = b.csrf("/account").await;
+    assert_eq!(
+        b.post("/oauth/logout", &[("csrf", &csrf)]).await.status(),
+        200
+    );
+    let res = app
+        .exchange(&c, &query_param(&redirect, "code").expect("code"))
+        .await;
+    assert_eq!(res.status(), 400);
+    assert_eq!(
+        res.json::<Value>().await.expect("json")["error"],
+        "invalid_grant"
+    );
+}

@@ -23,7 +23,7 @@ use portcullis_core::scope::ScopeSet;
 use portcullis_core::secret::{
     OpaqueSecret, SecretString, AUTHORIZATION_CODE_PREFIX, REFRESH_TOKEN_PREFIX,
 };
-use portcullis_store::{CodeRow, GrantScope, GrantTokenRow, RefreshRow, UserRow};
+use portcullis_store::{CodeRow, GrantScope, GrantTokenRow, RefreshRow, RefreshWrite, UserRow};
 
 use crate::audit::{AuditEvent, Outcome};
 use crate::clients::Client;
@@ -588,18 +588,23 @@ impl Authority {
             return Err(invalid_grant("the session the code came from has ended"));
         }
         let user = self.live_user(&row.user_id).await?;
-        self.mint_user_tokens(GrantContext {
-            client,
-            user: &user,
-            family_id: row.id.clone(),
-            session_id: Some(row.session_id.clone()),
-            scope: ScopeSet::parse(&row.scope).context("stored code scope")?,
-            auth_time: row.auth_time,
-            amr: words(&row.amr),
-            nonce: row.nonce.clone(),
-            grant: GrantType::AuthorizationCode,
-        })
-        .await
+        self.mint_user_tokens(
+            GrantContext {
+                client,
+                user: &user,
+                family_id: row.id.clone(),
+                session_id: Some(row.session_id.clone()),
+                scope: ScopeSet::parse(&row.scope).context("stored code scope")?,
+                auth_time: row.auth_time,
+                amr: words(&row.amr),
+                nonce: row.nonce.clone(),
+                grant: GrantType::AuthorizationCode,
+            },
+            None,
+        )
+        .await?
+        .context("a grant without rotation is always recorded")
+        .map_err(ServiceError::from)
     }
 
     fn refuse_grant(&self, kind: &'static str, id: &str, client: &Client, why: &str) {
@@ -689,37 +694,42 @@ impl Authority {
                 }
                 s
             }
-            _ => granted,
+            _ => granted.clone(),
         };
         let user = self.live_user(&row.user_id).await?;
+        // The successor keeps the original grant's scope (RFC 6749 §6), whatever
+        // this access token was narrowed to.
         let (new_secret, new_row) = self.refresh_row(
             client,
             &row.user_id,
             &row.family_id,
             row.session_id.clone(),
-            &scope,
+            &granted,
             row.auth_time,
             &row.amr,
             row.family_expires_at,
         );
-        if !self.store.rotate_refresh(&row.id, now, &new_row).await? {
-            return Err(self.refresh_reused(&row, client).await?);
-        }
-        let mut tokens = self
-            .mint_user_tokens(GrantContext {
-                client,
-                user: &user,
-                family_id: row.family_id.clone(),
-                session_id: row.session_id.clone(),
-                scope,
-                auth_time: row.auth_time,
-                amr: words(&row.amr),
-                nonce: None,
-                grant: GrantType::RefreshToken,
-            })
+        let tokens = self
+            .mint_user_tokens(
+                GrantContext {
+                    client,
+                    user: &user,
+                    family_id: row.family_id.clone(),
+                    session_id: row.session_id.clone(),
+                    scope,
+                    auth_time: row.auth_time,
+                    amr: words(&row.amr),
+                    nonce: None,
+                    grant: GrantType::RefreshToken,
+                },
+                Some((&row.id, &new_row, new_secret)),
+            )
             .await?;
-        tokens.refresh_token = Some(new_secret);
-        Ok(tokens)
+        match tokens {
+            Some(t) => Ok(t),
+            // Another request rotated it first: this one is a reuse.
+            None => Err(self.refresh_reused(&row, client).await?),
+        }
     }
 
     async fn refresh_reused(
@@ -793,18 +803,23 @@ impl Authority {
             ));
         }
         let scope = self.grantable(&user, &requested).await?;
-        self.mint_user_tokens(GrantContext {
-            client,
-            user: &user,
-            family_id: TokenId::new().to_string(),
-            session_id: None,
-            scope,
-            auth_time: self.now(),
-            amr: vec![AMR_PWD.into()],
-            nonce: None,
-            grant: GrantType::Password,
-        })
-        .await
+        self.mint_user_tokens(
+            GrantContext {
+                client,
+                user: &user,
+                family_id: TokenId::new().to_string(),
+                session_id: None,
+                scope,
+                auth_time: self.now(),
+                amr: vec![AMR_PWD.into()],
+                nonce: None,
+                grant: GrantType::Password,
+            },
+            None,
+        )
+        .await?
+        .context("a grant without rotation is always recorded")
+        .map_err(ServiceError::from)
     }
 
     #[expect(clippy::too_many_arguments, reason = "a row's worth of fields")]
@@ -840,7 +855,15 @@ impl Authority {
         (SecretString::new(secret.expose()), row)
     }
 
-    async fn mint_user_tokens(&self, g: GrantContext<'_>) -> Result<UserTokens, ServiceError> {
+    /// Mints the tokens of a grant and records them in one transaction. With
+    /// `rotate` (the presented refresh token's id and its successor) the rotation is
+    /// part of that transaction; `Ok(None)` then means the old token was already
+    /// used (a reuse) and nothing was issued.
+    async fn mint_user_tokens(
+        &self,
+        g: GrantContext<'_>,
+        rotate: Option<(&str, &RefreshRow, SecretString)>,
+    ) -> Result<Option<UserTokens>, ServiceError> {
         let now = self.now();
         let aud = Audience::One(
             g.client
@@ -851,23 +874,21 @@ impl Authority {
         let (access_token, jti, ttl) = self
             .mint_access(g.client, &g.user.id, &g.scope, aud)
             .await?;
-        self.store
-            .insert_grant_token(&GrantTokenRow {
-                jti: jti.clone(),
-                family_id: g.family_id.clone(),
-                user_id: g.user.id.clone(),
-                session_id: g.session_id.clone(),
-                client_id: g.client.id.to_string(),
-                format: g.client.token_format.as_str().to_owned(),
-                expires_at: now + ttl,
-            })
-            .await?;
-        // A refresh token for offline_access, except on refresh (the caller rotates).
-        let refresh_token = if g.scope.contains("offline_access")
-            && g.client.grant_types.contains(&GrantType::RefreshToken)
-            && g.grant != GrantType::RefreshToken
-        {
-            let (secret, row) = self.refresh_row(
+        let grant_row = GrantTokenRow {
+            jti: jti.clone(),
+            family_id: g.family_id.clone(),
+            user_id: g.user.id.clone(),
+            session_id: g.session_id.clone(),
+            client_id: g.client.id.to_string(),
+            format: g.client.token_format.as_str().to_owned(),
+            expires_at: now + ttl,
+        };
+        // A refresh token for offline_access when the client may refresh.
+        let fresh = (rotate.is_none()
+            && g.scope.contains("offline_access")
+            && g.client.grant_types.contains(&GrantType::RefreshToken))
+        .then(|| {
+            self.refresh_row(
                 g.client,
                 &g.user.id,
                 &g.family_id,
@@ -876,12 +897,19 @@ impl Authority {
                 g.auth_time,
                 &g.amr.join(" "),
                 now + g.client.refresh_token_max_ttl.as_secs() as i64,
-            );
-            self.store.insert_refresh(&row).await?;
-            Some(secret)
-        } else {
-            None
+            )
+        });
+        let (write, refresh_token) = match (&rotate, &fresh) {
+            (Some((old_id, new, secret)), _) => (
+                RefreshWrite::Rotate { old_id, now, new },
+                Some(secret.clone()),
+            ),
+            (None, Some((secret, row))) => (RefreshWrite::Insert(row), Some(secret.clone())),
+            (None, None) => (RefreshWrite::None, None),
         };
+        if !self.store.record_grant(&grant_row, write).await? {
+            return Ok(None);
+        }
         let id_token = if g.scope.contains("openid") {
             let ring = self.keyring();
             let key = ring
@@ -929,7 +957,7 @@ impl Authority {
         } else {
             self.audit_enqueue(record).await;
         }
-        Ok(UserTokens {
+        Ok(Some(UserTokens {
             access: IssuedToken {
                 access_token,
                 expires_in: ttl,
@@ -939,7 +967,7 @@ impl Authority {
             },
             refresh_token,
             id_token,
-        })
+        }))
     }
 
     /// Revokes a refresh token presented to `/oauth/revoke` by its client, with

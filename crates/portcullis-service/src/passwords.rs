@@ -4,6 +4,10 @@
 //!
 //! An unknown user is checked against a dummy hash made with the same
 //! parameters, so the time of an answer does not tell whether the user exists.
+//!
+//! At most one hash per core runs at a time (the rest wait their turn): each one
+//! holds `memory_kib` of memory, so a flood of sign-ins neither multiplies the
+//! memory in use nor thrashes the caches of the cores it shares.
 
 use std::sync::{Arc, OnceLock};
 
@@ -47,6 +51,13 @@ pub const MAX_PASSWORD_BYTES: usize = 1_024;
 pub struct PasswordHasherCfg {
     params: Argon2Params,
     dummy: OnceLock<String>,
+    /// One permit per core: the hashes that may run at once.
+    permits: tokio::sync::Semaphore,
+}
+
+/// Hashes that may run at once: the number of cores.
+pub fn hash_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 impl PasswordHasherCfg {
@@ -64,6 +75,7 @@ impl PasswordHasherCfg {
         Ok(Self {
             params,
             dummy: OnceLock::new(),
+            permits: tokio::sync::Semaphore::new(hash_concurrency()),
         })
     }
 
@@ -160,6 +172,7 @@ pub async fn verify(
     hash: Option<&str>,
     password: &SecretString,
 ) -> Result<bool, ServiceError> {
+    let _permit = cfg.permits.acquire().await.context("hash permits")?;
     let cfg = cfg.clone();
     let stored = hash.map(str::to_owned);
     let pw = password.clone();

@@ -26,7 +26,8 @@ pub use rows::{
     RevokedJti, RoleRow, SigningKeyRow, SigningKeyState, UsageRow, UseOutcome, UserRow, WebhookRow,
 };
 pub use signin::{
-    CodeRow, ConsentRow, GrantScope, GrantTokenRow, RefreshRow, SessionRow, SignInStore,
+    CodeRow, ConsentRow, GrantScope, GrantTokenRow, RefreshRow, RefreshWrite, SessionRow,
+    SignInStore,
 };
 pub use sqlite::SqliteStore;
 

@@ -131,6 +131,24 @@ pub struct ConsentRow {
     pub granted_at: i64,
 }
 
+/// The refresh-token write of a grant.
+#[derive(Debug, Clone, Copy)]
+pub enum RefreshWrite<'a> {
+    /// No refresh token.
+    None,
+    /// A new family's first token.
+    Insert(&'a RefreshRow),
+    /// Rotation: mark `old_id` used at `now` and add `new`.
+    Rotate {
+        /// The token presented.
+        old_id: &'a str,
+        /// When.
+        now: i64,
+        /// Its successor.
+        new: &'a RefreshRow,
+    },
+}
+
 /// Which grants an operation covers.
 #[derive(Debug, Clone, Copy)]
 pub enum GrantScope<'a> {
@@ -205,18 +223,16 @@ pub trait SignInStore: Send + Sync {
     /// Marks a code used; false when it already was (a replay).
     async fn use_code(&self, id: &str, now: i64) -> StoreResult<bool>;
 
-    /// Adds a refresh token.
-    async fn insert_refresh(&self, r: &RefreshRow) -> StoreResult<()>;
     /// A refresh token by digest.
     async fn find_refresh(&self, digest: &str) -> StoreResult<Option<RefreshRow>>;
-    /// Marks `old_id` used and adds `new` in one transaction; false (and nothing
-    /// written) when `old_id` was already used or revoked.
-    async fn rotate_refresh(&self, old_id: &str, now: i64, new: &RefreshRow) -> StoreResult<bool>;
+    /// Records what one grant issued, in one transaction: the access token `t`
+    /// under its grant, and the refresh token write. False (and nothing written)
+    /// when a rotation finds its old token already used or revoked.
+    async fn record_grant(&self, t: &GrantTokenRow, refresh: RefreshWrite<'_>)
+        -> StoreResult<bool>;
     /// Revokes every live refresh token in `scope`; returns how many.
     async fn revoke_refresh(&self, scope: GrantScope<'_>, now: i64) -> StoreResult<u64>;
 
-    /// Remembers an access token issued from a grant.
-    async fn insert_grant_token(&self, t: &GrantTokenRow) -> StoreResult<()>;
     /// Access tokens in `scope` not expired at `now`.
     async fn list_grant_tokens(
         &self,
@@ -489,10 +505,6 @@ impl SignInStore for SqliteStore {
         Ok(n > 0)
     }
 
-    async fn insert_refresh(&self, r: &RefreshRow) -> StoreResult<()> {
-        insert_refresh_in(self.pool(), r).await
-    }
-
     async fn find_refresh(&self, digest: &str) -> StoreResult<Option<RefreshRow>> {
         Ok(
             sqlx::query_as::<_, RefreshRow>("SELECT * FROM refresh_tokens WHERE digest = ?")
@@ -502,21 +514,44 @@ impl SignInStore for SqliteStore {
         )
     }
 
-    async fn rotate_refresh(&self, old_id: &str, now: i64, new: &RefreshRow) -> StoreResult<bool> {
+    async fn record_grant(
+        &self,
+        t: &GrantTokenRow,
+        refresh: RefreshWrite<'_>,
+    ) -> StoreResult<bool> {
         let mut tx = self.pool().begin().await?;
-        let n = sqlx::query(
-            "UPDATE refresh_tokens SET used_at = ? WHERE id = ? AND used_at IS NULL AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(old_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if n == 0 {
-            tx.rollback().await?;
-            return Ok(false);
+        match refresh {
+            RefreshWrite::None => {}
+            RefreshWrite::Insert(r) => insert_refresh_in(&mut *tx, r).await?,
+            RefreshWrite::Rotate { old_id, now, new } => {
+                let n = sqlx::query(
+                    "UPDATE refresh_tokens SET used_at = ? WHERE id = ? AND used_at IS NULL AND revoked_at IS NULL",
+                )
+                .bind(now)
+                .bind(old_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if n == 0 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                insert_refresh_in(&mut *tx, new).await?;
+            }
         }
-        insert_refresh_in(&mut *tx, new).await?;
+        sqlx::query(
+            "INSERT INTO grant_tokens (jti, family_id, user_id, session_id, client_id, format, expires_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&t.jti)
+        .bind(&t.family_id)
+        .bind(&t.user_id)
+        .bind(&t.session_id)
+        .bind(&t.client_id)
+        .bind(&t.format)
+        .bind(t.expires_at)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -531,23 +566,6 @@ impl SignInStore for SqliteStore {
         .execute(self.pool())
         .await?
         .rows_affected())
-    }
-
-    async fn insert_grant_token(&self, t: &GrantTokenRow) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO grant_tokens (jti, family_id, user_id, session_id, client_id, format, expires_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&t.jti)
-        .bind(&t.family_id)
-        .bind(&t.user_id)
-        .bind(&t.session_id)
-        .bind(&t.client_id)
-        .bind(&t.format)
-        .bind(t.expires_at)
-        .execute(self.pool())
-        .await?;
-        Ok(())
     }
 
     async fn list_grant_tokens(

@@ -6,9 +6,9 @@
 //!
 //! - `POST /argon2`: verifies one password against an Argon2id hash made with the
 //!   OWASP parameters Portcullis uses by default, off the runtime (`spawn_blocking`),
-//!   through the same `portcullis_service::passwords` code as sign-in (B3 over HTTP:
-//!   the raw hash rate a login can at best reach on this machine), one per core at a
-//!   time like the server.
+//!   through the very function sign-in calls (`portcullis_service::passwords::verify`:
+//!   one hash per core at a time, in reused memory). B3 over HTTP: the hash rate a
+//!   sign-in can at best reach on this machine.
 //!
 //! Usage: `portcullis-bench-baseline 127.0.0.1:PORT`
 #![forbid(unsafe_code)]
@@ -31,23 +31,19 @@ struct Keys {
     eddsa: SigningKey,
     /// Argon2id hash of [`PASSWORD`] with the default (OWASP) parameters.
     argon2: String,
-    /// One verification per core at a time, as the server runs them.
-    permits: tokio::sync::Semaphore,
+    /// The server's own hasher: one verification per core at a time, in reused memory.
+    hasher: Arc<portcullis_service::passwords::PasswordHasherCfg>,
 }
 
 /// The password `/argon2` verifies.
 const PASSWORD: &str = "bench-password-1";
 
 async fn argon2(State(keys): State<Arc<Keys>>) -> Result<Json<Value>, StatusCode> {
-    let _permit = keys
-        .permits
-        .acquire()
-        .await
-        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
-    let hash = keys.argon2.clone();
-    let ok = tokio::task::spawn_blocking(move || {
-        portcullis_service::passwords::PasswordHasherCfg::verify_blocking(&hash, PASSWORD)
-    })
+    let ok = portcullis_service::passwords::verify(
+        &keys.hasher,
+        Some(&keys.argon2),
+        &portcullis_core::secret::SecretString::new(PASSWORD),
+    )
     .await
     .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
     if ok {
@@ -105,7 +101,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             portcullis_service::passwords::Argon2Params::default(),
             PASSWORD,
         )?,
-        permits: tokio::sync::Semaphore::new(portcullis_service::passwords::hash_concurrency()),
+        hasher: Arc::new(portcullis_service::passwords::PasswordHasherCfg::new(
+            portcullis_service::passwords::Argon2Params::default(),
+        )?),
     });
     let app = Router::new()
         .route("/trivial", get(trivial))

@@ -256,7 +256,7 @@ pub trait SignInStore: Send + Sync {
 #[async_trait]
 impl SignInStore for SqliteStore {
     async fn update_user(&self, u: &UserRow) -> StoreResult<bool> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         let n = sqlx::query(
             "UPDATE users SET email = ?, roles = ?, enabled = ?, mfa_required = ?, updated_at = ? WHERE id = ?",
         )
@@ -284,14 +284,14 @@ impl SignInStore for SqliteStore {
             .bind(hash)
             .bind(now)
             .bind(user_id)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?
             .rows_affected();
         Ok(n > 0)
     }
 
     async fn delete_user(&self, user_id: &str) -> StoreResult<bool> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         for table in ["personal_access_tokens", "grant_tokens"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE user_id = ?"))
                 .bind(user_id)
@@ -324,7 +324,7 @@ impl SignInStore for SqliteStore {
         .bind(confirmed_at)
         .bind(confirmed_at)
         .bind(user_id)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -336,14 +336,14 @@ impl SignInStore for SqliteStore {
         .bind(step)
         .bind(user_id)
         .bind(step)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?
         .rows_affected();
         Ok(n > 0)
     }
 
     async fn replace_recovery_codes(&self, user_id: &str, digests: &[String]) -> StoreResult<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         sqlx::query("DELETE FROM recovery_codes WHERE user_id = ?")
             .bind(user_id)
             .execute(&mut *tx)
@@ -366,7 +366,7 @@ impl SignInStore for SqliteStore {
         .bind(now)
         .bind(user_id)
         .bind(digest)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?
         .rows_affected();
         Ok(n > 0)
@@ -395,7 +395,7 @@ impl SignInStore for SqliteStore {
         .bind(s.last_seen_at)
         .bind(s.expires_at)
         .bind(s.ended_at)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -423,7 +423,7 @@ impl SignInStore for SqliteStore {
             .bind(now)
             .bind(id)
             .bind(now)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(())
     }
@@ -433,7 +433,7 @@ impl SignInStore for SqliteStore {
             .bind(amr)
             .bind(auth_time)
             .bind(id)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?;
         Ok(())
     }
@@ -442,7 +442,7 @@ impl SignInStore for SqliteStore {
         let n = sqlx::query("UPDATE sessions SET ended_at = ? WHERE id = ? AND ended_at IS NULL")
             .bind(now)
             .bind(id)
-            .execute(self.pool())
+            .execute(self.writer())
             .await?
             .rows_affected();
         Ok(n > 0)
@@ -453,7 +453,7 @@ impl SignInStore for SqliteStore {
             sqlx::query("UPDATE sessions SET ended_at = ? WHERE user_id = ? AND ended_at IS NULL")
                 .bind(now)
                 .bind(user_id)
-                .execute(self.pool())
+                .execute(self.writer())
                 .await?
                 .rows_affected(),
         )
@@ -479,7 +479,7 @@ impl SignInStore for SqliteStore {
         .bind(c.created_at)
         .bind(c.expires_at)
         .bind(c.used_at)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -499,7 +499,7 @@ impl SignInStore for SqliteStore {
         )
         .bind(now)
         .bind(id)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?
         .rows_affected();
         Ok(n > 0)
@@ -519,7 +519,7 @@ impl SignInStore for SqliteStore {
         t: &GrantTokenRow,
         refresh: RefreshWrite<'_>,
     ) -> StoreResult<bool> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         match refresh {
             RefreshWrite::None => {}
             RefreshWrite::Insert(r) => insert_refresh_in(&mut *tx, r).await?,
@@ -563,7 +563,7 @@ impl SignInStore for SqliteStore {
         ))
         .bind(now)
         .bind(v)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?
         .rows_affected())
     }
@@ -602,7 +602,7 @@ impl SignInStore for SqliteStore {
         .bind(&c.client_id)
         .bind(&c.scopes)
         .bind(c.granted_at)
-        .execute(self.pool())
+        .execute(self.writer())
         .await?;
         Ok(())
     }
@@ -621,7 +621,7 @@ impl SignInStore for SqliteStore {
             sqlx::query("DELETE FROM consents WHERE user_id = ? AND client_id = ?")
                 .bind(user_id)
                 .bind(client_id)
-                .execute(self.pool())
+                .execute(self.writer())
                 .await?
                 .rows_affected()
                 > 0,
@@ -629,7 +629,7 @@ impl SignInStore for SqliteStore {
     }
 
     async fn purge_signin(&self, before: i64) -> StoreResult<u64> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.writer().begin().await?;
         let mut n = 0;
         for sql in [
             "DELETE FROM authorization_codes WHERE expires_at < ?",

@@ -4,6 +4,12 @@
 //! commit is on disk before we answer (invariant 3: an acknowledged revocation
 //! survives `kill -9` and power loss); a busy timeout instead of `SQLITE_BUSY`
 //! errors when the CLI writes while the server runs.
+//!
+//! Writes go through a pool of **one** connection, reads through the others.
+//! SQLite has one writer at a time anyway; with several writing connections they
+//! meet at the file lock, and the loser sleeps in SQLite's busy handler (1, 2, 5,
+//! 10 … ms) instead of queueing: under load most of a write's time was spent
+//! asleep. One writer connection turns that into an async FIFO queue in sqlx.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -23,6 +29,7 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    writer: SqlitePool,
 }
 
 impl SqliteStore {
@@ -36,9 +43,14 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(5))
+            .connect_with(opts.clone())
+            .await?;
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
             .connect_with(opts)
             .await?;
-        let store = Self { pool };
+        let store = Self { pool, writer };
         store.migrate().await?;
         Ok(store)
     }
@@ -54,6 +66,11 @@ impl SqliteStore {
     /// The pool, for tests and integrity checks.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    /// The single writing connection: every write goes through it.
+    pub(crate) fn writer(&self) -> &SqlitePool {
+        &self.writer
     }
 }
 
@@ -84,7 +101,7 @@ impl Store for SqliteStore {
         .bind(k.created_at)
         .bind(k.activate_at)
         .bind(k.retired_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -98,7 +115,7 @@ impl Store for SqliteStore {
     }
 
     async fn activate_signing_key(&self, next_kid: &str, now: i64) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let alg: String = sqlx::query_scalar("SELECT alg FROM signing_keys WHERE kid = ?")
             .bind(next_kid)
             .fetch_optional(&mut *tx)
@@ -122,13 +139,13 @@ impl Store for SqliteStore {
     async fn delete_signing_key(&self, kid: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM signing_keys WHERE kid = ?")
             .bind(kid)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
 
     async fn insert_client(&self, c: &ClientRow) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query(
             "INSERT INTO clients (id, name, secret_digest, secret_hint, grant_types, redirect_uris, scopes, default_scopes,
                                   audiences, default_audience, token_format, access_token_alg, access_token_ttl, created_at, updated_at, rate_limit,
@@ -181,7 +198,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_client(&self, id: &str) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query("DELETE FROM opaque_tokens WHERE client_id = ?")
             .bind(id)
             .execute(&mut *tx)
@@ -203,7 +220,7 @@ impl Store for SqliteStore {
         hint: &str,
         now: i64,
     ) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let n = sqlx::query(
             "UPDATE clients SET secret_digest = ?, secret_hint = ?, updated_at = ? WHERE id = ?",
         )
@@ -242,7 +259,7 @@ impl Store for SqliteStore {
         .bind(t.issued_at)
         .bind(t.expires_at)
         .bind(t.revoked_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -262,7 +279,7 @@ impl Store for SqliteStore {
         )
         .bind(now)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?
         .rows_affected();
         Ok(n > 0)
@@ -277,7 +294,7 @@ impl Store for SqliteStore {
         .bind(&e.client_id)
         .bind(e.expires_at)
         .bind(e.revoked_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -302,7 +319,7 @@ impl Store for SqliteStore {
         .bind(&t.scopes)
         .bind(t.created_at)
         .bind(t.revoked_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -327,7 +344,7 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_admin_token(&self, id: &str, now: i64) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let n = sqlx::query(
             "UPDATE admin_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
         )
@@ -342,7 +359,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_keyspace(&self, k: &KeyspaceRow) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query(
             "INSERT INTO keyspaces (id, name, prefix, scopes, default_scopes, rate_limit, default_ttl, max_ttl, created_at, updated_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -383,7 +400,7 @@ impl Store for SqliteStore {
     }
 
     async fn update_keyspace(&self, k: &KeyspaceRow) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let n = sqlx::query(
             "UPDATE keyspaces SET name = ?, scopes = ?, default_scopes = ?, rate_limit = ?, default_ttl = ?, max_ttl = ?, updated_at = ?
              WHERE id = ?",
@@ -405,7 +422,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_keyspace(&self, id: &str) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let n = sqlx::query("DELETE FROM keyspaces WHERE id = ?")
             .bind(id)
             .execute(&mut *tx)
@@ -451,7 +468,7 @@ impl Store for SqliteStore {
         .bind(k.revoked_at)
         .bind(&k.previous_digest)
         .bind(k.previous_expires_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -492,7 +509,7 @@ impl Store for SqliteStore {
     }
 
     async fn update_api_key(&self, k: &ApiKeyRow) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let n = sqlx::query(
             "UPDATE api_keys SET name = ?, scopes = ?, meta = ?, remaining = ?, rate_limit = ?, allow_ips = ?, enabled = ?,
                                  expires_at = ?, updated_at = ?
@@ -517,7 +534,7 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_api_key(&self, id: &str, now: i64) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let n =
             sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
                 .bind(now)
@@ -531,7 +548,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_api_key(&self, id: &str) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query("DELETE FROM key_usage WHERE key_id = ?")
             .bind(id)
             .execute(&mut *tx)
@@ -550,7 +567,7 @@ impl Store for SqliteStore {
         let left: Option<i64> =
             sqlx::query_scalar("UPDATE api_keys SET remaining = remaining - 1 WHERE id = ? AND remaining > 0 RETURNING remaining")
                 .bind(id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.writer)
                 .await?;
         if let Some(left) = left {
             return Ok(UseOutcome::Taken(Some(left)));
@@ -571,7 +588,7 @@ impl Store for SqliteStore {
         if last_used.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         for (id, at) in last_used {
             sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)")
                 .bind(at)
@@ -592,7 +609,7 @@ impl Store for SqliteStore {
         previous_expires_at: i64,
         now: i64,
     ) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let n = sqlx::query(
             "UPDATE api_keys SET previous_digest = digest, previous_expires_at = ?, digest = ?, hint = ?, updated_at = ?
              WHERE id = ? AND revoked_at IS NULL",
@@ -614,7 +631,7 @@ impl Store for SqliteStore {
         if rows.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         for (key_id, bucket, outcome, count) in rows {
             sqlx::query(
                 "INSERT INTO key_usage (key_id, bucket_start, outcome, count) VALUES (?, ?, ?, ?)
@@ -657,13 +674,13 @@ impl Store for SqliteStore {
     async fn purge_key_usage(&self, before: i64) -> StoreResult<u64> {
         Ok(sqlx::query("DELETE FROM key_usage WHERE bucket_start < ?")
             .bind(before)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?
             .rows_affected())
     }
 
     async fn upsert_role(&self, r: &RoleRow) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query(
             "INSERT INTO roles (name, scopes, created_at) VALUES (?, ?, ?)
              ON CONFLICT (name) DO UPDATE SET scopes = excluded.scopes",
@@ -700,7 +717,7 @@ impl Store for SqliteStore {
         .bind(u.updated_at)
         .bind(&u.password_hash)
         .bind(u.mfa_required)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -739,7 +756,7 @@ impl Store for SqliteStore {
         .bind(t.last_used_at)
         .bind(t.revoked_at)
         .bind(&t.last_used_ip)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -772,7 +789,7 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_pat(&self, id: &str, now: i64) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let n = sqlx::query(
             "UPDATE personal_access_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
         )
@@ -787,7 +804,7 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_user_pats(&self, user_id: &str, now: i64) -> StoreResult<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let n = sqlx::query("UPDATE personal_access_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL")
             .bind(now)
             .bind(user_id)
@@ -803,7 +820,7 @@ impl Store for SqliteStore {
         if last_used.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         for (id, at, ip) in last_used {
             sqlx::query(
                 "UPDATE personal_access_tokens SET last_used_at = ?, last_used_ip = COALESCE(?, last_used_ip)
@@ -821,7 +838,7 @@ impl Store for SqliteStore {
     }
 
     async fn purge_expired(&self, before: i64) -> StoreResult<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let a = sqlx::query("DELETE FROM opaque_tokens WHERE expires_at < ?")
             .bind(before)
             .execute(&mut *tx)
@@ -840,7 +857,7 @@ impl Store for SqliteStore {
         outbox: &[OutboxDraft],
         link: &AuditLinker,
     ) -> StoreResult<Vec<i64>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         // Take the write lock before reading the head, so concurrent writers
         // (another process) queue instead of forking the chain.
         sqlx::query("UPDATE audit_anchor SET id = id WHERE id = 1")
@@ -971,7 +988,7 @@ impl Store for SqliteStore {
         now_ms: i64,
         seal: &AuditSealer,
     ) -> StoreResult<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query("UPDATE audit_anchor SET id = id WHERE id = 1")
             .execute(&mut *tx)
             .await?;
@@ -1018,7 +1035,7 @@ impl WebhookStore for SqliteStore {
         .bind(&w.secret_sealed)
         .bind(w.enabled)
         .bind(w.created_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -1034,7 +1051,7 @@ impl WebhookStore for SqliteStore {
     async fn delete_webhook(&self, id: &str) -> StoreResult<bool> {
         Ok(sqlx::query("DELETE FROM webhooks WHERE id = ?")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?
             .rows_affected()
             == 1)
@@ -1065,14 +1082,14 @@ impl WebhookStore for SqliteStore {
         .bind(lease_until_ms)
         .bind(id)
         .bind(due_ms)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?
         .rows_affected()
             == 1)
     }
 
     async fn record_attempt(&self, a: &AttemptResult) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query(
             "INSERT INTO webhook_attempts (outbox_id, attempt, at_ms, status, error, duration_ms) VALUES (?, ?, ?, ?, ?, ?)",
         )
@@ -1114,7 +1131,7 @@ impl WebhookStore for SqliteStore {
     }
 
     async fn upsert_ip_block(&self, b: &IpBlockRow) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query(
             "INSERT INTO ip_blocks (network, reason, created_at, expires_at) VALUES (?, ?, ?, ?)
              ON CONFLICT (network) DO UPDATE SET reason = excluded.reason,
@@ -1141,7 +1158,7 @@ impl WebhookStore for SqliteStore {
     }
 
     async fn delete_ip_block(&self, network: &str) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let n = sqlx::query("DELETE FROM ip_blocks WHERE network = ?")
             .bind(network)
             .execute(&mut *tx)

@@ -138,6 +138,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/account", get(ui::account::show))
         .route(
+            "/account/password",
+            get(ui::account::show_password).post(ui::account::change_password),
+        )
+        .route(
             "/account/consents/revoke",
             post(ui::account::revoke_consent),
         )

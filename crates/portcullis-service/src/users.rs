@@ -109,6 +109,29 @@ impl Authority {
         self.revoke_everything_of(&row.id, "password changed").await
     }
 
+    /// Self-service: the signed-in user changes their own password. The current one
+    /// is checked like a sign-in (throttled, audited); then everything the user
+    /// holds is revoked, this session included. `Ok(Err(_))` is a refusal to show.
+    pub async fn change_own_password(
+        &self,
+        session: &crate::signin::Session,
+        current: &SecretString,
+        new: &SecretString,
+    ) -> Result<Result<(), crate::signin::LoginRefusal>, ServiceError> {
+        crate::passwords::check_policy(new)?;
+        let ip = crate::audit::current_ip();
+        match self
+            .login(&session.user.username, current, ip, None)
+            .await?
+        {
+            Ok(u) if u.id == session.user.id => {}
+            Ok(_) => return Ok(Err(crate::signin::LoginRefusal::Invalid)),
+            Err(r) => return Ok(Err(r)),
+        }
+        self.set_password(&session.user.id, new).await?;
+        Ok(Ok(()))
+    }
+
     /// Deletes a user after revoking everything they hold.
     pub async fn delete_user(&self, user: &str) -> Result<(), ServiceError> {
         let row = self.user_row(user).await?;

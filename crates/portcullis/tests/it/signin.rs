@@ -1323,3 +1323,74 @@ async fn a_code_from_a_session_that_signed_out_is_refused() {
         "invalid_grant"
     );
 }
+
+#[tokio::test]
+async fn a_user_changes_their_own_password_and_is_signed_out_everywhere() {
+    let (app, c, _) = app_with_user().await;
+    let b = app.browser();
+    let redirect = app
+        .code_flow(&b, &c.id, "offline_access read", ("alice", PW))
+        .await;
+    let t = tokens(&app, &c, &redirect).await;
+    let other = app.browser();
+    other.sign_in("alice", PW, "/account").await;
+    let csrf = b.csrf("/account/password").await;
+    let post = |current: &'static str, new: &'static str, confirm: &'static str| {
+        let (b, csrf) = (b.clone(), csrf.clone());
+        async move {
+            b.post(
+                "/account/password",
+                &[
+                    ("csrf", &csrf),
+                    ("current", current),
+                    ("new", new),
+                    ("confirm", confirm),
+                ],
+            )
+            .await
+            .status()
+            .as_u16()
+        }
+    };
+    // Bad inputs change nothing.
+    assert_eq!(
+        post("wrong password", "brand new password", "brand new password").await,
+        401
+    );
+    assert_eq!(
+        post(PW, "brand new password", "brand new passw0rd").await,
+        400
+    );
+    assert_eq!(post(PW, "short", "short").await, 422);
+    assert_eq!(
+        other.get("/account").await.status(),
+        200,
+        "still signed in elsewhere"
+    );
+    // The real change: every session ends, tokens are revoked, the new password works.
+    assert_eq!(
+        post(PW, "brand new password", "brand new password").await,
+        200
+    );
+    assert_eq!(other.get("/account").await.status(), 303);
+    assert_eq!(b.get("/account").await.status(), 303);
+    assert_eq!(
+        app.introspect(&c, t["access_token"].as_str().expect("at"))
+            .await["active"],
+        false
+    );
+    assert_eq!(
+        app.browser()
+            .sign_in("alice", PW, "/account")
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        app.browser()
+            .sign_in("alice", "brand new password", "/account")
+            .await
+            .status(),
+        303
+    );
+}

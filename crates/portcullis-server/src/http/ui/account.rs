@@ -57,7 +57,8 @@ pub async fn show(State(state): State<AppState>, b: Browser) -> Response {
         "<p>Two-step verification: <strong>off</strong>. <a href=\"/account/mfa\">Turn it on</a></p>".to_owned()
     };
     let body = format!(
-        "<p>Signed in as <strong id=\"username\">{user}</strong>.</p>{mfa}<h2>Applications</h2>{apps}\
+        "<p>Signed in as <strong id=\"username\">{user}</strong>.</p>{mfa}\
+         <p><a href=\"/account/password\" id=\"change-password\">Change your password</a></p><h2>Applications</h2>{apps}\
          <form method=\"post\" action=\"/oauth/logout\">{csrf}<button type=\"submit\" id=\"logout\">Sign out</button></form>",
         user = esc(&s.user.username),
     );
@@ -199,4 +200,78 @@ pub async fn logout_post(
         Err(r) => return b.finish(r),
     };
     sign_out(&state, &b, target).await
+}
+
+fn password_form(state: &AppState, b: &Browser, error: Option<&str>) -> String {
+    format!(
+        "<p>Changing your password signs you out everywhere, here included: every session, \
+         app access and personal access token you hold is revoked.</p>{alert}\
+         <form method=\"post\" action=\"/account/password\">{csrf}\
+         <label for=\"current\">Current password</label>\
+         <input type=\"password\" id=\"current\" name=\"current\" autocomplete=\"current-password\" required{d}>\
+         <label for=\"new\">New password (at least {min} characters)</label>\
+         <input type=\"password\" id=\"new\" name=\"new\" autocomplete=\"new-password\" minlength=\"{min}\" required>\
+         <label for=\"confirm\">New password again</label>\
+         <input type=\"password\" id=\"confirm\" name=\"confirm\" autocomplete=\"new-password\" required>\
+         <button type=\"submit\">Change password</button></form>",
+        alert = super::alert(error),
+        csrf = b.csrf_field(state),
+        d = super::described_by(error),
+        min = portcullis_service::passwords::MIN_PASSWORD_CHARS,
+    )
+}
+
+/// `GET /account/password`.
+pub async fn show_password(State(state): State<AppState>, b: Browser) -> Response {
+    match &b.session {
+        Some(s) if s.complete() => {
+            let body = password_form(&state, &b, None);
+            b.finish(page(StatusCode::OK, "Change your password", &body))
+        }
+        Some(_) => b.finish(see_other(&format!(
+            "/login/mfa?continue={}",
+            enc(ACCOUNT_PATH)
+        ))),
+        None => b.finish(to_sign_in(ACCOUNT_PATH)),
+    }
+}
+
+/// `POST /account/password`.
+pub async fn change_password(
+    State(state): State<AppState>,
+    b: Browser,
+    UiForm(mut form): UiForm,
+) -> Response {
+    if let Err(r) = b.check_csrf(&state, &form) {
+        return b.finish(r);
+    }
+    let Some(s) = b.session.as_ref().filter(|s| s.complete()) else {
+        return b.finish(to_sign_in(ACCOUNT_PATH));
+    };
+    let current =
+        portcullis_core::secret::SecretString::new(form.take("current").unwrap_or_default());
+    let new = form.take("new").unwrap_or_default();
+    let again = |msg: &str, status: StatusCode| {
+        let body = password_form(&state, &b, Some(msg));
+        b.finish(page(status, "Change your password", &body))
+    };
+    if form.take("confirm").as_deref() != Some(new.as_str()) {
+        return again("The two new passwords differ.", StatusCode::BAD_REQUEST);
+    }
+    let new = portcullis_core::secret::SecretString::new(new);
+    match state.authority().change_own_password(s, &current, &new).await {
+        Ok(Ok(())) => b.clear_session(page(
+            StatusCode::OK,
+            "Password changed",
+            "<p id=\"password-changed\">Your password is changed and you are signed out everywhere. <a href=\"/account\">Sign in again</a>.</p>",
+        )),
+        Ok(Err(portcullis_service::signin::LoginRefusal::Invalid)) => {
+            again("The current password is wrong.", StatusCode::UNAUTHORIZED)
+        }
+        Ok(Err(r)) => again(r.message(), StatusCode::TOO_MANY_REQUESTS),
+        Err(portcullis_service::ServiceError::Invalid { message, .. }) => {
+            again(&format!("The new password {message}."), StatusCode::UNPROCESSABLE_ENTITY)
+        }
+        Err(e) => b.finish(service_error(e)),
+    }
 }

@@ -23,7 +23,9 @@ use portcullis_core::scope::ScopeSet;
 use portcullis_core::secret::{
     OpaqueSecret, SecretString, AUTHORIZATION_CODE_PREFIX, REFRESH_TOKEN_PREFIX,
 };
-use portcullis_store::{CodeRow, GrantScope, GrantTokenRow, RefreshRow, RefreshWrite, UserRow};
+use portcullis_store::{
+    CodeRow, GrantScope, GrantTokenRow, GrantWrite, RefreshRow, RefreshWrite, UserRow,
+};
 
 use crate::audit::{AuditEvent, Outcome};
 use crate::clients::Client;
@@ -899,15 +901,26 @@ impl Authority {
                 now + g.client.refresh_token_max_ttl.as_secs() as i64,
             )
         });
-        let (write, refresh_token) = match (&rotate, &fresh) {
+        let (write, refresh_token) = match (rotate, fresh) {
             (Some((old_id, new, secret)), _) => (
-                RefreshWrite::Rotate { old_id, now, new },
-                Some(secret.clone()),
+                RefreshWrite::Rotate {
+                    old_id: old_id.to_owned(),
+                    now,
+                    new: new.clone(),
+                },
+                Some(secret),
             ),
-            (None, Some((secret, row))) => (RefreshWrite::Insert(row), Some(secret.clone())),
+            (None, Some((secret, row))) => (RefreshWrite::Insert(row), Some(secret)),
             (None, None) => (RefreshWrite::None, None),
         };
-        if !self.store.record_grant(&grant_row, write).await? {
+        let recorded = self
+            .grant_writer
+            .write(GrantWrite {
+                token: grant_row,
+                refresh: write,
+            })
+            .await?;
+        if !recorded {
             return Ok(None);
         }
         let id_token = if g.scope.contains("openid") {

@@ -22,6 +22,7 @@ mod cache;
 pub mod clients;
 pub mod error;
 pub mod gate;
+mod grant_writer;
 pub mod keys;
 pub mod passwords;
 pub mod pats;
@@ -149,6 +150,8 @@ pub struct Authority {
     hasher: Arc<passwords::PasswordHasherCfg>,
     /// Sign-in failure counts per account and address.
     throttle: signin::Throttle,
+    /// Group commit of what user grants issued.
+    grant_writer: grant_writer::GrantWriter,
 }
 
 impl Authority {
@@ -175,6 +178,7 @@ impl Authority {
         let me = Self {
             hasher,
             throttle: signin::Throttle::default(),
+            grant_writer: grant_writer::GrantWriter::start(store.clone()),
             store,
             clock,
             pepper,

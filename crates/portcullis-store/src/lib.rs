@@ -26,8 +26,8 @@ pub use rows::{
     RevokedJti, RoleRow, SigningKeyRow, SigningKeyState, UsageRow, UseOutcome, UserRow, WebhookRow,
 };
 pub use signin::{
-    CodeRow, ConsentRow, GrantScope, GrantTokenRow, RefreshRow, RefreshWrite, SessionRow,
-    SignInStore,
+    CodeRow, ConsentRow, GrantScope, GrantTokenRow, GrantWrite, RefreshRow, RefreshWrite,
+    SessionRow, SignInStore,
 };
 pub use sqlite::SqliteStore;
 

@@ -132,21 +132,30 @@ pub struct ConsentRow {
 }
 
 /// The refresh-token write of a grant.
-#[derive(Debug, Clone, Copy)]
-pub enum RefreshWrite<'a> {
+#[derive(Debug, Clone)]
+pub enum RefreshWrite {
     /// No refresh token.
     None,
     /// A new family's first token.
-    Insert(&'a RefreshRow),
+    Insert(RefreshRow),
     /// Rotation: mark `old_id` used at `now` and add `new`.
     Rotate {
         /// The token presented.
-        old_id: &'a str,
+        old_id: String,
         /// When.
         now: i64,
         /// Its successor.
-        new: &'a RefreshRow,
+        new: RefreshRow,
     },
+}
+
+/// What one grant issued: its access token, and its refresh-token write.
+#[derive(Debug, Clone)]
+pub struct GrantWrite {
+    /// The access token, remembered under its grant.
+    pub token: GrantTokenRow,
+    /// The refresh token write.
+    pub refresh: RefreshWrite,
 }
 
 /// Which grants an operation covers.
@@ -225,11 +234,10 @@ pub trait SignInStore: Send + Sync {
 
     /// A refresh token by digest.
     async fn find_refresh(&self, digest: &str) -> StoreResult<Option<RefreshRow>>;
-    /// Records what one grant issued, in one transaction: the access token `t`
-    /// under its grant, and the refresh token write. False (and nothing written)
-    /// when a rotation finds its old token already used or revoked.
-    async fn record_grant(&self, t: &GrantTokenRow, refresh: RefreshWrite<'_>)
-        -> StoreResult<bool>;
+    /// Records what several grants issued, in one transaction (group commit): for
+    /// each, the refresh-token write and the access token. An item whose rotation
+    /// finds its old token already used or revoked writes nothing and is `false`.
+    async fn record_grants(&self, items: &[GrantWrite]) -> StoreResult<Vec<bool>>;
     /// Revokes every live refresh token in `scope`; returns how many.
     async fn revoke_refresh(&self, scope: GrantScope<'_>, now: i64) -> StoreResult<u64>;
 
@@ -514,46 +522,46 @@ impl SignInStore for SqliteStore {
         )
     }
 
-    async fn record_grant(
-        &self,
-        t: &GrantTokenRow,
-        refresh: RefreshWrite<'_>,
-    ) -> StoreResult<bool> {
+    async fn record_grants(&self, items: &[GrantWrite]) -> StoreResult<Vec<bool>> {
         let mut tx = self.writer().begin().await?;
-        match refresh {
-            RefreshWrite::None => {}
-            RefreshWrite::Insert(r) => insert_refresh_in(&mut *tx, r).await?,
-            RefreshWrite::Rotate { old_id, now, new } => {
-                let n = sqlx::query(
-                    "UPDATE refresh_tokens SET used_at = ? WHERE id = ? AND used_at IS NULL AND revoked_at IS NULL",
-                )
-                .bind(now)
-                .bind(old_id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if n == 0 {
-                    tx.rollback().await?;
-                    return Ok(false);
+        let mut done = Vec::with_capacity(items.len());
+        for GrantWrite { token: t, refresh } in items {
+            match refresh {
+                RefreshWrite::None => {}
+                RefreshWrite::Insert(r) => insert_refresh_in(&mut *tx, r).await?,
+                RefreshWrite::Rotate { old_id, now, new } => {
+                    let n = sqlx::query(
+                        "UPDATE refresh_tokens SET used_at = ? WHERE id = ? AND used_at IS NULL AND revoked_at IS NULL",
+                    )
+                    .bind(now)
+                    .bind(old_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if n == 0 {
+                        done.push(false);
+                        continue;
+                    }
+                    insert_refresh_in(&mut *tx, new).await?;
                 }
-                insert_refresh_in(&mut *tx, new).await?;
             }
+            sqlx::query(
+                "INSERT INTO grant_tokens (jti, family_id, user_id, session_id, client_id, format, expires_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&t.jti)
+            .bind(&t.family_id)
+            .bind(&t.user_id)
+            .bind(&t.session_id)
+            .bind(&t.client_id)
+            .bind(&t.format)
+            .bind(t.expires_at)
+            .execute(&mut *tx)
+            .await?;
+            done.push(true);
         }
-        sqlx::query(
-            "INSERT INTO grant_tokens (jti, family_id, user_id, session_id, client_id, format, expires_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&t.jti)
-        .bind(&t.family_id)
-        .bind(&t.user_id)
-        .bind(&t.session_id)
-        .bind(&t.client_id)
-        .bind(&t.format)
-        .bind(t.expires_at)
-        .execute(&mut *tx)
-        .await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(done)
     }
 
     async fn revoke_refresh(&self, scope: GrantScope<'_>, now: i64) -> StoreResult<u64> {

@@ -1394,3 +1394,63 @@ async fn a_user_changes_their_own_password_and_is_signed_out_everywhere() {
         303
     );
 }
+
+#[tokio::test]
+async fn concurrent_uses_of_one_refresh_token_rotate_it_once_and_revoke_the_family() {
+    let (app, c, _) = app_with_user().await;
+    let redirect = app
+        .code_flow(&app.browser(), &c.id, "offline_access read", ("alice", PW))
+        .await;
+    let rt = tokens(&app, &c, &redirect).await["refresh_token"]
+        .as_str()
+        .expect("rt")
+        .to_owned();
+    // Eight requests with the same token, racing at the token endpoint.
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (http, url, c, rt) = (
+            app.http.clone(),
+            app.url("/oauth/token"),
+            c.clone(),
+            rt.clone(),
+        );
+        set.spawn(async move {
+            http.post(url)
+                .basic_auth(&c.id, Some(&c.secret))
+                .form(&[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", rt.as_str()),
+                ])
+                .send()
+                .await
+                .expect("post")
+                .json::<Value>()
+                .await
+                .expect("json")
+        });
+    }
+    let answers = set.join_all().await;
+    let won: Vec<&Value> = answers
+        .iter()
+        .filter(|a| a["refresh_token"].is_string())
+        .collect();
+    assert_eq!(won.len(), 1, "exactly one rotation: {answers:?}");
+    assert!(
+        answers
+            .iter()
+            .filter(|a| a["error"] == "invalid_grant")
+            .count()
+            == 7,
+        "{answers:?}"
+    );
+    // The losers were reuses: the winner's new token is revoked with its family.
+    let next = won[0]["refresh_token"].as_str().expect("rt");
+    let r = app
+        .post_form(
+            "/oauth/token",
+            &format!("grant_type=refresh_token&refresh_token={next}"),
+            Some(&c),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+}

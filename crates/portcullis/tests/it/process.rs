@@ -383,3 +383,117 @@ fn a_secret_rotated_by_the_cli_stops_working_on_the_running_server_within_second
     }
     token(&s, &id, &new);
 }
+
+#[test]
+fn acknowledged_refresh_rotations_survive_kill_9() {
+    let dir = tempfile::tempdir().expect("tmp");
+    json_ok(&run(
+        cli(dir.path()).args(["role", "put", "--name", "r", "--scope", "read"])
+    ));
+    let mut c = cli(dir.path());
+    c.args([
+        "user",
+        "create",
+        "--username",
+        "ada",
+        "--role",
+        "r",
+        "--password-stdin",
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped());
+    let mut child = c.spawn().expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"a long password\n")
+        .expect("write");
+    assert!(child.wait().expect("wait").success());
+    let v = json_ok(&run(cli(dir.path()).args([
+        "client",
+        "create",
+        "--name",
+        "legacy",
+        "--grant-type",
+        "password",
+        "--grant-type",
+        "refresh_token",
+        "--scope",
+        "read",
+        "--scope",
+        "offline_access",
+    ])));
+    let (id, secret) = (
+        v["client_id"].as_str().expect("id").to_owned(),
+        v["client_secret"].as_str().expect("secret").to_owned(),
+    );
+    let port = free_port();
+    let s = Server::start(dir.path(), port, &[]);
+    let grant = |s: &Server, form: &[(&str, &str)]| {
+        http()
+            .post(format!("{}/oauth/token", s.base))
+            .basic_auth(&id, Some(&secret))
+            .form(form)
+            .send()
+            .expect("token")
+    };
+    let first: Value = grant(
+        &s,
+        &[
+            ("grant_type", "password"),
+            ("username", "ada"),
+            ("password", "a long password"),
+            ("scope", "read offline_access"),
+        ],
+    )
+    .json()
+    .expect("json");
+    let rt1 = first["refresh_token"].as_str().expect("rt").to_owned();
+    // Ten rotations, each acknowledged; SIGKILL right after the last 200.
+    let mut rt = rt1.clone();
+    let mut old = Vec::new();
+    for _ in 0..10 {
+        let r = grant(
+            &s,
+            &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
+        );
+        assert_eq!(r.status(), 200);
+        old.push(rt);
+        rt = r.json::<Value>().expect("json")["refresh_token"]
+            .as_str()
+            .expect("rt")
+            .to_owned();
+    }
+    s.kill9();
+    let s = Server::start(dir.path(), port, &[]);
+    // The newest token works (its insert survived), so rotation goes on from it…
+    let r = grant(
+        &s,
+        &[("grant_type", "refresh_token"), ("refresh_token", &rt)],
+    );
+    assert_eq!(
+        r.status(),
+        200,
+        "the last acknowledged rotation survived kill -9"
+    );
+    let next = r.json::<Value>().expect("json")["refresh_token"]
+        .as_str()
+        .expect("rt")
+        .to_owned();
+    // …and a rotated one is still spent: using it is a reuse, which revokes the family.
+    let r = grant(
+        &s,
+        &[("grant_type", "refresh_token"), ("refresh_token", &old[9])],
+    );
+    assert_eq!(
+        r.status(),
+        400,
+        "a spent refresh token stays spent after kill -9"
+    );
+    let r = grant(
+        &s,
+        &[("grant_type", "refresh_token"), ("refresh_token", &next)],
+    );
+    assert_eq!(r.status(), 400, "the family was revoked by the reuse");
+}

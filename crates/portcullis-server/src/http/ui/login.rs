@@ -6,26 +6,18 @@
 //! had. The answer to a wrong password, an unknown user and a disabled user is
 //! the same page with the same message, after the same Argon2id work.
 
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use portcullis_core::secret::SecretString;
 use portcullis_service::signin::{LoginRefusal, AMR_PWD};
-use serde::Deserialize;
 
 use super::{
-    after_sign_in, alert, described_by, enc, error_page, esc, page, safe_continue, see_other,
-    to_sign_in, Browser, UiForm,
+    after_sign_in, alert, continue_of, described_by, enc, error_page, esc, page, safe_continue,
+    see_other, to_sign_in, Browser, UiForm,
 };
 use crate::net::ClientIp;
 use crate::state::AppState;
-
-/// `?continue=` of the pages.
-#[derive(Debug, Deserialize)]
-pub struct ContinueQuery {
-    #[serde(rename = "continue")]
-    next: Option<String>,
-}
 
 fn login_form(
     state: &AppState,
@@ -51,12 +43,8 @@ fn login_form(
 }
 
 /// `GET /login`.
-pub async fn show(
-    State(state): State<AppState>,
-    b: Browser,
-    Query(q): Query<ContinueQuery>,
-) -> Response {
-    let next = safe_continue(q.next.as_deref());
+pub async fn show(State(state): State<AppState>, b: Browser, RawQuery(q): RawQuery) -> Response {
+    let next = continue_of(q.as_deref());
     let body = login_form(&state, &b, &next, "", None);
     b.finish(page(StatusCode::OK, "Sign in", &body))
 }
@@ -131,9 +119,9 @@ fn mfa_form(state: &AppState, b: &Browser, next: &str, error: Option<&str>) -> S
 pub async fn show_mfa(
     State(state): State<AppState>,
     b: Browser,
-    Query(q): Query<ContinueQuery>,
+    RawQuery(q): RawQuery,
 ) -> Response {
-    let next = safe_continue(q.next.as_deref());
+    let next = continue_of(q.as_deref());
     let Some(s) = &b.session else {
         return b.finish(to_sign_in(&next));
     };
@@ -215,9 +203,9 @@ fn strip_xml_prolog(svg: &str) -> &str {
 pub async fn show_enrol(
     State(state): State<AppState>,
     b: Browser,
-    Query(q): Query<ContinueQuery>,
+    RawQuery(q): RawQuery,
 ) -> Response {
-    let next = safe_continue(q.next.as_deref());
+    let next = continue_of(q.as_deref());
     let Some(s) = &b.session else {
         return b.finish(see_other(&format!(
             "/login?continue={}",

@@ -315,6 +315,17 @@ pub fn safe_continue(c: Option<&str>) -> String {
     }
 }
 
+/// The `continue` of a page's query string (the first one; anything unsafe or
+/// absent is the account page). Never an error: a page always renders.
+pub fn continue_of(query: Option<&str>) -> String {
+    let first = query.and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "continue")
+            .map(|(_, v)| v.into_owned())
+    });
+    safe_continue(first.as_deref())
+}
+
 /// `continue` after a fresh sign-in: `prompt=login` and `max_age` are satisfied
 /// now, so they are dropped (else the request would ask again, forever).
 pub fn after_sign_in(c: &str) -> String {

@@ -281,6 +281,12 @@ impl Authority {
             }
         };
         let state = p.state.clone();
+        // Checked before any error is redirected: a huge state must not ride along.
+        if state.as_deref().is_some_and(|s| s.len() > 2_048) {
+            return Err(AuthorizeError::Page(
+                "The state parameter is longer than 2048 characters.".into(),
+            ));
+        }
         let err = |code: ErrorCode, m: &str| {
             self.redirect_error(&redirect_uri, state.as_deref(), code, m)
         };
@@ -377,11 +383,6 @@ impl Authority {
             return Err(err(
                 ErrorCode::InvalidRequest,
                 "nonce is longer than 512 characters",
-            ));
-        }
-        if state.as_deref().is_some_and(|s| s.len() > 2_048) {
-            return Err(AuthorizeError::Page(
-                "The state parameter is longer than 2048 characters.".into(),
             ));
         }
         let wants_mfa = p

@@ -1454,3 +1454,16 @@ async fn concurrent_uses_of_one_refresh_token_rotate_it_once_and_revoke_the_fami
         .await;
     assert_eq!(r.status(), 400);
 }
+
+#[tokio::test]
+async fn an_oversized_state_gets_a_page_not_a_redirect_carrying_it() {
+    let (app, c, _) = app_with_user().await;
+    let big = "s".repeat(3_000);
+    let url = app
+        .authorize_url(&c.id, "read", "")
+        .replace("st-123", &big)
+        .replace("response_type=code", "response_type=token");
+    let res = app.browser().get(&url).await;
+    assert_eq!(res.status(), 400);
+    assert!(res.headers().get("location").is_none());
+}

@@ -26,6 +26,18 @@ async fn tokens(app: &TestApp, c: &TestClient, redirect: &str) -> Value {
     res.json().await.expect("json")
 }
 
+/// The status of a refresh grant with `rt` as `c`.
+async fn refresh_status(app: &TestApp, c: &TestClient, rt: &str) -> u16 {
+    app.post_form(
+        "/oauth/token",
+        &format!("grant_type=refresh_token&refresh_token={rt}"),
+        Some(c),
+    )
+    .await
+    .status()
+    .as_u16()
+}
+
 fn claims(jwt: &str) -> Value {
     let payload = jwt.split('.').nth(1).expect("payload");
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -134,14 +146,11 @@ async fn a_replayed_code_is_refused_and_revokes_what_it_issued() {
         "the replay revoked the access token"
     );
     let rt = first["refresh_token"].as_str().expect("rt");
-    let r = app
-        .post_form(
-            "/oauth/token",
-            &format!("grant_type=refresh_token&refresh_token={rt}"),
-            Some(&c),
-        )
-        .await;
-    assert_eq!(r.status(), 400, "and the refresh token");
+    assert_eq!(
+        refresh_status(&app, &c, rt).await,
+        400,
+        "and the refresh token"
+    );
 }
 
 #[tokio::test]
@@ -674,14 +683,11 @@ async fn logout_ends_the_session_and_only_redirects_to_registered_uris() {
     assert_eq!(location(&res), "https://app.test/bye?state=bye1");
     assert_eq!(b.get("/account").await.status(), 303, "signed out");
     let rt = t["refresh_token"].as_str().expect("rt");
-    let r = app
-        .post_form(
-            "/oauth/token",
-            &format!("grant_type=refresh_token&refresh_token={rt}"),
-            Some(&c),
-        )
-        .await;
-    assert_eq!(r.status(), 400, "the session's refresh tokens are revoked");
+    assert_eq!(
+        refresh_status(&app, &c, rt).await,
+        400,
+        "the session's refresh tokens are revoked"
+    );
     assert_eq!(
         app.introspect(&c, t["access_token"].as_str().expect("at"))
             .await["active"],
@@ -716,14 +722,11 @@ async fn a_password_change_or_disable_revokes_sessions_refresh_tokens_and_pats()
         .expect("set");
     assert_eq!(b.get("/account").await.status(), 303, "session ended");
     let rt = t["refresh_token"].as_str().expect("rt");
-    let r = app
-        .post_form(
-            "/oauth/token",
-            &format!("grant_type=refresh_token&refresh_token={rt}"),
-            Some(&c),
-        )
-        .await;
-    assert_eq!(r.status(), 400, "refresh token revoked");
+    assert_eq!(
+        refresh_status(&app, &c, rt).await,
+        400,
+        "refresh token revoked"
+    );
     assert_eq!(
         app.introspect(&c, t["access_token"].as_str().expect("at"))
             .await["active"],
@@ -1188,14 +1191,7 @@ async fn withdrawing_consent_on_the_account_page_revokes_the_apps_tokens() {
         false
     );
     let rt = t["refresh_token"].as_str().expect("rt");
-    let r = app
-        .post_form(
-            "/oauth/token",
-            &format!("grant_type=refresh_token&refresh_token={rt}"),
-            Some(&c),
-        )
-        .await;
-    assert_eq!(r.status(), 400);
+    assert_eq!(refresh_status(&app, &c, rt).await, 400);
     // The next authorization asks again.
     let res = b.get(&app.authorize_url(&c.id, "openid read", "")).await;
     assert_eq!(res.status(), 200);
@@ -1445,14 +1441,7 @@ async fn concurrent_uses_of_one_refresh_token_rotate_it_once_and_revoke_the_fami
     );
     // The losers were reuses: the winner's new token is revoked with its family.
     let next = won[0]["refresh_token"].as_str().expect("rt");
-    let r = app
-        .post_form(
-            "/oauth/token",
-            &format!("grant_type=refresh_token&refresh_token={next}"),
-            Some(&c),
-        )
-        .await;
-    assert_eq!(r.status(), 400);
+    assert_eq!(refresh_status(&app, &c, next).await, 400);
 }
 
 #[tokio::test]

@@ -196,13 +196,17 @@ def main():
     ap.add_argument("--quick", action="store_true", help="3 s runs instead of 10 s")
     ap.add_argument("--skip-criterion", action="store_true")
     ap.add_argument("--connections", type=int, default=32)
-    ap.add_argument("--only", choices=["signin"], help="run only the sign-in scenarios (login, password grant, refresh)")
+    ap.add_argument("--only", choices=["signin", "peer"],
+                    help="run only the sign-in scenarios (login, password grant, refresh), or only the peer comparison")
     args = ap.parse_args()
     args.duration, args.warmup = (3, 1) if args.quick else (10, 2)
     if not shutil.which("oha"):
         raise SystemExit("oha not found (bench/run installs it)")
     if args.only == "signin":
         write_signin_markdown(signin_bench(args))
+        return
+    if args.only == "peer":
+        write_peer_markdown(peer_bench(args))
         return
 
     work = tempfile.mkdtemp(prefix="portcullis-bench-")
@@ -336,6 +340,7 @@ def main():
     svg(rows, os.path.join(RESULTS, "loadtest.svg"))
     write_markdown(result)
     write_signin_markdown(signin_bench(args))
+    write_peer_markdown(peer_bench(args))
     print(open(os.path.join(ROOT, "BENCHMARKS.md")).read().split("<!-- results:start -->")[1].split("<!-- results:end -->")[0])
 
 
@@ -453,6 +458,109 @@ def write_signin_markdown(r):
     with open(os.path.join(RESULTS, "signin.json"), "w") as f:
         json.dump(r, f, indent=2)
     print(block)
+
+
+PEER_DIR = os.path.join(ROOT, "bench", "peer")
+
+
+def measure_once(name, url, args, **kw):
+    """Warm-up, then one full-rate run; refuses a run with unexpected answers."""
+    print(f"  {name}: warm-up {args.warmup}s, run {args.duration}s x {args.connections} connections", flush=True)
+    oha(url, args.warmup, args.connections, **kw)
+    r = oha(url, args.duration, args.connections, **kw)
+    if r["ok_ratio"] < 0.999:
+        raise SystemExit(f"{name}: only {r['ok_ratio']:.3%} expected answers: {r['status_codes']}")
+    return {"scenario": name, **r}
+
+
+def replace_block(marker, block, heading):
+    path = os.path.join(ROOT, "BENCHMARKS.md")
+    text = open(path).read()
+    if f"<!-- {marker}:start -->" not in text:
+        text += f"\n{heading}\n\n<!-- {marker}:start -->\n<!-- {marker}:end -->\n"
+    head, rest = text.split(f"<!-- {marker}:start -->")
+    _, tail = rest.split(f"<!-- {marker}:end -->")
+    with open(path, "w") as f:
+        f.write(f"{head}<!-- {marker}:start -->\n{block}\n<!-- {marker}:end -->{tail}")
+
+
+def peer_bench(args):
+    """Portcullis and node oidc-provider, the same client, scope, algorithm and oha
+    settings, back to back: client_credentials (ES256 JWT) and opaque introspection."""
+    if not os.path.isdir(os.path.join(PEER_DIR, "node_modules")):
+        raise SystemExit("bench/peer/node_modules missing (bench/run installs it with npm)")
+    print("peer: Portcullis and node oidc-provider side by side", flush=True)
+    work = tempfile.mkdtemp(prefix="portcullis-bench-peer-")
+    pc = Portcullis(work, free_port())
+    pc.start()
+    es = pc.cli("client", "create", "--name", "peer-es256", "--grant-type", "client_credentials", "--scope", "read",
+                "--access-token-alg", "ES256", "--audience", "https://api.test", "--default-audience", "https://api.test")
+    op = pc.cli("client", "create", "--name", "peer-opaque", "--grant-type", "client_credentials", "--scope", "read",
+                "--token-format", "opaque", "--access-token-ttl", "1d")
+    time.sleep(1.5)
+    secret = "peer-secret-" + os.urandom(16).hex()
+    peer_port = free_port()
+    env = {**os.environ, "NODE_ENV": "production"}
+    peer = subprocess.Popen(["node", "server.js", str(peer_port), "bench", secret], cwd=PEER_DIR, env=env,
+                            stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "peer.log"), "w"))
+    for _ in range(100):
+        try:
+            http.client.HTTPConnection("127.0.0.1", peer_port, timeout=1).request("GET", "/.well-known/openid-configuration")
+            break
+        except OSError:
+            time.sleep(0.1)
+    import base64
+
+    def form_post(port, path, body, user, pw):
+        conn = http.client.HTTPConnection("127.0.0.1", port)
+        auth = base64.b64encode(f"{user}:{pw}".encode()).decode()
+        conn.request("POST", path, body, {"Authorization": f"Basic {auth}",
+                                          "Content-Type": "application/x-www-form-urlencoded"})
+        return json.loads(conn.getresponse().read())
+
+    ours_opaque = form_post(pc.port, "/oauth/token", "grant_type=client_credentials", op["client_id"], op["client_secret"])["access_token"]
+    peer_opaque = form_post(peer_port, "/token", "grant_type=client_credentials&scope=read&resource=https%3A%2F%2Fopaque.test",
+                            "bench", secret)["access_token"]
+    u, p = f"http://127.0.0.1:{pc.port}", f"http://127.0.0.1:{peer_port}"
+    rows = {
+        "ours_cc": measure_once("Portcullis client_credentials ES256", f"{u}/oauth/token", args, method="POST",
+                                body="grant_type=client_credentials&scope=read", basic=f"{es['client_id']}:{es['client_secret']}"),
+        "peer_cc": measure_once("oidc-provider client_credentials ES256", f"{p}/token", args, method="POST",
+                                body="grant_type=client_credentials&scope=read&resource=https%3A%2F%2Fapi.test",
+                                basic=f"bench:{secret}"),
+        "ours_introspect": measure_once("Portcullis introspect opaque", f"{u}/oauth/introspect", args, method="POST",
+                                        body=f"token={ours_opaque}", basic=f"{op['client_id']}:{op['client_secret']}"),
+        "peer_introspect": measure_once("oidc-provider introspect opaque", f"{p}/token/introspection", args, method="POST",
+                                        body=f"token={peer_opaque}", basic=f"bench:{secret}"),
+    }
+    peer_rss = rss_kb(peer.pid, "VmHWM") / 1024
+    ours_rss = rss_kb(pc.proc.pid, "VmHWM") / 1024
+    peer.terminate()
+    peer.wait()
+    pc.stop()
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "machine": f"{os.cpu_count()} cores, {platform_mem()}", "connections": args.connections,
+            "duration_s": args.duration, "warmup_s": args.warmup, "node": node, "rows": rows,
+            "peer_rss_mb": peer_rss, "ours_rss_mb": ours_rss}
+
+
+def write_peer_markdown(r):
+    x = r["rows"]
+    lines = [f"Run {r['date']} on {r['machine']}; oha, {r['connections']} connections, {r['warmup_s']} s warm-up then "
+             f"{r['duration_s']} s per run, the two servers measured back to back; oidc-provider 9.13.3 on node {r['node']} "
+             "(one process, so one core), Portcullis one process on both cores.", "",
+             "| scenario | Portcullis req/s | p99 ms | oidc-provider req/s | p99 ms | ratio | target |", "|---|---:|---:|---:|---:|---:|---|"]
+    for label, a, b in [("client_credentials, ES256 JWT, client_secret_basic", "ours_cc", "peer_cc"),
+                        ("introspection of an opaque token", "ours_introspect", "peer_introspect")]:
+        ratio = x[a]["rps"] / x[b]["rps"]
+        lines.append(f"| {label} | {x[a]['rps']:.0f} | {x[a]['p99_ms']:.2f} | {x[b]['rps']:.0f} | {x[b]['p99_ms']:.2f} | "
+                     f"{ratio:.1f}× | ≥ 5×: {verdict(ratio >= 5)} |")
+    lines += ["", f"Peak RSS (VmHWM): Portcullis {r['ours_rss_mb']:.0f} MB, oidc-provider {r['peer_rss_mb']:.0f} MB."]
+    replace_block("peer", "\n".join(lines), "## Side by side: node oidc-provider")
+    with open(os.path.join(RESULTS, "peer.json"), "w") as f:
+        json.dump(r, f, indent=2)
+    print("\n".join(lines))
 
 
 def platform_mem():

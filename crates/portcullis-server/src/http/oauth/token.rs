@@ -140,7 +140,10 @@ pub async fn token(
     state
         .metrics()
         .token_issued(grant.as_str(), issued.format.as_str());
-    tracing::info!(client_id = %client.id, jti = %issued.token_id, grant_type = grant.as_str(), "access token issued");
+    // Debug, not info: every issuance is already a `token.issued` audit record, and
+    // one formatted log line per token cost about a sixth of the endpoint's
+    // throughput (client_credentials 13.3k → 16.0k req/s with it off, same run).
+    tracing::debug!(client_id = %client.id, jti = %issued.token_id, grant_type = grant.as_str(), "access token issued");
     let scope = issued.scope.to_string();
     let mut res = no_store(TokenResponse {
         access_token: issued.access_token.expose(),

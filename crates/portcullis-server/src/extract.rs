@@ -69,6 +69,20 @@ impl OAuthForm {
     pub fn resources(&self) -> &[String] {
         &self.resources
     }
+
+    /// The parameters as a query string again (sorted by name, `resource` last).
+    pub fn to_query(&self) -> String {
+        let mut names: Vec<&String> = self.single.keys().collect();
+        names.sort();
+        let mut out = form_urlencoded::Serializer::new(String::new());
+        for k in names {
+            out.append_pair(k, &self.single[k]);
+        }
+        for r in &self.resources {
+            out.append_pair("resource", r);
+        }
+        out.finish()
+    }
 }
 
 impl FromRequest<AppState> for OAuthForm {

@@ -1456,3 +1456,29 @@ async fn an_oversized_state_gets_a_page_not_a_redirect_carrying_it() {
     assert_eq!(res.status(), 400);
     assert!(res.headers().get("location").is_none());
 }
+
+#[tokio::test]
+async fn an_authorization_request_may_be_a_form_post() {
+    let (app, c, _) = app_with_user().await;
+    let b = app.browser();
+    let get = app.authorize_url(&c.id, "openid read", "");
+    let query = get.split_once('?').expect("query").1.to_owned();
+    let pairs: Vec<(String, String)> = reqwest::Url::parse(&format!("http://x/?{query}"))
+        .expect("url")
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let res = b
+        .http
+        .post(app.url("/oauth/authorize"))
+        .form(&pairs)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(res.status(), 303);
+    let next = location(&res);
+    assert!(next.starts_with("/oauth/authorize?"), "{next}");
+    // It is the same request: signed out, it leads to the sign-in page.
+    let res = b.get(&next).await;
+    assert!(location(&res).starts_with("/login?"));
+}

@@ -153,6 +153,11 @@ pub async fn authorize(
 
 /// `POST /oauth/authorize`: the consent decision.
 pub async fn decide(State(state): State<AppState>, b: Browser, UiForm(form): UiForm) -> Response {
+    // OpenID Connect Core §3.1.2.1: an authorization request may also come as a
+    // form POST. It is the same request as a GET, so it continues as one.
+    if form.get("decision").is_none() && form.get("response_type").is_some() {
+        return b.finish(see_other(&format!("/oauth/authorize?{}", form.to_query())));
+    }
     if let Err(r) = b.check_csrf(&state, &form) {
         return b.finish(r);
     }

@@ -1481,4 +1481,15 @@ async fn an_authorization_request_may_be_a_form_post() {
     // It is the same request: signed out, it leads to the sign-in page.
     let res = b.get(&next).await;
     assert!(location(&res).starts_with("/login?"));
+    // A login_hint fills in the username (escaped).
+    let res = b
+        .get(&app.authorize_url(&c.id, "read", "&login_hint=%22alice%3C"))
+        .await;
+    let html = b
+        .get(&location(&res))
+        .await
+        .text()
+        .await
+        .expect("login page");
+    assert!(html.contains("value=\"&quot;alice&lt;\""), "{html}");
 }

@@ -45,7 +45,16 @@ fn login_form(
 /// `GET /login`.
 pub async fn show(State(state): State<AppState>, b: Browser, RawQuery(q): RawQuery) -> Response {
     let next = continue_of(q.as_deref());
-    let body = login_form(&state, &b, &next, "", None);
+    // OIDC `login_hint` of the authorization request fills in the username.
+    let hint: String = next
+        .split_once('?')
+        .and_then(|(_, query)| {
+            form_urlencoded::parse(query.as_bytes())
+                .find(|(k, _)| k == "login_hint")
+                .map(|(_, v)| v.chars().take(128).collect())
+        })
+        .unwrap_or_default();
+    let body = login_form(&state, &b, &next, &hint, None);
     b.finish(page(StatusCode::OK, "Sign in", &body))
 }
 

@@ -196,7 +196,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="3 s runs instead of 10 s")
     ap.add_argument("--skip-criterion", action="store_true")
     ap.add_argument("--connections", type=int, default=32)
-    ap.add_argument("--only", choices=["signin", "peer"],
+    ap.add_argument("--only", choices=["signin", "peer", "forward-auth"],
                     help="run only the sign-in scenarios (login, password grant, refresh), or only the peer comparison")
     args = ap.parse_args()
     args.duration, args.warmup = (3, 1) if args.quick else (10, 2)
@@ -207,6 +207,9 @@ def main():
         return
     if args.only == "peer":
         write_peer_markdown(peer_bench(args))
+        return
+    if args.only == "forward-auth":
+        write_ab_markdown(ab_bench(args))
         return
 
     work = tempfile.mkdtemp(prefix="portcullis-bench-")
@@ -341,6 +344,7 @@ def main():
     write_markdown(result)
     write_signin_markdown(signin_bench(args))
     write_peer_markdown(peer_bench(args))
+    write_ab_markdown(ab_bench(args))
     print(open(os.path.join(ROOT, "BENCHMARKS.md")).read().split("<!-- results:start -->")[1].split("<!-- results:end -->")[0])
 
 
@@ -560,6 +564,61 @@ def write_peer_markdown(r):
     replace_block("peer", "\n".join(lines), "## Side by side: node oidc-provider")
     with open(os.path.join(RESULTS, "peer.json"), "w") as f:
         json.dump(r, f, indent=2)
+    print("\n".join(lines))
+
+
+def ab_bench(args, pairs=3):
+    """B1 and forward-auth interleaved: B1, JWT, API key, then again, `pairs` times,
+    so that the machine's drift hits baseline and scenario alike."""
+    print("forward-auth against B1, interleaved", flush=True)
+    work = tempfile.mkdtemp(prefix="portcullis-bench-ab-")
+    pc = Portcullis(work, free_port())
+    pc.start()
+    es = pc.cli("client", "create", "--name", "ab", "--grant-type", "client_credentials", "--scope", "read",
+                "--access-token-alg", "ES256")
+    pc.cli("keyspace", "create", "--name", "ab", "--prefix", "ab_live", "--scope", "read")
+    key = pc.cli("apikey", "create", "--keyspace", "ab", "--owner", "ab", "--scope", "read")["key"]
+    time.sleep(1.5)
+    import base64
+    conn = http.client.HTTPConnection("127.0.0.1", pc.port)
+    auth = base64.b64encode(f"{es['client_id']}:{es['client_secret']}".encode()).decode()
+    conn.request("POST", "/oauth/token", "grant_type=client_credentials",
+                 {"Authorization": f"Basic {auth}", "Content-Type": "application/x-www-form-urlencoded"})
+    jwt_token = json.loads(conn.getresponse().read())["access_token"]
+    base_port = free_port()
+    base = subprocess.Popen([BASE_BIN, f"127.0.0.1:{base_port}"], stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    u, b = f"http://127.0.0.1:{pc.port}", f"http://127.0.0.1:{base_port}"
+    rounds = []
+    for i in range(pairs):
+        r = {"B1": measure_once(f"B1 (round {i + 1})", f"{b}/trivial", args),
+             "jwt": measure_once(f"forward-auth JWT (round {i + 1})", f"{u}/auth/verify", args, bearer=jwt_token),
+             "key": measure_once(f"forward-auth API key (round {i + 1})", f"{u}/auth/verify", args,
+                                 headers=[f"X-Api-Key: {key}"])}
+        rounds.append(r)
+    pc.stop()
+    base.terminate()
+    base.wait()
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "machine": f"{os.cpu_count()} cores, {platform_mem()}", "connections": args.connections,
+            "duration_s": args.duration, "warmup_s": args.warmup, "rounds": rounds}
+
+
+def write_ab_markdown(r):
+    lines = [f"Run {r['date']} on {r['machine']}; oha, {r['connections']} connections, {r['warmup_s']} s warm-up then "
+             f"{r['duration_s']} s per run; each round runs B1, then forward-auth with a cached JWT, then with a cached API "
+             "key, rate limiting (unreachable budgets) and the audit context on.", "",
+             "| round | B1 req/s | forward-auth JWT req/s | ratio | forward-auth API key req/s | ratio |", "|---:|---:|---:|---:|---:|---:|"]
+    jr, kr = [], []
+    for i, x in enumerate(r["rounds"], 1):
+        j, k = x["jwt"]["rps"] / x["B1"]["rps"], x["key"]["rps"] / x["B1"]["rps"]
+        jr.append(j)
+        kr.append(k)
+        lines.append(f"| {i} | {x['B1']['rps']:.0f} | {x['jwt']['rps']:.0f} | {j:.0%} | {x['key']['rps']:.0f} | {k:.0%} |")
+    med = lambda v: sorted(v)[len(v) // 2]
+    lines += ["", f"Median ratio: JWT {med(jr):.0%}, API key {med(kr):.0%} (target ≥ 40%: JWT {verdict(med(jr) >= 0.4)}, "
+              f"API key {verdict(med(kr) >= 0.4)})."]
+    replace_block("ab", "\n".join(lines), "## Forward-auth against B1, interleaved")
     print("\n".join(lines))
 
 

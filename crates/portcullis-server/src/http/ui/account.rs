@@ -14,7 +14,9 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::login::service_error;
-use super::{enc, error_page, esc, page, see_other, to_sign_in, Browser, UiForm, ACCOUNT_PATH};
+use super::{
+    enc, error_page, esc, page, see_other, to_sign_in, Browser, CheckedForm, ACCOUNT_PATH,
+};
 use crate::extract::OAuthForm;
 use crate::state::AppState;
 
@@ -68,12 +70,8 @@ pub async fn show(State(state): State<AppState>, b: Browser) -> Response {
 /// `POST /account/consents/revoke`.
 pub async fn revoke_consent(
     State(state): State<AppState>,
-    b: Browser,
-    UiForm(form): UiForm,
+    CheckedForm { browser: b, form }: CheckedForm,
 ) -> Response {
-    if let Err(r) = b.check_csrf(&state, &form) {
-        return b.finish(r);
-    }
     let Some(s) = b.session.as_ref().filter(|s| s.complete()) else {
         return b.finish(to_sign_in(ACCOUNT_PATH));
     };
@@ -189,12 +187,8 @@ pub async fn logout_get(
 /// `POST /oauth/logout` (the confirmation, or the account page's button).
 pub async fn logout_post(
     State(state): State<AppState>,
-    b: Browser,
-    UiForm(form): UiForm,
+    CheckedForm { browser: b, form }: CheckedForm,
 ) -> Response {
-    if let Err(r) = b.check_csrf(&state, &form) {
-        return b.finish(r);
-    }
     let (target, _) = match logout_target(&state, &form).await {
         Ok(t) => t,
         Err(r) => return b.finish(r),
@@ -239,12 +233,11 @@ pub async fn show_password(State(state): State<AppState>, b: Browser) -> Respons
 /// `POST /account/password`.
 pub async fn change_password(
     State(state): State<AppState>,
-    b: Browser,
-    UiForm(mut form): UiForm,
+    CheckedForm {
+        browser: b,
+        mut form,
+    }: CheckedForm,
 ) -> Response {
-    if let Err(r) = b.check_csrf(&state, &form) {
-        return b.finish(r);
-    }
     let Some(s) = b.session.as_ref().filter(|s| s.complete()) else {
         return b.finish(to_sign_in(ACCOUNT_PATH));
     };

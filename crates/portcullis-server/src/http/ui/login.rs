@@ -14,7 +14,7 @@ use portcullis_service::signin::{LoginRefusal, AMR_PWD};
 
 use super::{
     after_sign_in, alert, continue_of, described_by, enc, error_page, esc, page, safe_continue,
-    see_other, to_sign_in, Browser, UiForm,
+    see_other, to_sign_in, Browser, CheckedForm,
 };
 use crate::net::ClientIp;
 use crate::state::AppState;
@@ -62,12 +62,11 @@ pub async fn show(State(state): State<AppState>, b: Browser, RawQuery(q): RawQue
 pub async fn submit(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
-    b: Browser,
-    UiForm(mut form): UiForm,
+    CheckedForm {
+        browser: b,
+        mut form,
+    }: CheckedForm,
 ) -> Response {
-    if let Err(r) = b.check_csrf(&state, &form) {
-        return b.finish(r);
-    }
     let next = safe_continue(form.get("continue"));
     let username = form.get("username").unwrap_or("").to_owned();
     let password = SecretString::new(form.take("password").unwrap_or_default());
@@ -144,12 +143,8 @@ pub async fn show_mfa(
 /// `POST /login/mfa`.
 pub async fn submit_mfa(
     State(state): State<AppState>,
-    b: Browser,
-    UiForm(form): UiForm,
+    CheckedForm { browser: b, form }: CheckedForm,
 ) -> Response {
-    if let Err(r) = b.check_csrf(&state, &form) {
-        return b.finish(r);
-    }
     let next = safe_continue(form.get("continue"));
     let Some(s) = &b.session else {
         return b.finish(to_sign_in(&next));
@@ -243,12 +238,8 @@ pub async fn show_enrol(
 /// `POST /account/mfa`: confirm enrolment with a first code.
 pub async fn submit_enrol(
     State(state): State<AppState>,
-    b: Browser,
-    UiForm(form): UiForm,
+    CheckedForm { browser: b, form }: CheckedForm,
 ) -> Response {
-    if let Err(r) = b.check_csrf(&state, &form) {
-        return b.finish(r);
-    }
     let next = safe_continue(form.get("continue"));
     let Some(s) = &b.session else {
         return b.finish(to_sign_in(&next));

@@ -8,7 +8,10 @@
 //!   development) are `Secure` and the `__Host-` prefix dropped, since browsers
 //!   refuse both over plain http.
 //! - CSRF: a form's token is a keyed digest of the browser id; a POST without the
-//!   cookie, or with another token, is refused with 403 and changes nothing.
+//!   cookie, or with another token, is refused with 403 and changes nothing. Every
+//!   state-changing form handler takes a [`CheckedForm`], which does the check; the
+//!   consent decision checks by hand because the same route also accepts a
+//!   form-POSTed authorization request (which carries no token, like its GET).
 //! - Redirects after sign-in go only to our own authorization endpoint or account
 //!   page (`continue` is never an absolute URL).
 
@@ -299,6 +302,33 @@ impl FromRequest<AppState> for UiForm {
                     "The form could not be read. Go back and try again.",
                 )
             })
+    }
+}
+
+/// A page's form POST whose CSRF token checked out, with the browser that sent it.
+/// Handlers of state-changing forms take this, so none can forget the check.
+#[derive(Debug)]
+pub struct CheckedForm {
+    /// The browser (cookies, session).
+    pub browser: Browser,
+    /// The form.
+    pub form: OAuthForm,
+}
+
+impl FromRequest<AppState> for CheckedForm {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let browser = Browser::from_request_parts(&mut parts, state).await?;
+        let form = match UiForm::from_request(Request::from_parts(parts, body), state).await {
+            Ok(UiForm(f)) => f,
+            Err(r) => return Err(browser.finish(r)),
+        };
+        if let Err(r) = browser.check_csrf(state, &form) {
+            return Err(browser.finish(r));
+        }
+        Ok(Self { browser, form })
     }
 }
 

@@ -227,12 +227,7 @@ impl AuditWriter {
             let mut batch = Vec::with_capacity(BATCH_MAX);
             while let Some(first) = rx.recv().await {
                 batch.push(first);
-                while batch.len() < BATCH_MAX {
-                    match rx.try_recv() {
-                        Ok(j) => batch.push(j),
-                        Err(_) => break,
-                    }
-                }
+                take_waiting(&mut rx, &mut batch, BATCH_MAX);
                 let (rows, acks): (Vec<AuditRow>, Vec<Option<Ack>>) = batch.drain(..).unzip();
                 let n = rows.len();
                 let current = subs.lock().await.current(store.as_ref()).await;
@@ -264,6 +259,17 @@ impl AuditWriter {
             }
         });
         Self { tx, subscriptions }
+    }
+}
+
+/// Group commit: moves whatever is already waiting in `rx` into `batch`, up to
+/// `max` items, without waiting for more.
+pub(crate) fn take_waiting<T>(rx: &mut mpsc::Receiver<T>, batch: &mut Vec<T>, max: usize) {
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(j) => batch.push(j),
+            Err(_) => break,
+        }
     }
 }
 

@@ -33,12 +33,7 @@ impl GrantWriter {
             let mut batch = Vec::with_capacity(BATCH_MAX);
             while let Some(first) = rx.recv().await {
                 batch.push(first);
-                while batch.len() < BATCH_MAX {
-                    match rx.try_recv() {
-                        Ok(j) => batch.push(j),
-                        Err(_) => break,
-                    }
-                }
+                crate::audit::take_waiting(&mut rx, &mut batch, BATCH_MAX);
                 let (items, acks): (Vec<GrantWrite>, Vec<Ack>) = batch.drain(..).unzip();
                 match store.record_grants(&items).await {
                     Ok(done) => {

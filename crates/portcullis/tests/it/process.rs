@@ -384,13 +384,13 @@ fn a_secret_rotated_by_the_cli_stops_working_on_the_running_server_within_second
     token(&s, &id, &new);
 }
 
-#[test]
-fn acknowledged_refresh_rotations_survive_kill_9() {
-    let dir = tempfile::tempdir().expect("tmp");
+/// A user `ada` (password `a long password`, role `r` with `read`) and a client
+/// allowed the password and refresh grants; returns its id and secret.
+fn user_and_password_client(dir: &Path) -> (String, String) {
     json_ok(&run(
-        cli(dir.path()).args(["role", "put", "--name", "r", "--scope", "read"])
+        cli(dir).args(["role", "put", "--name", "r", "--scope", "read"])
     ));
-    let mut c = cli(dir.path());
+    let mut c = cli(dir);
     c.args([
         "user",
         "create",
@@ -410,7 +410,7 @@ fn acknowledged_refresh_rotations_survive_kill_9() {
         .write_all(b"a long password\n")
         .expect("write");
     assert!(child.wait().expect("wait").success());
-    let v = json_ok(&run(cli(dir.path()).args([
+    let v = json_ok(&run(cli(dir).args([
         "client",
         "create",
         "--name",
@@ -428,6 +428,13 @@ fn acknowledged_refresh_rotations_survive_kill_9() {
         v["client_id"].as_str().expect("id").to_owned(),
         v["client_secret"].as_str().expect("secret").to_owned(),
     );
+    (id, secret)
+}
+
+#[test]
+fn acknowledged_refresh_rotations_survive_kill_9() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (id, secret) = user_and_password_client(dir.path());
     let port = free_port();
     let s = Server::start(dir.path(), port, &[]);
     let grant = |s: &Server, form: &[(&str, &str)]| {
@@ -496,4 +503,92 @@ fn acknowledged_refresh_rotations_survive_kill_9() {
         &[("grant_type", "refresh_token"), ("refresh_token", &next)],
     );
     assert_eq!(r.status(), 400, "the family was revoked by the reuse");
+}
+
+#[test]
+fn no_sign_in_secret_appears_in_a_log_line() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (id, secret) = user_and_password_client(dir.path());
+    let port = free_port();
+    let s = Server::start(dir.path(), port, &[("PORTCULLIS_LOG_LEVEL", "trace")]);
+    let grant = |form: &[(&str, &str)]| -> Value {
+        http()
+            .post(format!("{}/oauth/token", s.base))
+            .basic_auth(&id, Some(&secret))
+            .form(form)
+            .send()
+            .expect("token")
+            .json()
+            .expect("json")
+    };
+    let first = grant(&[
+        ("grant_type", "password"),
+        ("username", "ada"),
+        ("password", "a long password"),
+        ("scope", "read offline_access"),
+    ]);
+    let rt1 = first["refresh_token"].as_str().expect("rt").to_owned();
+    let rt2 = grant(&[("grant_type", "refresh_token"), ("refresh_token", &rt1)])["refresh_token"]
+        .as_str()
+        .expect("rotated")
+        .to_owned();
+    let wrong = grant(&[
+        ("grant_type", "password"),
+        ("username", "ada"),
+        ("password", "a wrong password guess"),
+    ]);
+    assert_eq!(wrong["error"], "invalid_grant");
+    // The browser sign-in: the form's password and the session cookie it sets.
+    let browser = reqwest::blocking::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let page = browser
+        .get(format!("{}/login", s.base))
+        .send()
+        .expect("login page")
+        .text()
+        .expect("html");
+    let csrf = portcullis_testkit::field(&page, "csrf").expect("csrf");
+    let res = browser
+        .post(format!("{}/login", s.base))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("username", "ada"),
+            ("password", "a long password"),
+            ("continue", "/account"),
+        ])
+        .send()
+        .expect("sign in");
+    assert_eq!(res.status(), 303);
+    let cookie = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("portcullis_session="))
+        .and_then(|v| v.split(';').next())
+        .expect("session cookie")
+        .to_owned();
+    let logs = s.kill9();
+    assert!(logs.lines().count() > 10, "trace logging produced output");
+    for (what, needle) in [
+        ("password", "a long password"),
+        ("wrong password", "a wrong password guess"),
+        ("refresh token", &rt1[5..]),
+        ("rotated refresh token", &rt2[5..]),
+        (
+            "access token signature",
+            first["access_token"]
+                .as_str()
+                .expect("at")
+                .rsplit('.')
+                .next()
+                .expect("sig"),
+        ),
+        ("session cookie", &cookie[7..]),
+    ] {
+        assert!(!logs.contains(needle), "{what} leaked into the logs");
+    }
 }

@@ -80,6 +80,8 @@ async fn sign(
         jti: TokenId::new().to_string(),
         client_id: id,
         scope: "read write".into(),
+        nbf: None,
+        cnf: None,
     };
     let token = key
         .sign_jwt(ACCESS_TOKEN_TYP, &claims)

@@ -19,6 +19,8 @@ fn claims(now: i64) -> AccessTokenClaims {
         jti: "01a201b3-8b29-7708-a7af-eefe42753527".into(),
         client_id: "01a201b3-8a34-704d-b45f-0029cc282ea6".into(),
         scope: "read write".into(),
+        nbf: None,
+        cnf: None,
     }
 }
 

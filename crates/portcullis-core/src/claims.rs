@@ -53,6 +53,33 @@ pub struct AccessTokenClaims {
     /// Granted scopes, space-separated; absent when none.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub scope: String,
+    /// Not before, seconds since the epoch (Portcullis does not set it; others may).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    /// Confirmation (RFC 7800): the DPoP key the token is bound to (RFC 9449 §6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+/// The `cnf` claim of a sender-constrained token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    /// RFC 7638 SHA-256 thumbprint of the DPoP public key, base64url.
+    pub jkt: String,
+}
+
+impl AccessTokenClaims {
+    /// The thumbprint of the DPoP key the token is bound to, if any.
+    pub fn jkt(&self) -> Option<&str> {
+        self.cnf.as_ref().map(|c| c.jkt.as_str())
+    }
+
+    /// True when the token grants every scope in `required`.
+    pub fn has_scopes(&self, required: &[&str]) -> bool {
+        required
+            .iter()
+            .all(|r| self.scope.split(' ').any(|s| s == *r))
+    }
 }
 
 /// The `typ` header of ID tokens: plain `JWT`, so an ID token is never taken for an

@@ -333,6 +333,38 @@ impl VerifyingKey {
                 ))
             }
         };
+        let kid = jwk
+            .common
+            .key_id
+            .clone()
+            .ok_or_else(|| JoseError::InvalidJwk("no kid".into()))?;
+        Self::with_alg(jwk, alg, kid)
+    }
+
+    /// A key from a JWK that came with a JWS rather than from a key set (a DPoP
+    /// proof's `jwk` header): the header's `alg` must be one we accept and fit the
+    /// key type, and a JWK `alg`, when present, must agree. Returns the key and its
+    /// RFC 7638 SHA-256 thumbprint.
+    pub fn from_embedded_jwk(jwk: &Jwk, alg: Algorithm) -> Result<(Self, String), JoseError> {
+        let alg = SigningAlg::ALL
+            .into_iter()
+            .find(|a| a.jwt_alg() == alg)
+            .ok_or_else(|| JoseError::UnsupportedAlgorithm(format!("{alg:?}")))?;
+        if let Some(ka) = jwk.common.key_algorithm {
+            if ka != alg.key_alg() {
+                return Err(JoseError::InvalidJwk(
+                    "the JWK's alg differs from the header's".into(),
+                ));
+            }
+        }
+        let key = Self::with_alg(jwk, alg, String::new())?;
+        // Only after the key type is known to fit: the thumbprint of a mismatched
+        // curve is not defined.
+        let jkt = jwk.thumbprint(ThumbprintHash::SHA256);
+        Ok((key, jkt))
+    }
+
+    fn with_alg(jwk: &Jwk, alg: SigningAlg, kid: String) -> Result<Self, JoseError> {
         let fits = matches!(
             (&jwk.algorithm, alg),
             (
@@ -363,11 +395,6 @@ impl VerifyingKey {
         }) {
             return Err(JoseError::InvalidJwk("key is for encryption".into()));
         }
-        let kid = jwk
-            .common
-            .key_id
-            .clone()
-            .ok_or_else(|| JoseError::InvalidJwk("no kid".into()))?;
         let key = DecodingKey::from_jwk(jwk).map_err(|e| JoseError::InvalidJwk(e.to_string()))?;
         Ok(Self { kid, alg, key })
     }
@@ -428,6 +455,13 @@ pub enum JwtError {
     /// `iat` is in the future (beyond the leeway).
     #[error("token issued in the future")]
     IssuedInFuture,
+    /// `nbf` is in the future (beyond the leeway).
+    #[error("token not yet valid")]
+    NotYetValid,
+    /// A header parameter we refuse: `jwk`, `jku`, `x5u`, `x5c` (keys come from the
+    /// published set only) or `crit` (no extension is understood).
+    #[error("header parameter {0:?} is not accepted")]
+    ForbiddenHeader(&'static str),
 }
 
 /// Verifies JWT access tokens against a set of public keys, an issuer and a clock.
@@ -486,6 +520,9 @@ impl JwtVerifier {
         if claims.iat > now + self.leeway {
             return Err(JwtError::IssuedInFuture);
         }
+        if claims.nbf.is_some_and(|nbf| nbf > now + self.leeway) {
+            return Err(JwtError::NotYetValid);
+        }
         Ok(claims)
     }
 
@@ -493,6 +530,8 @@ impl JwtVerifier {
     /// for time, issuer and audience.
     pub fn verify_typed<C: DeserializeOwned>(&self, token: &str, typ: &str) -> Result<C, JwtError> {
         let payload = self.verify_jws(token, Some(typ))?;
+        reject_duplicate_members(&payload)
+            .map_err(|e| JwtError::Malformed(format!("claims: {e}")))?;
         serde_json::from_slice(&payload).map_err(|e| JwtError::Malformed(format!("claims: {e}")))
     }
 
@@ -500,18 +539,21 @@ impl JwtVerifier {
     /// `typ` (when required), `kid`, the key-pinned `alg`, the signature. This is the
     /// path every token takes; the Wycheproof and RFC 7520 vectors run through it.
     pub fn verify_jws(&self, token: &str, typ: Option<&str>) -> Result<Vec<u8>, JwtError> {
-        if token.len() > MAX_JWT_LEN {
-            return Err(JwtError::TooLarge);
+        let jws = CompactJws::parse(token, MAX_JWT_LEN)?;
+        let header = &jws.header;
+        for (present, name) in [
+            (header.jwk.is_some(), "jwk"),
+            (header.jku.is_some(), "jku"),
+            (header.x5u.is_some(), "x5u"),
+            (header.x5c.is_some(), "x5c"),
+            (header.crit.is_some(), "crit"),
+        ] {
+            if present {
+                return Err(JwtError::ForbiddenHeader(name));
+            }
         }
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|e| JwtError::Malformed(e.to_string()))?;
         if let Some(typ) = typ {
-            let typ_ok = header.typ.as_deref().is_some_and(|t| {
-                t.eq_ignore_ascii_case(typ)
-                    || t.strip_prefix("application/")
-                        .is_some_and(|s| s.eq_ignore_ascii_case(typ))
-            });
-            if !typ_ok {
+            if !typ_is(header.typ.as_deref(), typ) {
                 return Err(JwtError::WrongType);
             }
         }
@@ -523,21 +565,131 @@ impl JwtVerifier {
         if header.alg != key.alg.jwt_alg() {
             return Err(JwtError::AlgorithmMismatch);
         }
-        // The header decoded above proves the compact form's first part; the signature
-        // is checked by jsonwebtoken over `header.payload` exactly as sent, and only
-        // then is the payload decoded, once.
+        jws.verify_with(key)
+    }
+}
+
+/// True when a `typ` header names `expected`, with or without `application/`.
+pub(crate) fn typ_is(typ: Option<&str>, expected: &str) -> bool {
+    typ.is_some_and(|t| {
+        t.eq_ignore_ascii_case(expected)
+            || t.strip_prefix("application/")
+                .is_some_and(|s| s.eq_ignore_ascii_case(expected))
+    })
+}
+
+/// A compact JWS split and its header decoded, nothing verified yet. Parsing is
+/// strict: exactly three parts, canonical unpadded base64url, JSON objects without
+/// duplicate member names (RFC 7515 §4 says a parser must reject or take the last;
+/// we reject, so no two parsers can read different claims from one token).
+pub(crate) struct CompactJws<'a> {
+    pub(crate) header: Header,
+    /// The raw header JSON, for checks `Header` does not keep.
+    pub(crate) header_json: Vec<u8>,
+    message: &'a str,
+    payload: &'a str,
+    signature: &'a str,
+}
+
+impl<'a> CompactJws<'a> {
+    pub(crate) fn parse(token: &'a str, max_len: usize) -> Result<Self, JwtError> {
+        if token.len() > max_len {
+            return Err(JwtError::TooLarge);
+        }
         let malformed = || JwtError::Malformed("not a compact JWS".into());
         let (message, signature) = token.rsplit_once('.').ok_or_else(malformed)?;
-        let (_, payload) = message.split_once('.').ok_or_else(malformed)?;
+        let (header_b64, payload) = message.split_once('.').ok_or_else(malformed)?;
         if payload.contains('.') {
             return Err(malformed());
         }
-        if !key.verify_b64(message.as_bytes(), signature)? {
+        let header_json = URL_SAFE_NO_PAD
+            .decode(header_b64)
+            .map_err(|e| JwtError::Malformed(format!("header: {e}")))?;
+        reject_duplicate_members(&header_json)
+            .map_err(|e| JwtError::Malformed(format!("header: {e}")))?;
+        let header: Header = serde_json::from_slice(&header_json)
+            .map_err(|e| JwtError::Malformed(format!("header: {e}")))?;
+        Ok(Self {
+            header,
+            header_json,
+            message,
+            payload,
+            signature,
+        })
+    }
+
+    /// Checks the signature with `key` (whose pinned algorithm the caller has matched
+    /// to the header), then decodes the payload, once. A JWS payload need not be JSON;
+    /// callers that read claims check them with [`reject_duplicate_members`].
+    pub(crate) fn verify_with(&self, key: &VerifyingKey) -> Result<Vec<u8>, JwtError> {
+        if !key.verify_b64(self.message.as_bytes(), self.signature)? {
             return Err(JwtError::BadSignature);
         }
         URL_SAFE_NO_PAD
-            .decode(payload)
+            .decode(self.payload)
             .map_err(|e| JwtError::Malformed(format!("payload: {e}")))
+    }
+}
+
+/// Fails when `json` is not JSON, or any object in it (at any depth) names a member twice.
+pub(crate) fn reject_duplicate_members(json: &[u8]) -> Result<(), String> {
+    serde_json::from_slice::<NoDuplicates>(json)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Walks a JSON value with serde (the parsing is serde_json's) and fails on a
+/// repeated member name.
+struct NoDuplicates;
+
+impl<'de> Deserialize<'de> for NoDuplicates {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NoDuplicatesVisitor)
+    }
+}
+
+struct NoDuplicatesVisitor;
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicatesVisitor {
+    type Value = NoDuplicates;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_unit<E>(self) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<NoDuplicates, A::Error> {
+        while seq.next_element::<NoDuplicates>()?.is_some() {}
+        Ok(NoDuplicates)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<NoDuplicates, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if !seen.insert(key.clone()) {
+                return Err(serde::de::Error::custom(format!(
+                    "duplicate member {:?}",
+                    key.chars().take(32).collect::<String>()
+                )));
+            }
+            map.next_value::<NoDuplicates>()?;
+        }
+        Ok(NoDuplicates)
     }
 }
 
@@ -563,6 +715,8 @@ mod tests {
             jti: "jti-1".into(),
             client_id: "client-1".into(),
             scope: "read write".into(),
+            nbf: None,
+            cnf: None,
         }
     }
 

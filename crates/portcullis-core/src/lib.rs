@@ -10,6 +10,7 @@
 //! - [`claims`]: RFC 9068 access-token claims and OpenID Connect ID-token claims.
 //! - [`oauth`]: RFC 6749 error codes and grant types.
 //! - [`pkce`]: PKCE `S256` challenges and verifiers (RFC 7636).
+//! - [`dpop`]: DPoP proofs (RFC 9449): validation, replay cache, a client key that makes them.
 //! - [`duration`]: human durations such as `15m` or `90d`.
 //! - [`limits`]: rate limits (`100/minute`) and IP allow lists (CIDRs).
 //! - [`webhook`]: the webhook signature scheme (`Portcullis-Signature: t=…,v1=…`).
@@ -19,6 +20,7 @@
 
 pub mod claims;
 pub mod clock;
+pub mod dpop;
 pub mod duration;
 pub mod ids;
 pub mod jose;

@@ -40,6 +40,10 @@ pub enum ErrorCode {
     ConsentRequired,
     /// OIDC: `prompt=none` but the user must interact (MFA enrolment or step-up).
     InteractionRequired,
+    /// RFC 9449: the DPoP proof is missing, invalid, or does not fit the request.
+    InvalidDpopProof,
+    /// RFC 9449 §8: the proof must carry the nonce in the `DPoP-Nonce` header.
+    UseDpopNonce,
 }
 
 impl ErrorCode {
@@ -63,6 +67,8 @@ impl ErrorCode {
             Self::LoginRequired => "login_required",
             Self::ConsentRequired => "consent_required",
             Self::InteractionRequired => "interaction_required",
+            Self::InvalidDpopProof => "invalid_dpop_proof",
+            Self::UseDpopNonce => "use_dpop_nonce",
         }
     }
 }

@@ -33,6 +33,7 @@ pub fn authority_config(s: &Settings) -> AuthorityConfig {
         audit_wait_for_issuance: s.audit.wait_for_issuance,
         anomaly: s.anomaly.config(),
         signin: s.signin.config(),
+        dpop: s.dpop.config(),
     }
 }
 

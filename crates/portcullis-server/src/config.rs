@@ -50,6 +50,44 @@ pub struct Settings {
     pub anomaly: AnomalySettings,
     /// `[signin]`
     pub signin: SignInSettings,
+    /// `[dpop]`
+    pub dpop: DpopSettings,
+}
+
+/// `[dpop]`: proof-of-possession tokens (RFC 9449).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DpopSettings {
+    /// Proofs must carry a server nonce (sent in `DPoP-Nonce`).
+    pub require_nonce: bool,
+    /// How long a nonce window lasts (a nonce is good for one to two of them).
+    #[serde(with = "dur")]
+    pub nonce_lifetime: Duration,
+    /// How old a proof's `iat` may be.
+    #[serde(with = "dur")]
+    pub proof_max_age: Duration,
+}
+
+impl Default for DpopSettings {
+    fn default() -> Self {
+        let d = portcullis_service::dpop::DpopConfig::default();
+        Self {
+            require_nonce: d.require_nonce,
+            nonce_lifetime: d.nonce_lifetime,
+            proof_max_age: d.proof_max_age,
+        }
+    }
+}
+
+impl DpopSettings {
+    /// The service-level settings.
+    pub fn config(&self) -> portcullis_service::dpop::DpopConfig {
+        portcullis_service::dpop::DpopConfig {
+            require_nonce: self.require_nonce,
+            nonce_lifetime: self.nonce_lifetime,
+            proof_max_age: self.proof_max_age,
+        }
+    }
 }
 
 /// `[signin]`: browser sign-in, passwords and brute-force defence.
@@ -784,6 +822,15 @@ impl Settings {
         {
             return err(
                 "signin.argon2_*: Argon2id needs at least 8192 KiB of memory, 1 pass and 1 lane"
+                    .into(),
+            );
+        }
+        if self.dpop.nonce_lifetime < Duration::from_secs(10)
+            || self.dpop.proof_max_age < Duration::from_secs(5)
+            || self.dpop.proof_max_age > Duration::from_secs(600)
+        {
+            return err(
+                "dpop: nonce_lifetime must be at least 10s and proof_max_age between 5s and 10m"
                     .into(),
             );
         }

@@ -79,10 +79,15 @@ pub fn spawn_jobs(auth: Arc<Authority>, settings: &Settings) -> tokio::task::Joi
         let _webhooks = webhooks.map(AbortOnDrop);
         loop {
             tokio::select! {
-                _ = changes.tick() => match auth.sync_changes().await {
-                    Ok(true) => tracing::debug!("client changes noticed; client cache cleared"),
-                    Ok(false) => {}
-                    Err(e) => log("change poll", e),
+                _ = changes.tick() => {
+                    match auth.sync_changes().await {
+                        Ok(true) => tracing::debug!("client changes noticed; client cache cleared"),
+                        Ok(false) => {}
+                        Err(e) => log("change poll", e),
+                    }
+                    if let Err(e) = auth.poll_events().await {
+                        log("security event poll", e);
+                    }
                 },
                 _ = keys.tick() => match auth.rotate_due().await {
                     Ok(r) if !r.is_empty() => tracing::info!(report = ?r, "key rotation"),

@@ -115,6 +115,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(browser_facing)
         .route(INTROSPECT_PATH, post(oauth::introspect::introspect))
+        .route(oauth::events::PATH, get(oauth::events::stream))
         .route(
             AUTHORIZE_PATH,
             get(ui::authorize::authorize).post(ui::authorize::decide),

@@ -810,6 +810,15 @@ impl Authority {
         row.try_into()
     }
 
+    async fn key_revoked_event(&self, id: &str) -> Result<(), ServiceError> {
+        self.security_event(
+            crate::events::KEY_REVOKED,
+            id,
+            serde_json::json!({"credential_type": "api_key"}),
+        )
+        .await
+    }
+
     /// Revokes a key at once. Revoking a revoked key is a no-op.
     pub async fn revoke_api_key(&self, id: &str) -> Result<ApiKeyView, ServiceError> {
         let row = self.api_key_row(id).await?;
@@ -821,6 +830,7 @@ impl Authority {
                     .subject(row.owner.clone()),
             )
             .await?;
+            self.key_revoked_event(id).await?;
         }
         self.key_cache
             .remove(&SecretDigest::from_stored(row.digest.clone()).to_bytes());
@@ -840,6 +850,7 @@ impl Authority {
                 .subject(row.owner.clone()),
         )
         .await?;
+        self.key_revoked_event(id).await?;
         Ok(())
     }
 
@@ -1254,6 +1265,7 @@ impl Authority {
                     .outcome(crate::audit::Outcome::Success, "reported leaked"),
             )
             .await?;
+            self.key_revoked_event(&row.id).await?;
             report.revoked.push(found);
         }
         if !report.revoked.is_empty() {

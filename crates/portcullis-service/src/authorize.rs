@@ -214,6 +214,8 @@ struct GrantContext<'a> {
     amr: Vec<String>,
     nonce: Option<String>,
     grant: GrantType,
+    /// The DPoP key proven with this token request, if any.
+    jkt: Option<String>,
 }
 
 fn invalid_grant(m: impl Into<String>) -> ServiceError {
@@ -537,6 +539,7 @@ impl Authority {
         code: &str,
         redirect_uri: Option<&str>,
         verifier: Option<&str>,
+        jkt: Option<&str>,
     ) -> Result<UserTokens, ServiceError> {
         if !client.grant_types.contains(&GrantType::AuthorizationCode) {
             return Err(ServiceError::UnauthorizedClient(
@@ -602,6 +605,7 @@ impl Authority {
                 amr: words(&row.amr),
                 nonce: row.nonce.clone(),
                 grant: GrantType::AuthorizationCode,
+                jkt: jkt.map(str::to_owned),
             },
             None,
         )
@@ -653,6 +657,7 @@ impl Authority {
         client: &Client,
         token: &str,
         scope: Option<ScopeSet>,
+        jkt: Option<&str>,
     ) -> Result<UserTokens, ServiceError> {
         if !client.grant_types.contains(&GrantType::RefreshToken) {
             return Err(ServiceError::UnauthorizedClient(
@@ -687,6 +692,21 @@ impl Authority {
         if row.expires_at <= now || row.family_expires_at <= now {
             return Err(invalid_grant("the refresh token has expired"));
         }
+        // RFC 9449 §5: a bound refresh token needs a proof by the same key.
+        if let Some(bound) = row.jkt.as_deref() {
+            if jkt != Some(bound) {
+                self.refuse_grant(
+                    "refresh_token.refused",
+                    &row.id,
+                    client,
+                    "DPoP key does not match the binding",
+                );
+                return Err(ServiceError::InvalidDpopProof(
+                    "the refresh token is bound to a DPoP key: a proof by that key is required"
+                        .into(),
+                ));
+            }
+        }
         let granted = ScopeSet::parse(&row.scope).context("stored refresh scope")?;
         let scope = match scope {
             Some(s) if !s.is_empty() => {
@@ -711,6 +731,7 @@ impl Authority {
             row.auth_time,
             &row.amr,
             row.family_expires_at,
+            row.jkt.clone(),
         );
         let tokens = self
             .mint_user_tokens(
@@ -724,6 +745,7 @@ impl Authority {
                     amr: words(&row.amr),
                     nonce: None,
                     grant: GrantType::RefreshToken,
+                    jkt: jkt.map(str::to_owned),
                 },
                 Some((&row.id, &new_row, new_secret)),
             )
@@ -768,6 +790,7 @@ impl Authority {
         username: &str,
         password: &SecretString,
         scope: Option<ScopeSet>,
+        jkt: Option<&str>,
     ) -> Result<UserTokens, ServiceError> {
         if !client.grant_types.contains(&GrantType::Password) {
             return Err(ServiceError::UnauthorizedClient(
@@ -817,6 +840,7 @@ impl Authority {
                 amr: vec![AMR_PWD.into()],
                 nonce: None,
                 grant: GrantType::Password,
+                jkt: jkt.map(str::to_owned),
             },
             None,
         )
@@ -836,6 +860,7 @@ impl Authority {
         auth_time: i64,
         amr: &str,
         family_expires_at: i64,
+        jkt: Option<String>,
     ) -> (SecretString, RefreshRow) {
         let now = self.now();
         let secret = OpaqueSecret::generate(REFRESH_TOKEN_PREFIX);
@@ -854,6 +879,7 @@ impl Authority {
             family_expires_at,
             used_at: None,
             revoked_at: None,
+            jkt,
         };
         (SecretString::new(secret.expose()), row)
     }
@@ -875,7 +901,7 @@ impl Authority {
                 .unwrap_or_else(|| self.config.issuer.clone()),
         );
         let (access_token, jti, ttl) = self
-            .mint_access(g.client, &g.user.id, &g.scope, aud)
+            .mint_access(g.client, &g.user.id, &g.scope, aud, g.jkt.as_deref())
             .await?;
         let grant_row = GrantTokenRow {
             jti: jti.clone(),
@@ -900,6 +926,9 @@ impl Authority {
                 g.auth_time,
                 &g.amr.join(" "),
                 now + g.client.refresh_token_max_ttl.as_secs() as i64,
+                // RFC 9449 §5: refresh tokens of public clients are bound to the key;
+                // a confidential client's are bound by its authentication already.
+                g.jkt.clone().filter(|_| g.client.is_public()),
             )
         });
         let (write, refresh_token) = match (rotate, fresh) {

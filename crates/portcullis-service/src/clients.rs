@@ -103,6 +103,8 @@ pub struct Client {
     pub require_mfa: bool,
     /// First-party: users are not asked for consent.
     pub first_party: bool,
+    /// Token requests must carry a DPoP proof (RFC 9449); its tokens are all bound.
+    pub require_dpop: bool,
 }
 
 impl Client {
@@ -161,6 +163,7 @@ impl Client {
             ),
             require_mfa: r.require_mfa,
             first_party: r.first_party,
+            require_dpop: r.require_dpop,
             name: r.name,
         })
     }
@@ -212,6 +215,8 @@ pub struct ClientView {
     pub require_mfa: bool,
     /// First-party (no consent page).
     pub first_party: bool,
+    /// DPoP proofs required.
+    pub require_dpop: bool,
 }
 
 impl From<&Client> for ClientView {
@@ -242,6 +247,7 @@ impl From<&Client> for ClientView {
             refresh_token_max_ttl: c.refresh_token_max_ttl.as_secs(),
             require_mfa: c.require_mfa,
             first_party: c.first_party,
+            require_dpop: c.require_dpop,
         }
     }
 }
@@ -283,6 +289,8 @@ pub struct NewClient {
     pub require_mfa: bool,
     /// First-party client: no consent page.
     pub first_party: bool,
+    /// Token requests must carry a DPoP proof.
+    pub require_dpop: bool,
 }
 
 /// A freshly registered (or re-keyed) client, with its secret shown this once.
@@ -514,6 +522,7 @@ impl Authority {
             refresh_token_max_ttl: refresh_token_max_ttl.as_secs() as i64,
             require_mfa: req.require_mfa,
             first_party: req.first_party,
+            require_dpop: req.require_dpop,
         };
         self.store.insert_client(&row).await?;
         self.invalidate_clients();

@@ -35,6 +35,12 @@ pub enum ServiceError {
         /// What is wrong with it.
         message: String,
     },
+    /// A DPoP proof is missing, malformed, or does not fit the request (RFC 9449 §7.1).
+    #[error("{0}")]
+    InvalidDpopProof(String),
+    /// A DPoP proof must carry the server's nonce: this is the fresh one to use.
+    #[error("a DPoP nonce is required")]
+    UseDpopNonce(String),
     /// The thing named does not exist.
     #[error("{0} not found")]
     NotFound(String),

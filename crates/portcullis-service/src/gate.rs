@@ -116,6 +116,16 @@ pub enum GateDecision {
         /// The credential id.
         token_id: String,
     },
+    /// A DPoP-bound token without a valid proof by its key (RFC 9449 §7), or an
+    /// unbound token sent with the DPoP scheme.
+    InvalidDpop {
+        /// Why (for `error_description` and logs).
+        reason: String,
+        /// Set when the proof must carry this fresh nonce (`use_dpop_nonce`).
+        nonce: Option<String>,
+        /// The credential id.
+        token_id: String,
+    },
     /// Over a rate limit (`None`: a usage quota is spent, which never refills).
     RateLimited {
         /// The credential id.
@@ -136,6 +146,21 @@ pub struct GateRequest<'a> {
     pub required: &'a [String],
     /// When not empty, an access token's `aud` must contain one of these.
     pub audiences: &'a [String],
+    /// How the token was presented, with its proof, for DPoP-bound tokens.
+    pub dpop: DpopPresentation<'a>,
+}
+
+/// The DPoP side of a request (RFC 9449 §7).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DpopPresentation<'a> {
+    /// `Authorization: DPoP …` rather than `Bearer`.
+    pub scheme: bool,
+    /// The `DPoP` header: the proof.
+    pub proof: Option<&'a str>,
+    /// The original request's method.
+    pub htm: &'a str,
+    /// The original request's absolute URI, when the proxy said enough to build it.
+    pub htu: Option<&'a str>,
 }
 
 impl Authority {
@@ -166,6 +191,9 @@ impl Authority {
             GateDecision::RateLimited { token_id, .. } => {
                 Some(("rate limited", Some(token_id.clone())))
             }
+            GateDecision::InvalidDpop { token_id, .. } => {
+                Some(("DPoP proof missing or invalid", Some(token_id.clone())))
+            }
         };
         if let Some((reason, id)) = refusal {
             let mut e = crate::audit::AuditEvent::new("forward_auth.refused")
@@ -188,6 +216,14 @@ impl Authority {
             return Ok(invalid("malformed token", None));
         }
         let known = self.find_live(token).await?;
+        let bound = match &known {
+            Some(Known::Jwt(c)) => c.jkt().map(str::to_owned),
+            Some(Known::Opaque(r)) => r.jkt.clone(),
+            _ => None,
+        };
+        if let Some(refused) = self.check_presentation(req, token, bound.as_deref(), &known) {
+            return Ok(refused);
+        }
         let (principal, own_limit) = match known {
             None => return Ok(invalid("unknown, expired or revoked token", None)),
             Some(Known::ApiKey(_)) => return self.gate_api_key(req).await,
@@ -271,6 +307,63 @@ impl Authority {
             }
         }
         Ok(GateDecision::Allow { principal, rate })
+    }
+
+    /// RFC 9449 §7: a bound token needs the DPoP scheme and a valid proof by its key
+    /// over this request and this token; an unbound token may not use the DPoP scheme.
+    fn check_presentation(
+        &self,
+        req: &GateRequest<'_>,
+        token: &str,
+        bound: Option<&str>,
+        known: &Option<Known>,
+    ) -> Option<GateDecision> {
+        let token_id = match known {
+            Some(Known::Jwt(c)) => c.jti.clone(),
+            Some(Known::Opaque(r)) => r.id.clone(),
+            _ => String::new(),
+        };
+        let refuse = |reason: &str, nonce: Option<String>| {
+            Some(GateDecision::InvalidDpop {
+                reason: reason.to_owned(),
+                nonce,
+                token_id: token_id.clone(),
+            })
+        };
+        let d = &req.dpop;
+        let Some(jkt) = bound else {
+            if d.scheme && known.is_some() {
+                return Some(invalid(
+                    "the token is not bound to a DPoP key: use the Bearer scheme",
+                    Some(token_id),
+                ));
+            }
+            return None;
+        };
+        if !d.scheme {
+            return refuse(
+                "the token is bound to a DPoP key: send it with the DPoP scheme and a proof",
+                None,
+            );
+        }
+        let Some(proof) = d.proof else {
+            return refuse("a DPoP proof is required with this token", None);
+        };
+        let Some(htu) = d.htu else {
+            return refuse(
+                "the proxy did not forward the original URL (X-Forwarded-Proto, -Host, -Uri)",
+                None,
+            );
+        };
+        match self.check_dpop_proof(proof, d.htm, htu, Some(token)) {
+            Ok(p) if p.jkt == jkt => None,
+            Ok(_) => refuse(
+                "the DPoP proof is signed by another key than the token's",
+                None,
+            ),
+            Err(ServiceError::UseDpopNonce(n)) => refuse("a fresh DPoP nonce is required", Some(n)),
+            Err(e) => refuse(&e.to_string(), None),
+        }
     }
 
     async fn client_limit(&self, client_id: &str) -> Result<Option<RateLimit>, ServiceError> {

@@ -205,6 +205,12 @@ impl Authority {
                     crate::audit::AuditEvent::new("signing_key.removed").credential(r.kid.clone()),
                 )
                 .await?;
+                self.security_event(
+                    crate::events::SIGNING_KEY_RETIRED,
+                    &r.kid,
+                    serde_json::json!({"alg": r.alg}),
+                )
+                .await?;
                 report.removed.push(r.kid.clone());
             }
         }

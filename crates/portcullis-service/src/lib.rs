@@ -20,7 +20,9 @@ pub mod audit;
 pub mod authorize;
 mod cache;
 pub mod clients;
+pub mod dpop;
 pub mod error;
+pub mod events;
 pub mod gate;
 mod grant_writer;
 pub mod keys;
@@ -78,6 +80,8 @@ pub struct AuthorityConfig {
     pub anomaly: anomaly::AnomalyConfig,
     /// Sign-in: passwords, sessions, lockout.
     pub signin: signin::SignInConfig,
+    /// DPoP proofs (RFC 9449).
+    pub dpop: dpop::DpopConfig,
 }
 
 impl AuthorityConfig {
@@ -99,6 +103,7 @@ impl AuthorityConfig {
             audit_wait_for_issuance: false,
             anomaly: anomaly::AnomalyConfig::default(),
             signin: signin::SignInConfig::default(),
+            dpop: dpop::DpopConfig::default(),
         }
     }
 }
@@ -152,6 +157,10 @@ pub struct Authority {
     throttle: signin::Throttle,
     /// Group commit of what user grants issued.
     grant_writer: grant_writer::GrantWriter,
+    /// DPoP proof ids seen, so each proof is used once.
+    dpop_replay: portcullis_core::dpop::ReplayCache,
+    /// Wakes the security event feed's readers after an append.
+    events: events::EventSignal,
 }
 
 impl Authority {
@@ -203,6 +212,8 @@ impl Authority {
             usage_counts: std::sync::Mutex::new(HashMap::new()),
             pat_cache: cache::Cache::new(pats::PAT_CACHE_MAX),
             pat_usage: std::sync::Mutex::new(HashMap::new()),
+            dpop_replay: portcullis_core::dpop::ReplayCache::new(dpop::REPLAY_CACHE_MAX),
+            events: events::EventSignal::default(),
         };
         me.reload_keyring().await?;
         me.reload_revocations().await?;

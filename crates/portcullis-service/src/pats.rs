@@ -405,6 +405,12 @@ impl Authority {
         tracing::info!(pat_id = %id, "personal access token revoked");
         self.audit(crate::audit::AuditEvent::new("pat.revoked").credential(id))
             .await?;
+        self.security_event(
+            crate::events::KEY_REVOKED,
+            id,
+            serde_json::json!({"credential_type": "personal_access_token"}),
+        )
+        .await?;
         Ok(self
             .store
             .get_pat(id)

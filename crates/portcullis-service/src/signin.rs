@@ -743,6 +743,12 @@ impl Authority {
         if ended {
             self.audit(AuditEvent::new("session.ended").credential(session_id.to_owned()))
                 .await?;
+            self.security_event(
+                crate::events::SESSION_ENDED,
+                session_id,
+                serde_json::json!({}),
+            )
+            .await?;
         }
         Ok(ended)
     }

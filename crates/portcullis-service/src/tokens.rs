@@ -35,6 +35,8 @@ pub struct ClientCredentialsRequest {
     pub scope: Option<ScopeSet>,
     /// Every `resource` parameter (RFC 8707), in order.
     pub resources: Vec<String>,
+    /// Thumbprint of the DPoP key proven with the request: the token is bound to it.
+    pub jkt: Option<String>,
 }
 
 /// An issued access token.
@@ -84,9 +86,13 @@ pub struct Introspection {
     /// Token id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
-    /// `Bearer`.
+    /// `Bearer`, or `DPoP` for a token bound to a key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_type: Option<String>,
+    /// The DPoP key a bound token is confirmed by (RFC 9449 §6.2): the resource
+    /// server must see a proof by this key with the token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<portcullis_core::claims::Confirmation>,
 }
 
 impl Introspection {
@@ -104,6 +110,7 @@ impl Introspection {
             aud: None,
             jti: None,
             token_type: None,
+            cnf: None,
         }
     }
 }
@@ -138,6 +145,15 @@ impl Known {
             Self::Opaque(r) => &r.client_id,
             Self::ApiKey(_) | Self::Pat(_) => "",
         }
+    }
+}
+
+/// The `token_type` of an access token: `DPoP` when bound to a key (RFC 9449 §5).
+pub fn token_type(bound: bool) -> &'static str {
+    if bound {
+        "DPoP"
+    } else {
+        "Bearer"
     }
 }
 
@@ -194,7 +210,13 @@ impl Authority {
             }
         };
         let (access_token, jti, ttl) = self
-            .mint_access(client, &client.id.to_string(), &scope, aud)
+            .mint_access(
+                client,
+                &client.id.to_string(),
+                &scope,
+                aud,
+                req.jkt.as_deref(),
+            )
             .await?;
         self.observe_use(
             &crate::anomaly::CredentialRef::Client {
@@ -229,15 +251,22 @@ impl Authority {
     }
 
     /// Mints an access token for `client` about `sub` in the client's format: a
-    /// signed RFC 9068 JWT, or an opaque `pcat_` token stored as a keyed digest.
-    /// Returns the token, its id and its lifetime in seconds.
+    /// signed RFC 9068 JWT, or an opaque `pcat_` token stored as a keyed digest;
+    /// bound to the DPoP key `jkt` when one was proven (and refused without one when
+    /// the client requires DPoP). Returns the token, its id and its lifetime in seconds.
     pub(crate) async fn mint_access(
         &self,
         client: &Client,
         sub: &str,
         scope: &ScopeSet,
         aud: Audience,
+        jkt: Option<&str>,
     ) -> Result<(SecretString, String, i64), ServiceError> {
+        if client.require_dpop && jkt.is_none() {
+            return Err(ServiceError::InvalidDpopProof(
+                "this client must send a DPoP proof (RFC 9449)".into(),
+            ));
+        }
         let now = self.now();
         let ttl = client.access_token_ttl.as_secs() as i64;
         let jti = TokenId::new().to_string();
@@ -252,6 +281,8 @@ impl Authority {
                     jti: jti.clone(),
                     client_id: client.id.to_string(),
                     scope: scope.to_string(),
+                    nbf: None,
+                    cnf: jkt.map(|k| portcullis_core::claims::Confirmation { jkt: k.to_owned() }),
                 };
                 let ring = self.keyring();
                 let key = ring.signer(client.access_token_alg).with_context(|| {
@@ -275,6 +306,7 @@ impl Authority {
                     issued_at: now,
                     expires_at: now + ttl,
                     revoked_at: None,
+                    jkt: jkt.map(str::to_owned),
                 };
                 self.store.insert_opaque_token(&row).await?;
                 SecretString::new(secret.expose())
@@ -403,7 +435,8 @@ impl Authority {
                     iss: Some(c.iss.clone()),
                     aud: Some(c.aud.clone()),
                     jti: Some(c.jti.clone()),
-                    token_type: Some("Bearer".into()),
+                    token_type: Some(token_type(c.cnf.is_some()).into()),
+                    cnf: c.cnf.clone(),
                 };
                 (a, i)
             }
@@ -421,6 +454,7 @@ impl Authority {
                     aud: None,
                     jti: Some(p.id.clone()),
                     token_type: Some("personal_access_token".into()),
+                    cnf: None,
                 });
             }
             Known::ApiKey(k) => {
@@ -437,6 +471,7 @@ impl Authority {
                     aud: None,
                     jti: Some(k.id.clone()),
                     token_type: Some("api_key".into()),
+                    cnf: None,
                 };
                 return Ok(i);
             }
@@ -459,7 +494,11 @@ impl Authority {
                     iss: Some(self.config.issuer.clone()),
                     aud: Some(a.clone()),
                     jti: Some(r.id.clone()),
-                    token_type: Some("Bearer".into()),
+                    token_type: Some(token_type(r.jkt.is_some()).into()),
+                    cnf: r
+                        .jkt
+                        .clone()
+                        .map(|jkt| portcullis_core::claims::Confirmation { jkt }),
                 };
                 (a, i)
             }
@@ -496,6 +535,7 @@ impl Authority {
                 };
                 self.store.insert_revoked_jti(&entry).await?;
                 self.remember_revoked_jti(c.jti.clone(), c.exp);
+                self.events_appended().await?;
                 tracing::info!(jti = %c.jti, "access token revoked");
                 self.audit(
                     crate::audit::AuditEvent::new("token.revoked")
@@ -545,6 +585,7 @@ impl Authority {
         self.store.insert_revoked_jti(&entry).await?;
         // The deny list is checked on every use, cached claims or not.
         self.remember_revoked_jti(jti.to_owned(), exp);
+        self.events_appended().await?;
         Ok(())
     }
 

@@ -22,8 +22,9 @@ pub mod sqlite;
 
 pub use rows::{
     AdminTokenRow, ApiKeyRow, AttemptResult, AttemptRow, AuditAnchorRow, AuditFilter, AuditRow,
-    ClientRow, DueDelivery, IpBlockRow, KeyspaceRow, OpaqueTokenRow, OutboxDraft, PatRow,
-    RevokedJti, RoleRow, SigningKeyRow, SigningKeyState, UsageRow, UseOutcome, UserRow, WebhookRow,
+    ClientRow, DueDelivery, IpBlockRow, KeyspaceRow, NewSecurityEvent, OpaqueTokenRow, OutboxDraft,
+    PatRow, RevokedJti, RoleRow, SecurityEventRow, SigningKeyRow, SigningKeyState, UsageRow,
+    UseOutcome, UserRow, WebhookRow,
 };
 pub use signin::{
     CodeRow, ConsentRow, GrantScope, GrantTokenRow, GrantWrite, RefreshRow, RefreshWrite,
@@ -119,8 +120,19 @@ pub trait Store: WebhookStore + SignInStore + Send + Sync + Debug + 'static {
     /// Marks an opaque token revoked; false when it was unknown or already revoked.
     async fn revoke_opaque_token(&self, id: &str, now: i64) -> StoreResult<bool>;
 
-    /// Puts a JWT's `jti` on the deny list until its expiry (idempotent).
+    /// Puts a JWT's `jti` on the deny list until its expiry (idempotent) and, in the
+    /// same transaction, appends its `token_revoked` event to the security feed.
     async fn insert_revoked_jti(&self, entry: &RevokedJti) -> StoreResult<()>;
+    /// Appends an event to the security feed; returns its `seq`.
+    async fn append_security_event(&self, e: &NewSecurityEvent) -> StoreResult<i64>;
+    /// Feed events after `after` (exclusive), oldest first, at most `limit`.
+    async fn security_events_after(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<SecurityEventRow>>;
+    /// The newest `seq` assigned (0 before any event).
+    async fn security_event_head(&self) -> StoreResult<i64>;
     /// Deny-listed `jti`s that have not expired at `now`.
     async fn list_revoked_jtis(&self, now: i64) -> StoreResult<Vec<RevokedJti>>;
 

@@ -119,6 +119,8 @@ pub struct ClientRow {
     pub require_mfa: bool,
     /// First-party client: no consent page.
     pub first_party: bool,
+    /// Every token request must carry a DPoP proof (RFC 9449).
+    pub require_dpop: bool,
 }
 
 /// An opaque token as stored: its digest and what it grants, never the token.
@@ -144,6 +146,40 @@ pub struct OpaqueTokenRow {
     pub expires_at: i64,
     /// Revoked, when it was.
     pub revoked_at: Option<i64>,
+    /// DPoP key thumbprint the token is bound to.
+    pub jkt: Option<String>,
+}
+
+/// One event of the security event feed.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SecurityEventRow {
+    /// Position in the feed: only grows.
+    pub seq: i64,
+    /// When it happened, milliseconds since the epoch.
+    pub at_ms: i64,
+    /// `token_revoked`, `key_revoked`, `session_ended`, `signing_key_retired`.
+    pub kind: String,
+    /// What it is about: a `jti`, a key id, a session id, a `kid`.
+    pub subject: String,
+    /// JSON object with the rest (`exp`, `client_id`, …).
+    pub details: String,
+    /// When the event stops mattering (seconds since the epoch); purged after.
+    pub expires_at: i64,
+}
+
+/// An event to append to the feed; `seq` is assigned by the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSecurityEvent {
+    /// See [`SecurityEventRow::kind`].
+    pub kind: &'static str,
+    /// See [`SecurityEventRow::subject`].
+    pub subject: String,
+    /// See [`SecurityEventRow::details`].
+    pub details: String,
+    /// See [`SecurityEventRow::at_ms`].
+    pub at_ms: i64,
+    /// See [`SecurityEventRow::expires_at`].
+    pub expires_at: i64,
 }
 
 /// A deny-listed JWT id.

@@ -97,6 +97,8 @@ pub struct RefreshRow {
     pub used_at: Option<i64>,
     /// Revoked at.
     pub revoked_at: Option<i64>,
+    /// DPoP key thumbprint the token is bound to (public clients, RFC 9449 §5).
+    pub jkt: Option<String>,
 }
 
 /// An access token issued to a user, remembered by grant so it can be revoked with it.
@@ -662,8 +664,8 @@ where
 {
     sqlx::query(
         "INSERT INTO refresh_tokens (id, digest, family_id, client_id, user_id, session_id, scope, auth_time, amr,
-                                     issued_at, expires_at, family_expires_at, used_at, revoked_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                     issued_at, expires_at, family_expires_at, used_at, revoked_at, jkt)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&r.id)
     .bind(&r.digest)
@@ -679,6 +681,7 @@ where
     .bind(r.family_expires_at)
     .bind(r.used_at)
     .bind(r.revoked_at)
+    .bind(&r.jkt)
     .execute(ex)
     .await?;
     Ok(())

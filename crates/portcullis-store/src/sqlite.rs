@@ -20,9 +20,9 @@ use sqlx::SqlitePool;
 
 use crate::{
     AdminTokenRow, ApiKeyRow, AttemptResult, AttemptRow, AuditAnchorRow, AuditFilter, AuditLinker,
-    AuditRow, AuditSealer, ClientRow, DueDelivery, IpBlockRow, KeyspaceRow, OpaqueTokenRow,
-    OutboxDraft, PatRow, RevokedJti, RoleRow, SigningKeyRow, Store, StoreError, StoreResult,
-    UsageRow, UseOutcome, UserRow, WebhookRow, WebhookStore,
+    AuditRow, AuditSealer, ClientRow, DueDelivery, IpBlockRow, KeyspaceRow, NewSecurityEvent,
+    OpaqueTokenRow, OutboxDraft, PatRow, RevokedJti, RoleRow, SecurityEventRow, SigningKeyRow,
+    Store, StoreError, StoreResult, UsageRow, UseOutcome, UserRow, WebhookRow, WebhookStore,
 };
 
 /// The SQLite store.
@@ -149,8 +149,8 @@ impl Store for SqliteStore {
         sqlx::query(
             "INSERT INTO clients (id, name, secret_digest, secret_hint, grant_types, redirect_uris, scopes, default_scopes,
                                   audiences, default_audience, token_format, access_token_alg, access_token_ttl, created_at, updated_at, rate_limit,
-                                  post_logout_redirect_uris, refresh_token_ttl, refresh_token_max_ttl, require_mfa, first_party)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                  post_logout_redirect_uris, refresh_token_ttl, refresh_token_max_ttl, require_mfa, first_party, require_dpop)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&c.id)
         .bind(&c.name)
@@ -173,6 +173,7 @@ impl Store for SqliteStore {
         .bind(c.refresh_token_max_ttl)
         .bind(c.require_mfa)
         .bind(c.first_party)
+        .bind(c.require_dpop)
         .execute(&mut *tx)
         .await?;
         bump(&mut tx).await?;
@@ -246,8 +247,8 @@ impl Store for SqliteStore {
 
     async fn insert_opaque_token(&self, t: &OpaqueTokenRow) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO opaque_tokens (id, digest, kind, client_id, subject, scope, audience, issued_at, expires_at, revoked_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO opaque_tokens (id, digest, kind, client_id, subject, scope, audience, issued_at, expires_at, revoked_at, jkt)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&t.id)
         .bind(&t.digest)
@@ -259,6 +260,7 @@ impl Store for SqliteStore {
         .bind(t.issued_at)
         .bind(t.expires_at)
         .bind(t.revoked_at)
+        .bind(&t.jkt)
         .execute(&self.writer)
         .await?;
         Ok(())
@@ -286,7 +288,8 @@ impl Store for SqliteStore {
     }
 
     async fn insert_revoked_jti(&self, e: &RevokedJti) -> StoreResult<()> {
-        sqlx::query(
+        let mut tx = self.writer.begin().await?;
+        let n = sqlx::query(
             "INSERT INTO revoked_jtis (jti, client_id, expires_at, revoked_at) VALUES (?, ?, ?, ?)
              ON CONFLICT (jti) DO NOTHING",
         )
@@ -294,9 +297,50 @@ impl Store for SqliteStore {
         .bind(&e.client_id)
         .bind(e.expires_at)
         .bind(e.revoked_at)
-        .execute(&self.writer)
-        .await?;
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n > 0 {
+            let event = NewSecurityEvent {
+                kind: "token_revoked",
+                subject: e.jti.clone(),
+                details: serde_json::json!({"exp": e.expires_at, "client_id": e.client_id})
+                    .to_string(),
+                at_ms: e.revoked_at * 1000,
+                expires_at: e.expires_at,
+            };
+            append_event(&mut tx, &event).await?;
+        }
+        tx.commit().await?;
         Ok(())
+    }
+
+    async fn append_security_event(&self, e: &NewSecurityEvent) -> StoreResult<i64> {
+        let mut tx = self.writer.begin().await?;
+        let seq = append_event(&mut tx, e).await?;
+        tx.commit().await?;
+        Ok(seq)
+    }
+
+    async fn security_events_after(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<SecurityEventRow>> {
+        Ok(sqlx::query_as::<_, SecurityEventRow>(
+            "SELECT * FROM security_events WHERE seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn security_event_head(&self) -> StoreResult<i64> {
+        let (seq,): (i64,) = sqlx::query_as("SELECT seq FROM security_event_head WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(seq)
     }
 
     async fn list_revoked_jtis(&self, now: i64) -> StoreResult<Vec<RevokedJti>> {
@@ -847,8 +891,12 @@ impl Store for SqliteStore {
             .bind(before)
             .execute(&mut *tx)
             .await?;
+        let c = sqlx::query("DELETE FROM security_events WHERE expires_at < ?")
+            .bind(before)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
-        Ok(a.rows_affected() + b.rows_affected())
+        Ok(a.rows_affected() + b.rows_affected() + c.rows_affected())
     }
 
     async fn append_audit(
@@ -1177,4 +1225,27 @@ impl WebhookStore for SqliteStore {
                 .await?,
         )
     }
+}
+
+/// Appends one feed event inside `tx`: bumps the head, then inserts at the new `seq`.
+async fn append_event(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    e: &NewSecurityEvent,
+) -> StoreResult<i64> {
+    let (seq,): (i64,) =
+        sqlx::query_as("UPDATE security_event_head SET seq = seq + 1 WHERE id = 1 RETURNING seq")
+            .fetch_one(&mut **tx)
+            .await?;
+    sqlx::query(
+        "INSERT INTO security_events (seq, at_ms, kind, subject, details, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(seq)
+    .bind(e.at_ms)
+    .bind(e.kind)
+    .bind(&e.subject)
+    .bind(&e.details)
+    .bind(e.expires_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(seq)
 }

@@ -23,7 +23,7 @@
 //! let claims = AccessTokenClaims {
 //!     iss: "https://auth.example.com".into(), sub: "svc".into(),
 //!     aud: Audience::One("https://api.example.com".into()), exp: now + 900, iat: now,
-//!     jti: "1".into(), client_id: "svc".into(), scope: "read".into(),
+//!     jti: "1".into(), client_id: "svc".into(), scope: "read".into(), nbf: None, cnf: None,
 //! };
 //! let token = key.sign_jwt("at+jwt", &claims).unwrap();
 //!
@@ -143,6 +143,8 @@ mod tests {
             jti: "j".into(),
             client_id: "s".into(),
             scope: "a b".into(),
+            nbf: None,
+            cnf: None,
         };
         key.sign_jwt("at+jwt", &c).expect("sign")
     }

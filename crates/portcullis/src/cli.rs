@@ -544,6 +544,9 @@ struct CreateClient {
     /// A first-party client: users are not asked for consent.
     #[arg(long)]
     first_party: bool,
+    /// Every token request must carry a DPoP proof (RFC 9449); all its tokens are bound.
+    #[arg(long)]
+    require_dpop: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -1160,6 +1163,7 @@ async fn client(cmd: ClientCmd, settings: &Settings, out: Output) -> anyhow::Res
                     )?,
                     require_mfa: c.require_mfa,
                     first_party: c.first_party,
+                    require_dpop: c.require_dpop,
                 })
                 .await?;
             print(out, &created, &["client_id", "name", "client_secret"])

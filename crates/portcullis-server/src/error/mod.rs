@@ -22,6 +22,8 @@ pub struct OAuthError {
     description: Option<String>,
     /// Set when the client tried HTTP Basic: the 401 then challenges Basic (RFC 6749 §5.2).
     basic_challenge: bool,
+    /// A fresh `DPoP-Nonce` to send (RFC 9449 §8).
+    dpop_nonce: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -46,7 +48,14 @@ impl OAuthError {
             code,
             description: Some(description.into()),
             basic_challenge: false,
+            dpop_nonce: None,
         }
+    }
+
+    /// Sends `DPoP-Nonce: nonce` with the error.
+    pub fn with_dpop_nonce(mut self, nonce: Option<String>) -> Self {
+        self.dpop_nonce = nonce;
+        self
     }
 
     /// `invalid_request`.
@@ -89,6 +98,12 @@ impl OAuthError {
             ServiceError::InvalidGrant(m) => Self::new(ErrorCode::InvalidGrant, m),
             ServiceError::InvalidTarget(m) => Self::new(ErrorCode::InvalidTarget, m),
             ServiceError::UnauthorizedClient(m) => Self::new(ErrorCode::UnauthorizedClient, m),
+            ServiceError::InvalidDpopProof(m) => Self::new(ErrorCode::InvalidDpopProof, m),
+            ServiceError::UseDpopNonce(nonce) => Self::new(
+                ErrorCode::UseDpopNonce,
+                "the DPoP proof must carry the server's nonce (DPoP-Nonce header)",
+            )
+            .with_dpop_nonce(Some(nonce)),
             ServiceError::Unavailable(cause) => {
                 tracing::error!(error = %format!("{:#}", anyhow::Error::new(cause)), "storage unavailable");
                 Self::new(
@@ -116,6 +131,13 @@ impl IntoResponse for OAuthError {
         let h = res.headers_mut();
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if let Some(v) = self
+            .dpop_nonce
+            .as_deref()
+            .and_then(|n| HeaderValue::from_str(n).ok())
+        {
+            h.insert("dpop-nonce", v);
+        }
         if self.status == StatusCode::UNAUTHORIZED && self.code == ErrorCode::InvalidClient {
             let challenge = if self.basic_challenge {
                 r#"Basic realm="portcullis", charset="UTF-8""#

@@ -54,6 +54,8 @@ pub fn document(issuer: &str) -> Value {
         "introspection_endpoint_auth_methods_supported": auth_methods,
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "access_token_signing_alg_values_supported": ["EdDSA", "ES256", "RS256", "PS256"],
+        "dpop_signing_alg_values_supported": ["EdDSA", "ES256", "RS256", "PS256"],
+        "portcullis_security_events_endpoint": format!("{issuer}{}", crate::http::oauth::events::PATH),
     })
 }
 

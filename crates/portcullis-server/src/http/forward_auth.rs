@@ -17,7 +17,7 @@
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use portcullis_service::gate::{GateDecision, GateRequest};
+use portcullis_service::gate::{DpopPresentation, GateDecision, GateRequest};
 use portcullis_service::ratelimit::RouteClass;
 
 use crate::config::ForwardAuthRoute;
@@ -38,15 +38,28 @@ fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
-/// The bearer: `Authorization: Bearer` first, then the API-key header.
-fn credential<'a>(h: &'a HeaderMap, key_header: &str) -> Option<&'a str> {
+/// The bearer: `Authorization: Bearer` (or `DPoP`, RFC 9449 §7.1) first, then the
+/// API-key header. The flag is true for the DPoP scheme.
+fn credential<'a>(h: &'a HeaderMap, key_header: &str) -> Option<(&'a str, bool)> {
     if let Some(v) = header_str(h, header::AUTHORIZATION.as_str()) {
         return match v.split_once(' ') {
-            Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") => Some(t.trim()),
+            Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") => Some((t.trim(), false)),
+            Some((scheme, t)) if scheme.eq_ignore_ascii_case("dpop") => Some((t.trim(), true)),
             _ => None,
         };
     }
-    header_str(h, key_header)
+    header_str(h, key_header).map(|k| (k, false))
+}
+
+/// The original request's absolute URL, for a DPoP proof's `htu`: the proxy's
+/// `X-Forwarded-Proto` and `X-Forwarded-Host` with the original path.
+fn original_url(h: &HeaderMap, path: &str) -> Option<String> {
+    let proto = header_str(h, "x-forwarded-proto")?;
+    let host = header_str(h, "x-forwarded-host")?;
+    if !matches!(proto, "http" | "https") || host.contains(['/', '@', ' ']) {
+        return None;
+    }
+    Some(format!("{proto}://{host}{path}"))
 }
 
 /// The original request's method and path, as the proxy reports them.
@@ -83,6 +96,28 @@ pub fn route_scopes<'a>(routes: &'a [ForwardAuthRoute], method: &str, path: &str
         .unwrap_or(&[])
 }
 
+/// 401 with a `DPoP` challenge (RFC 9449 §7.1), `use_dpop_nonce` and the nonce when
+/// one is due.
+fn dpop_challenge(reason: &str, nonce: Option<String>) -> Response {
+    let error = if nonce.is_some() {
+        "use_dpop_nonce"
+    } else {
+        "invalid_dpop_proof"
+    };
+    let desc: String = reason.chars().filter(|c| *c != '"' && *c != '\\').collect();
+    let mut res = challenge(
+        StatusCode::UNAUTHORIZED,
+        format!(
+            r#"DPoP realm="{REALM}", error="{error}", error_description="{desc}", algs="EdDSA ES256 RS256 PS256""#
+        ),
+        reason,
+    );
+    if let Some(v) = nonce.and_then(|n| HeaderValue::from_str(&n).ok()) {
+        res.headers_mut().insert("dpop-nonce", v);
+    }
+    res
+}
+
 fn challenge(status: StatusCode, www: String, detail: &str) -> Response {
     let mut res = Problem::new(status, detail).into_response();
     if let Ok(v) = HeaderValue::from_str(&www) {
@@ -100,7 +135,7 @@ pub async fn verify(
     headers: HeaderMap,
 ) -> Response {
     let cfg = &state.settings().forwardauth;
-    let Some(token) = credential(&headers, &cfg.api_key_header) else {
+    let Some((token, dpop_scheme)) = credential(&headers, &cfg.api_key_header) else {
         return challenge(
             StatusCode::UNAUTHORIZED,
             format!(r#"Bearer realm="{REALM}""#),
@@ -116,6 +151,10 @@ pub async fn verify(
             }
         }
     }
+    let Ok(proof) = crate::http::oauth::token::dpop_header(&headers) else {
+        return dpop_challenge("exactly one DPoP header is allowed", None);
+    };
+    let htu = original_url(&headers, &path);
     let decision = match state
         .authority()
         .gate(&GateRequest {
@@ -123,6 +162,12 @@ pub async fn verify(
             ip,
             required: &required,
             audiences: &cfg.audiences,
+            dpop: DpopPresentation {
+                scheme: dpop_scheme,
+                proof,
+                htm: &m,
+                htu: htu.as_deref(),
+            },
         })
         .await
     {
@@ -175,6 +220,14 @@ pub async fn verify(
                 format!(r#"Bearer realm="{REALM}", error="insufficient_scope", scope="{scope}""#),
                 &format!("this route needs the scopes {scope:?}"),
             )
+        }
+        GateDecision::InvalidDpop {
+            reason,
+            nonce,
+            token_id,
+        } => {
+            tracing::info!(client_ip = %ip, %token_id, %reason, "forward-auth refused: DPoP");
+            dpop_challenge(&reason, nonce)
         }
         GateDecision::ForbiddenIp { token_id } => {
             tracing::info!(client_ip = %ip, %token_id, "forward-auth refused: address not allowed for this key");
@@ -254,7 +307,7 @@ mod tests {
         let mut h = HeaderMap::new();
         assert_eq!(credential(&h, "x-api-key"), None);
         h.insert("x-api-key", HeaderValue::from_static("acme_123"));
-        assert_eq!(credential(&h, "x-api-key"), Some("acme_123"));
+        assert_eq!(credential(&h, "x-api-key"), Some(("acme_123", false)));
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
         assert_eq!(
             credential(&h, "x-api-key"),
@@ -265,6 +318,8 @@ mod tests {
             header::AUTHORIZATION,
             HeaderValue::from_static("bearer  tok "),
         );
-        assert_eq!(credential(&h, "x-api-key"), Some("tok"));
+        assert_eq!(credential(&h, "x-api-key"), Some(("tok", false)));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("DPoP tok"));
+        assert_eq!(credential(&h, "x-api-key"), Some(("tok", true)));
     }
 }

@@ -34,6 +34,7 @@ async fn tokens_of_both_formats_introspect_expire_and_revoke() {
         let req = ClientCredentialsRequest {
             scope: Some(ScopeSet::parse("read").expect("scope")),
             resources: vec![],
+            ..Default::default()
         };
         let t = e
             .auth
@@ -126,6 +127,7 @@ async fn scope_and_resource_rules() {
     let too_much = ClientCredentialsRequest {
         scope: Some(ScopeSet::parse("read admin").expect("s")),
         resources: vec![],
+        ..Default::default()
     };
     assert!(matches!(
         e.auth.issue_client_credentials(&a, too_much).await,
@@ -140,6 +142,7 @@ async fn scope_and_resource_rules() {
     let bad = ClientCredentialsRequest {
         scope: None,
         resources: vec!["https://evil.test".into()],
+        ..Default::default()
     };
     assert!(matches!(
         e.auth.issue_client_credentials(&a, bad).await,
@@ -148,6 +151,7 @@ async fn scope_and_resource_rules() {
     let ok = ClientCredentialsRequest {
         scope: None,
         resources: vec!["https://api.test".into()],
+        ..Default::default()
     };
     let t = e
         .auth
@@ -172,6 +176,7 @@ async fn a_resource_server_sees_tokens_for_its_audience_only() {
     let req = ClientCredentialsRequest {
         scope: None,
         resources: vec!["https://api.test".into()],
+        ..Default::default()
     };
     let t = e
         .auth

@@ -25,6 +25,7 @@ fn client(id: &str) -> ClientRow {
         refresh_token_max_ttl: 7_776_000,
         require_mfa: false,
         first_party: false,
+        require_dpop: false,
     }
 }
 
@@ -40,6 +41,7 @@ fn token(id: &str, client_id: &str, expires_at: i64) -> OpaqueTokenRow {
         issued_at: 0,
         expires_at,
         revoked_at: None,
+        jkt: None,
     }
 }
 
@@ -150,11 +152,38 @@ store_test!(the_jti_deny_list_is_idempotent_and_expires, |store| {
         .expect("insert twice is fine");
     assert_eq!(store.list_revoked_jtis(50).await.expect("list"), vec![e]);
     assert!(store.list_revoked_jtis(100).await.expect("list").is_empty());
+    // One feed event, written with the deny-list entry; the second insert adds none.
+    let events = store.security_events_after(0, 10).await.expect("events");
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        (events[0].kind.as_str(), events[0].subject.as_str()),
+        ("token_revoked", "j1")
+    );
+    assert_eq!(events[0].expires_at, 100);
+    assert_eq!(store.security_event_head().await.expect("head"), 1);
     store
         .insert_opaque_token(&token("t1", "c1", 100))
         .await
         .expect("token");
-    assert_eq!(store.purge_expired(101).await.expect("purge"), 2);
+    // The token, the deny-list entry and its event.
+    assert_eq!(store.purge_expired(101).await.expect("purge"), 3);
+    assert!(store
+        .security_events_after(0, 10)
+        .await
+        .expect("events")
+        .is_empty());
+    // Sequence numbers keep growing after a purge: a resumed reader never sees one twice.
+    let seq = store
+        .append_security_event(&portcullis_store::NewSecurityEvent {
+            kind: "key_revoked",
+            subject: "k1".into(),
+            details: "{}".into(),
+            at_ms: 0,
+            expires_at: 500,
+        })
+        .await
+        .expect("append");
+    assert_eq!(seq, 2);
 });
 
 store_test!(

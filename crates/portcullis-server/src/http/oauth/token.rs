@@ -2,7 +2,7 @@
 //! `authorization_code` (PKCE), `refresh_token` (rotating) and `password` (opt-in).
 
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
 use portcullis_core::oauth::{ErrorCode, GrantType};
 use portcullis_core::scope::ScopeSet;
@@ -86,6 +86,19 @@ pub async fn token(
         .transpose()
         .map_err(|e| OAuthError::new(ErrorCode::InvalidScope, e.to_string()))?;
     let fail = |e| OAuthError::from_service(e, basic);
+    // RFC 9449: a DPoP proof of possession, for the token endpoint's own URL.
+    let proof = match dpop_header(&headers)? {
+        Some(p) => {
+            let htu = format!(
+                "{}{}",
+                auth.config().issuer,
+                crate::http::discovery::TOKEN_PATH
+            );
+            Some(auth.check_dpop_proof(p, "POST", &htu, None).map_err(fail)?)
+        }
+        None => None,
+    };
+    let jkt = proof.as_ref().map(|p| p.jkt.as_str());
     let (issued, refresh, id_token) = match grant {
         GrantType::ClientCredentials => {
             let resources = form
@@ -94,7 +107,14 @@ pub async fn token(
                 .map(|r| resource(r))
                 .collect::<Result<Vec<_>, _>>()?;
             let t = auth
-                .issue_client_credentials(&client, ClientCredentialsRequest { scope, resources })
+                .issue_client_credentials(
+                    &client,
+                    ClientCredentialsRequest {
+                        scope,
+                        resources,
+                        jkt: jkt.map(str::to_owned),
+                    },
+                )
                 .await
                 .map_err(fail)?;
             (t, None, None)
@@ -107,6 +127,7 @@ pub async fn token(
                     &code,
                     form.get("redirect_uri"),
                     form.get("code_verifier"),
+                    jkt,
                 )
                 .await
                 .map_err(fail)?;
@@ -116,7 +137,7 @@ pub async fn token(
             let rt = form.take("refresh_token").ok_or_else(|| {
                 OAuthError::invalid_request("missing required parameter \"refresh_token\"")
             })?;
-            let t = auth.refresh(&client, &rt, scope).await.map_err(fail)?;
+            let t = auth.refresh(&client, &rt, scope, jkt).await.map_err(fail)?;
             (t.access, t.refresh_token, t.id_token)
         }
         GrantType::Password => {
@@ -125,7 +146,7 @@ pub async fn token(
                 OAuthError::invalid_request("missing required parameter \"password\"")
             })?);
             let t = auth
-                .password_grant(&client, &username, &password, scope)
+                .password_grant(&client, &username, &password, scope, jkt)
                 .await
                 .map_err(fail)?;
             (t.access, t.refresh_token, t.id_token)
@@ -147,7 +168,7 @@ pub async fn token(
     let scope = issued.scope.to_string();
     let mut res = no_store(TokenResponse {
         access_token: issued.access_token.expose(),
-        token_type: "Bearer",
+        token_type: portcullis_service::tokens::token_type(jkt.is_some()),
         expires_in: issued.expires_in,
         scope: &scope,
         refresh_token: refresh.as_ref().map(SecretString::expose),
@@ -156,5 +177,29 @@ pub async fn token(
     if let Some(o) = &limited {
         crate::ratelimit::add_headers(&mut res, o);
     }
+    if let Some(n) = auth
+        .dpop_nonce()
+        .and_then(|n| HeaderValue::from_str(&n).ok())
+    {
+        res.headers_mut().insert("dpop-nonce", n);
+    }
     Ok(res)
+}
+
+/// The request's one `DPoP` header, if any. Two are an error (RFC 9449 §4.3).
+pub(crate) fn dpop_header(headers: &HeaderMap) -> Result<Option<&str>, OAuthError> {
+    let mut all = headers.get_all("dpop").iter();
+    let Some(first) = all.next() else {
+        return Ok(None);
+    };
+    if all.next().is_some() {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidDpopProof,
+            "exactly one DPoP header is allowed",
+        ));
+    }
+    first
+        .to_str()
+        .map(Some)
+        .map_err(|_| OAuthError::new(ErrorCode::InvalidDpopProof, "the DPoP header is not ASCII"))
 }

@@ -422,7 +422,7 @@ impl VerifyingKey {
 }
 
 /// Why a JWT was refused.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum JwtError {
     /// Over [`MAX_JWT_LEN`].

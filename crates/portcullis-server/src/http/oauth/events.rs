@@ -143,9 +143,10 @@ pub async fn stream(
             }
             // Woken by an append in this process, or every second for appends by
             // other processes (the change poll notices those too).
-            match tokio::time::timeout(Duration::from_secs(1), c.rx.changed()).await {
-                Ok(Err(_)) => tokio::time::sleep(Duration::from_secs(1)).await,
-                Ok(Ok(())) | Err(_) => {}
+            let woken = tokio::time::timeout(Duration::from_secs(1), c.rx.changed()).await;
+            if let Ok(Err(_)) = woken {
+                // The sender is gone (shutting down): poll slowly instead.
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
     });

@@ -1,0 +1,215 @@
+//! The live revocation feed: a revoked JWT is refused by an offline verifier
+//! within a second; a cut stream resumes with every event it missed; while it is
+//! down past the grace period, JWTs are introspected, and refused when the server
+//! cannot be asked.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use portcullis_testkit::urlencode;
+
+use crate::support::{env, env_behind_proxy, until, Env};
+
+async fn revoke(e: &Env, token: &str) {
+    // Straight to the server (not through the proxy), as the token's client.
+    let res = reqwest::Client::new()
+        .post(format!("http://{}/oauth/revoke", e.app.addr))
+        .basic_auth(&e.es256.id, Some(&e.es256.secret))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={}", urlencode(token)))
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(res.status(), 200);
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs() as i64
+}
+
+#[tokio::test]
+async fn a_revoked_jwt_is_refused_offline_within_a_second() {
+    let e = env().await;
+    let v = e.verifier().await;
+    assert!(
+        until(Duration::from_secs(5), || v.feed_status().connected)
+            .await
+            .is_some(),
+        "the feed connects"
+    );
+    let mut worst = Duration::ZERO;
+    for _ in 0..5 {
+        let t = e.token(&e.es256).await;
+        assert!(v.verify_at(&t, now()).is_ok());
+        let start = std::time::Instant::now();
+        revoke(&e, &t).await;
+        let took = until(Duration::from_secs(2), || v.verify_at(&t, now()).is_err())
+            .await
+            .map(|_| start.elapsed());
+        let took = took.expect("refused after revocation");
+        assert!(took < Duration::from_secs(1), "took {took:?}");
+        worst = worst.max(took);
+        assert_eq!(
+            v.verify_at(&t, now()),
+            Err(portcullis_verify::VerifyError::Revoked)
+        );
+    }
+    println!("revocation reached the offline verifier in at most {worst:?} (5 revocations)");
+    // No introspection was needed: the feed was healthy throughout.
+    assert_eq!(v.introspection_calls(), 0);
+}
+
+#[tokio::test]
+async fn a_new_subscriber_gets_earlier_revocations_and_sessions_and_keys_are_reported() {
+    let e = env().await;
+    let t = e.token(&e.es256).await;
+    revoke(&e, &t).await;
+    // Subscribed after the revocation: the backlog brings it.
+    let v = e.verifier().await;
+    assert!(until(Duration::from_secs(5), || v.feed_status().connected)
+        .await
+        .is_some());
+    assert_eq!(
+        v.verify_at(&t, now()),
+        Err(portcullis_verify::VerifyError::Revoked)
+    );
+    // An API key revocation arrives as a `key_revoked` event.
+    let events_before = v.feed_status().events;
+    let ks = e
+        .app
+        .authority
+        .create_keyspace(portcullis_service::apikeys::NewKeyspace {
+            name: "feedtest".into(),
+            prefix: "feed".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("keyspace");
+    let k = e
+        .app
+        .authority
+        .create_api_key(portcullis_service::apikeys::NewApiKey {
+            keyspace: ks.id.clone(),
+            owner: "o".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("key");
+    // Introspected (and cached) before the revocation, refused right after it: the
+    // event drops the cached answer.
+    let p = portcullis_verify::Presented {
+        authorization: Some(&format!("Bearer {}", k.key)),
+        dpop: &[],
+        method: "GET",
+        path: "/",
+    };
+    assert!(v.authenticate(&p).await.is_ok());
+    e.app
+        .authority
+        .revoke_api_key(&k.view.id)
+        .await
+        .expect("revoke");
+    assert!(
+        until(Duration::from_secs(2), || v.feed_status().events
+            > events_before)
+        .await
+        .is_some(),
+        "the key revocation event arrives"
+    );
+    assert!(
+        v.authenticate(&p).await.is_err(),
+        "the cached answer was dropped"
+    );
+}
+
+#[tokio::test]
+async fn a_cut_stream_resumes_without_missing_an_event_and_falls_back_to_introspection() {
+    let e = env_behind_proxy().await;
+    let proxy = e.proxy.clone().expect("proxy");
+    let v = e
+        .builder()
+        .feed_grace(Duration::from_millis(500))
+        .introspection_cache(Duration::ZERO, 0)
+        .build()
+        .await
+        .expect("verifier");
+    assert!(until(Duration::from_secs(5), || v.feed_status().connected)
+        .await
+        .is_some());
+    let tokens = [
+        e.token(&e.es256).await,
+        e.token(&e.es256).await,
+        e.token(&e.es256).await,
+        e.token(&e.es256).await,
+    ];
+    revoke(&e, &tokens[0]).await;
+    assert!(until(Duration::from_secs(2), || v
+        .verify_at(&tokens[0], now())
+        .is_err())
+    .await
+    .is_some());
+    let seen = v.feed_status().last_event_id;
+
+    // Cut the stream and keep it down.
+    proxy.block_events.store(true, Ordering::SeqCst);
+    proxy.cut();
+    assert!(until(Duration::from_secs(2), || !v.feed_status().connected)
+        .await
+        .is_some());
+    // Within the grace period JWTs are still trusted offline.
+    let calls = v.introspection_calls();
+    assert!(v.verify(&tokens[3]).await.is_ok());
+    // Revocations while the stream is down.
+    revoke(&e, &tokens[1]).await;
+    revoke(&e, &tokens[2]).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(!v.feed_status().healthy, "past the grace period");
+    // Offline, the verifier cannot know yet; with introspection on suspicion it does.
+    assert!(v.verify_at(&tokens[1], now()).is_ok(), "not yet delivered");
+    assert_eq!(
+        v.verify(&tokens[1]).await,
+        Err(portcullis_verify::VerifyError::Revoked)
+    );
+    assert!(
+        v.verify(&tokens[3]).await.is_ok(),
+        "a live token is introspected and passes"
+    );
+    assert!(v.introspection_calls() >= calls + 2);
+    // The server unreachable as well: refused, not trusted.
+    proxy.block_all.store(true, Ordering::SeqCst);
+    proxy.cut();
+    assert!(matches!(
+        v.verify(&tokens[3]).await,
+        Err(portcullis_verify::VerifyError::Unavailable(_))
+    ));
+
+    // Back up: the stream resumes after the last id it saw and delivers both.
+    proxy.block_all.store(false, Ordering::SeqCst);
+    proxy.block_events.store(false, Ordering::SeqCst);
+    assert!(
+        until(Duration::from_secs(10), || v.feed_status().connected)
+            .await
+            .is_some(),
+        "the feed reconnects"
+    );
+    assert_eq!(
+        v.verify_at(&tokens[1], now()),
+        Err(portcullis_verify::VerifyError::Revoked)
+    );
+    assert_eq!(
+        v.verify_at(&tokens[2], now()),
+        Err(portcullis_verify::VerifyError::Revoked)
+    );
+    assert!(v.verify_at(&tokens[3], now()).is_ok());
+    let st = v.feed_status();
+    assert_eq!(
+        st.last_event_id,
+        seen + 2,
+        "exactly the two missed events, no gap"
+    );
+    assert!(st.connections >= 2);
+    assert_eq!(st.events, 3, "each event applied once");
+}

@@ -63,7 +63,7 @@ async fn a_revoked_jwt_is_refused_offline_within_a_second() {
 }
 
 #[tokio::test]
-async fn a_new_subscriber_gets_earlier_revocations_and_sessions_and_keys_are_reported() {
+async fn a_new_subscriber_gets_earlier_revocations_and_key_and_signing_key_events_apply() {
     let e = env().await;
     let t = e.token(&e.es256).await;
     revoke(&e, &t).await;
@@ -122,6 +122,30 @@ async fn a_new_subscriber_gets_earlier_revocations_and_sessions_and_keys_are_rep
     assert!(
         v.authenticate(&p).await.is_err(),
         "the cached answer was dropped"
+    );
+
+    // A signing key retired and then removed from the JWK Set: its event makes the
+    // verifier drop the key, so tokens it signed fail offline, with no JWKS fetch.
+    let old_kid = e.kid(portcullis_core::jose::SigningAlg::ES256);
+    let signed_by_old = e.token(&e.es256).await;
+    e.app
+        .authority
+        .rotate_now(portcullis_core::jose::SigningAlg::ES256, true)
+        .await
+        .expect("rotate");
+    e.app.clock.advance(2 * 86_400);
+    e.app.authority.rotate_due().await.expect("removal");
+    assert!(
+        until(Duration::from_secs(2), || !v.key_ids().contains(&old_kid))
+            .await
+            .is_some(),
+        "the retirement event drops the key"
+    );
+    assert_eq!(
+        v.verify_at(&signed_by_old, now()),
+        Err(portcullis_verify::VerifyError::Jwt(
+            portcullis_verify::JwtError::UnknownKey
+        ))
     );
 }
 

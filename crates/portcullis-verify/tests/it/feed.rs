@@ -237,3 +237,98 @@ async fn a_cut_stream_resumes_without_missing_an_event_and_falls_back_to_introsp
     assert!(st.connections >= 2);
     assert_eq!(st.events, 3, "each event applied once");
 }
+
+/// Reads an event stream until `event: ready`; returns (id, event) pairs before it.
+async fn read_until_ready(res: reqwest::Response) -> Vec<(String, String)> {
+    use futures_util::StreamExt;
+    let mut text = String::new();
+    let mut body = res.bytes_stream();
+    while !text.contains("event: ready") {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), body.next())
+            .await
+            .expect("stream data in time")
+            .expect("stream open")
+            .expect("chunk");
+        text.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
+    }
+    let mut out = Vec::new();
+    for block in text.split("\n\n") {
+        let field = |name: &str| {
+            block
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_owned))
+        };
+        if let (Some(id), Some(ev)) = (field("id"), field("event")) {
+            out.push((id, ev));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_event_stream_authenticates_validates_its_cursor_and_resumes_after_it() {
+    let e = env().await;
+    let url = e.app.url("/oauth/events");
+    let http = reqwest::Client::new();
+    let res = http.get(&url).send().await.expect("get");
+    assert_eq!(res.status(), 401, "no client credentials");
+    let res = http
+        .get(&url)
+        .basic_auth(&e.rs.id, Some("wrong"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(res.status(), 401);
+    for bad in ["abc", "-1", "1.5"] {
+        let res = http
+            .get(&url)
+            .basic_auth(&e.rs.id, Some(&e.rs.secret))
+            .header("last-event-id", bad)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(res.status(), 400, "Last-Event-ID {bad}");
+        let body: serde_json::Value = res.json().await.expect("json");
+        assert_eq!(body["error"], "invalid_request");
+    }
+    let res = http
+        .get(format!("{url}?after=x"))
+        .basic_auth(&e.rs.id, Some(&e.rs.secret))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(res.status(), 400);
+
+    for _ in 0..3 {
+        let t = e.token(&e.es256).await;
+        revoke(&e, &t).await;
+    }
+    let res = http
+        .get(&url)
+        .basic_auth(&e.rs.id, Some(&e.rs.secret))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.headers()["content-type"].to_str().expect("ascii"),
+        "text/event-stream"
+    );
+    let all = read_until_ready(res).await;
+    assert_eq!(all.len(), 3, "{all:?}");
+    assert!(all.iter().all(|(_, ev)| ev == "token_revoked"));
+    let first: i64 = all[0].0.parse().expect("id");
+    let res = http
+        .get(&url)
+        .basic_auth(&e.rs.id, Some(&e.rs.secret))
+        .header("last-event-id", first.to_string())
+        .send()
+        .await
+        .expect("get");
+    let rest = read_until_ready(res).await;
+    assert_eq!(
+        rest.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(),
+        vec![(first + 1).to_string(), (first + 2).to_string()],
+        "exactly the events after the cursor"
+    );
+}

@@ -196,10 +196,13 @@ def main():
     ap.add_argument("--quick", action="store_true", help="3 s runs instead of 10 s")
     ap.add_argument("--skip-criterion", action="store_true")
     ap.add_argument("--connections", type=int, default=32)
-    ap.add_argument("--only", choices=["signin", "peer", "forward-auth"],
+    ap.add_argument("--only", choices=["signin", "peer", "forward-auth", "verify"],
                     help="run only the sign-in scenarios (login, password grant, refresh), or only the peer comparison")
     args = ap.parse_args()
     args.duration, args.warmup = (3, 1) if args.quick else (10, 2)
+    if args.only == "verify":
+        write_verify_markdown(verify_bench())
+        return
     if not shutil.which("oha"):
         raise SystemExit("oha not found (bench/run installs it)")
     if args.only == "signin":
@@ -326,6 +329,8 @@ def main():
         on, off = by[f"{path}, anomaly detection on"], by[f"{path}, anomaly detection off"]
         overhead[path] = 1 - on["rps"] / off["rps"]
     crit = criterion(args.skip_criterion)
+    if not args.skip_criterion:
+        write_verify_markdown(verify_bench())
     print("API-key scale (cold lookups with few vs many keys stored; RSS with keys cached)", flush=True)
     sizes, cached = ("1000,100000", "50000") if args.quick else ("1000,1000000", "100000")
     scale = json.loads(subprocess.run([SCALE_BIN, "--keys", sizes, "--sample", "5000", "--cached", cached],
@@ -475,6 +480,47 @@ def measure_once(name, url, args, **kw):
     if r["ok_ratio"] < 0.999:
         raise SystemExit(f"{name}: only {r['ok_ratio']:.3%} expected answers: {r['status_codes']}")
     return {"scenario": name, **r}
+
+
+def verify_bench():
+    """S8: portcullis-verify's offline check against the raw aws-lc-rs verification of
+    the same token, DPoP proof validation, and heap bytes per cached key (criterion)."""
+    cmd = ["cargo", "bench", "--locked", "-p", "portcullis-verify", "--bench", "verify"]
+    print("criterion: " + " ".join(cmd), flush=True)
+    out = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    mem = {}
+    for line in out.splitlines():
+        m = re.match(r"memory per cached key \((\w+)\): (\d+) bytes", line)
+        if m:
+            mem[m.group(1)] = int(m.group(2))
+    def est(group, fn):
+        with open(os.path.join(ROOT, "target", "criterion", group, fn, "new", "estimates.json")) as f:
+            return json.load(f)["mean"]["point_estimate"] / 1000.0  # µs
+    rows = {}
+    for alg in ["EdDSA", "ES256"]:
+        rows[alg] = {
+            "raw_verify": est(f"verify_{alg}", "raw_verify"),
+            "library_verify": est(f"verify_{alg}", "library_verify"),
+            "make_proof": est(f"dpop_{alg}", "make_proof"),
+            "validate_proof": est(f"dpop_{alg}", "validate_proof"),
+            "bytes_per_key": mem.get(alg),
+        }
+    r = {"date": time.strftime("%Y-%m-%d"), "command": " ".join(cmd), "rows": rows}
+    with open(os.path.join(ROOT, "bench", "results", "verify.json"), "w") as f:
+        json.dump(r, f, indent=2)
+    return r
+
+
+def write_verify_markdown(r):
+    lines = [f"Run of {r['date']}: `{r['command']}` (one thread; mean µs per operation).", "",
+             "| alg | raw aws-lc-rs verify | library `verify_at` | ratio (target ≥ 90%) | make DPoP proof | validate DPoP proof (+ replay cache) | heap per cached key |",
+             "|---|---:|---:|---|---:|---:|---:|"]
+    for alg, x in r["rows"].items():
+        ratio = x["raw_verify"] / x["library_verify"]
+        mem = f"{x['bytes_per_key']} B" if x["bytes_per_key"] is not None else "n/a"
+        lines.append(f"| {alg} | {x['raw_verify']:.1f} | {x['library_verify']:.1f} | {ratio:.0%}: {verdict(ratio >= 0.9)} | "
+                     f"{x['make_proof']:.1f} | {x['validate_proof']:.1f} | {mem} |")
+    replace_block("verify", "\n".join(lines), "## Resource-server library (portcullis-verify, S8)")
 
 
 def replace_block(marker, block, heading):

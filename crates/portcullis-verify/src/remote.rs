@@ -12,7 +12,7 @@ use crate::keys::{KeySet, MAX_JWKS_BYTES};
 use crate::{alive, Inner, Options};
 
 /// Bounds on how long a fetched JWK Set is trusted without a refresh.
-const MIN_JWKS_TTL: Duration = Duration::from_secs(30);
+const MIN_JWKS_TTL: Duration = Duration::from_secs(5);
 const MAX_JWKS_TTL: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug)]
@@ -202,7 +202,7 @@ pub(crate) fn form_encode(s: &str) -> String {
 pub(crate) async fn refresh_loop(inner: Weak<Inner>, first_ttl: Duration) {
     let mut ttl = first_ttl;
     loop {
-        let wait = (ttl.mul_f64(0.8)).max(Duration::from_secs(5));
+        let wait = ttl.mul_f64(0.8).max(Duration::from_secs(1));
         tokio::time::sleep(wait).await;
         let Some(i) = alive(&inner) else {
             return;

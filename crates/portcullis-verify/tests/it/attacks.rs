@@ -283,3 +283,34 @@ async fn a_key_published_after_start_is_found_by_one_refetch() {
     assert_eq!(v.jwks_fetches(), fetches + 1);
     assert!(v.key_ids().contains(&new_kid));
 }
+
+#[tokio::test]
+async fn the_jwks_is_refreshed_in_the_background_before_its_max_age() {
+    let app = portcullis_testkit::TestApp::builder()
+        .settings(|s| s.keys.jwks_max_age = std::time::Duration::from_secs(5))
+        .spawn()
+        .await;
+    let v = portcullis_verify::Verifier::builder(app.settings.server.issuer.clone(), AUD)
+        .build()
+        .await
+        .expect("verifier");
+    assert_eq!(v.jwks_fetches(), 0, "the first fetch is part of build");
+    let kid = app
+        .authority
+        .rotate_now(SigningAlg::ES256, true)
+        .await
+        .expect("rotate");
+    assert!(!v.key_ids().contains(&kid));
+    // max-age=5 s: the refresh comes at 80% of it, with no request to verify.
+    let took = crate::support::until(std::time::Duration::from_secs(8), || {
+        v.key_ids().contains(&kid)
+    })
+    .await
+    .expect("the new key arrives by the background refresh");
+    assert!(v.jwks_fetches() >= 1);
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "refreshed before the 5 s max-age ran out (took {took:?})"
+    );
+    println!("background JWKS refresh picked up the new key after {took:?}");
+}

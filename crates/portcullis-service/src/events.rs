@@ -20,7 +20,8 @@ use crate::{Authority, ServiceError};
 
 /// A JWT access token was revoked: refuse it by `jti` until its `exp`.
 pub const TOKEN_REVOKED: &str = "token_revoked";
-/// An API key or personal access token was revoked (or deleted, or disabled).
+/// An API key or personal access token was revoked (or deleted). With
+/// `all_of_subject: true` the subject is a user, all of whose PATs were revoked.
 pub const KEY_REVOKED: &str = "key_revoked";
 /// A browser session ended (sign-out, expiry by an administrator, password change).
 pub const SESSION_ENDED: &str = "session_ended";

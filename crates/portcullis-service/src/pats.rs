@@ -419,11 +419,25 @@ impl Authority {
             .into())
     }
 
+    /// The feed event for "every personal access token of this user": verifiers drop
+    /// every cached answer about the user's tokens.
+    pub(crate) async fn all_pats_revoked_event(&self, user_id: &str) -> Result<(), ServiceError> {
+        self.security_event(
+            crate::events::KEY_REVOKED,
+            user_id,
+            serde_json::json!({"credential_type": "personal_access_token", "all_of_subject": true}),
+        )
+        .await
+    }
+
     /// Offboarding: revokes every token of a user in one call, at once. Returns how many.
     pub async fn revoke_all_pats(&self, user: &str) -> Result<u64, ServiceError> {
         let user = self.user_row(user).await?;
         let n = self.store.revoke_user_pats(&user.id, self.now()).await?;
         self.pat_cache.clear();
+        if n > 0 {
+            self.all_pats_revoked_event(&user.id).await?;
+        }
         tracing::info!(user_id = %user.id, revoked = n, "all personal access tokens of a user revoked");
         self.audit(
             crate::audit::AuditEvent::new("pat.revoked_all")

@@ -761,6 +761,9 @@ impl Authority {
         let (refresh, access) = self.revoke_grants(GrantScope::User(user_id)).await?;
         let pats = self.store.revoke_user_pats(user_id, now).await?;
         self.pat_cache.clear();
+        if pats > 0 {
+            self.all_pats_revoked_event(user_id).await?;
+        }
         tracing::info!(
             user_id,
             sessions,

@@ -136,7 +136,11 @@ fn apply(inner: &Inner, kind: &str, data: &str) {
         "signing_key_retired" => inner.retire_key(subject),
         "key_revoked" => {
             if let Some(r) = &inner.remote {
-                r.forget_credential(subject);
+                if body["all_of_subject"] == true {
+                    r.forget_subject(subject);
+                } else {
+                    r.forget_credential(subject);
+                }
             }
         }
         _ => {}

@@ -112,6 +112,13 @@ impl Cache {
         self.lock().retain(|_, (_, v)| v.jti.as_deref() != Some(id));
     }
 
+    /// Drops every cached answer about tokens of subject `sub` (all of a user's PATs
+    /// were revoked).
+    pub(crate) fn forget_subject(&self, sub: &str) {
+        self.lock()
+            .retain(|_, (_, v)| v.sub.as_deref() != Some(sub));
+    }
+
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.lock().len()
@@ -149,6 +156,11 @@ mod tests {
         assert!(c.len() <= 2, "bounded");
         c.forget("c");
         assert!(c.get("t3").is_none());
+        let mut of_ada = answer("d");
+        of_ada.sub = Some("ada".into());
+        c.put("t4", of_ada);
+        c.forget_subject("ada");
+        assert!(c.get("t4").is_none());
         let none = Cache::new(Duration::ZERO, 10);
         none.put("t", answer("a"));
         assert!(none.get("t").is_none(), "a zero TTL caches nothing");

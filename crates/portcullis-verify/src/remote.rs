@@ -190,6 +190,10 @@ impl Remote {
     pub(crate) fn forget_credential(&self, id: &str) {
         self.cache.forget(id);
     }
+
+    pub(crate) fn forget_subject(&self, sub: &str) {
+        self.cache.forget_subject(sub);
+    }
 }
 
 /// RFC 6749 §2.3.1: client id and secret are form-encoded inside Basic.

@@ -332,3 +332,69 @@ async fn the_event_stream_authenticates_validates_its_cursor_and_resumes_after_i
         "exactly the events after the cursor"
     );
 }
+
+#[tokio::test]
+async fn revoking_all_of_a_users_pats_drops_every_cached_answer_about_them() {
+    let e = env().await;
+    let v = e.verifier().await;
+    assert!(until(Duration::from_secs(5), || v.feed_status().connected)
+        .await
+        .is_some());
+    e.app
+        .user("grace", "correct horse battery", &["read"])
+        .await;
+    let mut tokens = Vec::new();
+    for name in ["laptop", "ci"] {
+        let pat = e
+            .app
+            .authority
+            .create_pat(
+                "grace",
+                name,
+                &["read".to_owned()],
+                portcullis_service::pats::PatLifetime::Default,
+            )
+            .await
+            .expect("pat");
+        tokens.push(format!("Bearer {}", pat.token));
+    }
+    for t in &tokens {
+        let p = portcullis_verify::Presented {
+            authorization: Some(t),
+            dpop: &[],
+            method: "GET",
+            path: "/",
+        };
+        let who = v.authenticate(&p).await.expect("a live PAT is let in");
+        assert_eq!(who.token_type, "personal_access_token");
+    }
+    let calls = v.introspection_calls();
+    let events = v.feed_status().events;
+    e.app
+        .authority
+        .revoke_all_pats("grace")
+        .await
+        .expect("offboard");
+    assert!(
+        until(Duration::from_secs(2), || v.feed_status().events > events)
+            .await
+            .is_some()
+    );
+    for t in &tokens {
+        let p = portcullis_verify::Presented {
+            authorization: Some(t),
+            dpop: &[],
+            method: "GET",
+            path: "/",
+        };
+        assert!(
+            v.authenticate(&p).await.is_err(),
+            "refused within the cache TTL"
+        );
+    }
+    assert_eq!(
+        v.introspection_calls(),
+        calls + 2,
+        "the cached answers were dropped, so both were asked again"
+    );
+}

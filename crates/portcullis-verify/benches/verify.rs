@@ -7,55 +7,17 @@
 //!   printed once (`memory per cached key`): heap bytes retained by a verifier
 //!   holding 4,000 keys (as many as a 1 MiB JWK Set holds), divided by 4,000.
 
-use aws_lc_rs::signature::{self, UnparsedPublicKey};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use criterion::{criterion_group, criterion_main, Criterion};
-use jsonwebtoken::jwk::AlgorithmParameters;
-use portcullis_core::claims::{AccessTokenClaims, Audience, ACCESS_TOKEN_TYP};
+use portcullis_core::claims::ACCESS_TOKEN_TYP;
 use portcullis_core::dpop::{validate_proof, DpopKey, ProofContext, ReplayCache};
 use portcullis_core::jose::{SigningAlg, SigningKey};
 use portcullis_verify::Verifier;
 
-const ISS: &str = "http://127.0.0.1:8080";
-const AUD: &str = "https://api.example.com";
-
-fn claims(now: i64) -> AccessTokenClaims {
-    AccessTokenClaims {
-        iss: ISS.into(),
-        sub: "01a201b3-8a34-704d-b45f-0029cc282ea6".into(),
-        aud: Audience::One(AUD.into()),
-        exp: now + 900,
-        iat: now,
-        jti: "01a201b3-8b29-7708-a7af-eefe42753527".into(),
-        client_id: "01a201b3-8a34-704d-b45f-0029cc282ea6".into(),
-        scope: "read write".into(),
-        nbf: None,
-        cnf: None,
-    }
-}
-
-/// What a service would do by hand with aws-lc-rs: the public key from the JWK,
-/// and one signature check over the signing input.
-fn raw_verify(key: &SigningKey, msg: &[u8], sig: &[u8]) -> bool {
-    let b = |s: &str| URL_SAFE_NO_PAD.decode(s).expect("b64");
-    match &key.public_jwk().algorithm {
-        AlgorithmParameters::OctetKeyPair(p) => {
-            UnparsedPublicKey::new(&signature::ED25519, b(&p.x))
-                .verify(msg, sig)
-                .is_ok()
-        }
-        AlgorithmParameters::EllipticCurve(p) => {
-            let mut point = vec![4u8];
-            point.extend(b(&p.x));
-            point.extend(b(&p.y));
-            UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
-                .verify(msg, sig)
-                .is_ok()
-        }
-        _ => false,
-    }
-}
+#[path = "../../portcullis-core/benches/common/mod.rs"]
+mod common;
+use common::{claims, raw_verify, AUD, ISS};
 
 /// Counts heap bytes (the bench binary only), so retained memory is measured
 /// exactly rather than read off a noisy RSS.

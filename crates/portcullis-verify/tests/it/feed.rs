@@ -100,13 +100,8 @@ async fn a_new_subscriber_gets_earlier_revocations_and_key_and_signing_key_event
         .expect("key");
     // Introspected (and cached) before the revocation, refused right after it: the
     // event drops the cached answer.
-    let p = portcullis_verify::Presented {
-        authorization: Some(&format!("Bearer {}", k.key)),
-        dpop: &[],
-        method: "GET",
-        path: "/",
-    };
-    assert!(v.authenticate(&p).await.is_ok());
+    let api_key = format!("Bearer {}", k.key);
+    assert!(bearer(&v, &api_key).await.is_ok());
     e.app
         .authority
         .revoke_api_key(&k.view.id)
@@ -120,7 +115,7 @@ async fn a_new_subscriber_gets_earlier_revocations_and_key_and_signing_key_event
         "the key revocation event arrives"
     );
     assert!(
-        v.authenticate(&p).await.is_err(),
+        bearer(&v, &api_key).await.is_err(),
         "the cached answer was dropped"
     );
 
@@ -359,13 +354,7 @@ async fn revoking_all_of_a_users_pats_drops_every_cached_answer_about_them() {
         tokens.push(format!("Bearer {}", pat.token));
     }
     for t in &tokens {
-        let p = portcullis_verify::Presented {
-            authorization: Some(t),
-            dpop: &[],
-            method: "GET",
-            path: "/",
-        };
-        let who = v.authenticate(&p).await.expect("a live PAT is let in");
+        let who = bearer(&v, t).await.expect("a live PAT is let in");
         assert_eq!(who.token_type, "personal_access_token");
     }
     let calls = v.introspection_calls();
@@ -381,20 +370,25 @@ async fn revoking_all_of_a_users_pats_drops_every_cached_answer_about_them() {
             .is_some()
     );
     for t in &tokens {
-        let p = portcullis_verify::Presented {
-            authorization: Some(t),
-            dpop: &[],
-            method: "GET",
-            path: "/",
-        };
-        assert!(
-            v.authenticate(&p).await.is_err(),
-            "refused within the cache TTL"
-        );
+        assert!(bearer(&v, t).await.is_err(), "refused within the cache TTL");
     }
     assert_eq!(
         v.introspection_calls(),
         calls + 2,
         "the cached answers were dropped, so both were asked again"
     );
+}
+
+/// `GET /` with `Authorization: <authorization>`, through the library.
+async fn bearer(
+    v: &portcullis_verify::Verifier,
+    authorization: &str,
+) -> Result<portcullis_verify::Principal, portcullis_verify::AuthError> {
+    v.authenticate(&portcullis_verify::Presented {
+        authorization: Some(authorization),
+        dpop: &[],
+        method: "GET",
+        path: "/",
+    })
+    .await
 }

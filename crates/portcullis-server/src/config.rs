@@ -702,6 +702,16 @@ impl Settings {
         Self::load_from(file, Env::prefixed("PORTCULLIS_"))
     }
 
+    /// Defaults, then the TOML `text` (no environment), validated: what a config file
+    /// with this content would give. Used by the config fuzz target.
+    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+        let fig =
+            Figment::from(Serialized::defaults(Settings::default())).merge(Toml::string(text));
+        let settings: Settings = fig.extract().map_err(|e| ConfigError(e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
     fn load_from(file: Option<&Path>, env: Env) -> Result<Self, ConfigError> {
         let mut fig = Figment::from(Serialized::defaults(Settings::default()));
         if let Some(f) = file {
@@ -951,6 +961,22 @@ mod tests {
             ("tokens_max_access_token_ttl", "tokens.max_access_token_ttl"),
         ] {
             assert_eq!(env_key(name), key);
+        }
+    }
+
+    #[test]
+    fn toml_text_loads_like_a_file_and_dpop_settings_are_checked() {
+        let s = Settings::from_toml_str("[dpop]\nrequire_nonce = true\nproof_max_age = \"30s\"\n")
+            .expect("valid");
+        assert!(s.dpop.require_nonce);
+        assert_eq!(s.dpop.proof_max_age, Duration::from_secs(30));
+        for bad in [
+            "[dpop]\nproof_max_age = \"1h\"\n",
+            "[dpop]\nnonce_lifetime = \"1s\"\n",
+            "[dpop]\nbogus = 1\n",
+            "[server\n",
+        ] {
+            assert!(Settings::from_toml_str(bad).is_err(), "{bad:?}");
         }
     }
 

@@ -303,7 +303,12 @@ pub struct CreatedClient {
     pub client_secret: Option<String>,
 }
 
-/// Checks a URI is absolute with a scheme and host and has no fragment (RFC 6749 §3.1.2, RFC 8707 §2).
+/// Checks a URI is absolute with a scheme and host and has no fragment (RFC 6749 §3.1.2,
+/// RFC 8707 §2): what client registration requires of redirect URIs and audiences.
+pub fn check_absolute_uri(field: &'static str, s: &str) -> Result<String, ServiceError> {
+    absolute_uri(field, s)
+}
+
 fn absolute_uri(field: &'static str, s: &str) -> Result<String, ServiceError> {
     let u = url::Url::parse(s)
         .map_err(|e| ServiceError::invalid(field, format!("{s:?} is not an absolute URI ({e})")))?;

@@ -204,5 +204,29 @@ mod tests {
             let set = ScopeSet::from_tokens(&tokens).expect("valid tokens");
             prop_assert_eq!(ScopeSet::parse(&set.to_string()).expect("round trip"), set);
         }
+
+        /// requested ⊆ allowed exactly when every requested scope is allowed; the
+        /// relation is reflexive and transitive, and the empty set is below everything.
+        #[test]
+        fn subset_is_membership_and_an_order(
+            a in proptest::collection::vec("[a-e]{1,2}", 0..6),
+            b in proptest::collection::vec("[a-e]{1,2}", 0..6),
+            c in proptest::collection::vec("[a-e]{1,2}", 0..6),
+        ) {
+            let (a, b, c) = (
+                ScopeSet::from_tokens(&a).expect("a"),
+                ScopeSet::from_tokens(&b).expect("b"),
+                ScopeSet::from_tokens(&c).expect("c"),
+            );
+            prop_assert_eq!(a.is_subset(&b), a.iter().all(|s| b.contains(s.as_str())));
+            prop_assert!(a.is_subset(&a));
+            prop_assert!(ScopeSet::empty().is_subset(&a));
+            if a.is_subset(&b) && b.is_subset(&c) {
+                prop_assert!(a.is_subset(&c));
+            }
+            if a.is_subset(&b) && b.is_subset(&a) {
+                prop_assert_eq!(a, b);
+            }
+        }
     }
 }

@@ -295,5 +295,30 @@ mod tests {
             let changed: String = chars.into_iter().collect();
             prop_assert!(OpaqueSecret::parse(&changed, "pcs").is_err());
         }
+
+        #[test]
+        fn every_generated_secret_parses_back_to_itself(prefix in "[a-z][a-z0-9]{1,8}(_[a-z0-9]{1,6})?") {
+            prop_assume!(validate_prefix(&prefix).is_ok());
+            let s = OpaqueSecret::generate(&prefix);
+            let parsed = OpaqueSecret::parse(s.expose(), &prefix).expect("round trip");
+            prop_assert_eq!(parsed.expose(), s.expose());
+            let any = OpaqueSecret::parse_any(s.expose()).expect("any prefix");
+            prop_assert_eq!(any.expose(), s.expose());
+            // The hint never shows the random part.
+            prop_assert!(!s.hint().contains(&s.expose()[prefix.len() + 1..prefix.len() + 40]));
+        }
+
+        #[test]
+        fn a_dropped_or_added_character_is_detected(pos in 4usize..54, extra in "[0-9A-Za-z]") {
+            let s = OpaqueSecret::generate("pcs");
+            let mut dropped: Vec<char> = s.expose().chars().collect();
+            dropped.remove(pos);
+            let dropped: String = dropped.into_iter().collect();
+            prop_assert!(OpaqueSecret::parse(&dropped, "pcs").is_err());
+            let mut added: Vec<char> = s.expose().chars().collect();
+            added.insert(pos, extra.chars().next().unwrap_or('0'));
+            let added: String = added.into_iter().collect();
+            prop_assert!(OpaqueSecret::parse(&added, "pcs").is_err());
+        }
     }
 }

@@ -46,7 +46,7 @@ pub(crate) fn duration(field: &'static str, s: Option<&str>) -> Result<Option<Du
         webhooks::create, webhooks::list, webhooks::delete, webhooks::deliveries,
         ip_blocks::list, ip_blocks::create, ip_blocks::delete,
     ),
-    modifiers(&AdminTokenScheme)
+    modifiers(&AdminTokenScheme, &CommonErrors)
 )]
 #[derive(Debug)]
 pub struct ApiDoc;
@@ -79,6 +79,75 @@ impl utoipa::Modify for AdminTokenScheme {
                     .build(),
             ),
         );
+    }
+}
+
+/// The problem+json answers every operation can give, added where an operation does
+/// not list them itself: 400 (malformed JSON or query), 503 (database unreachable);
+/// with a path parameter or a body 404; with a body 409, 413, 415 and 422. Found
+/// missing by schemathesis (`st run …/openapi.json`), which checks that every status
+/// the server sends is documented.
+struct CommonErrors;
+
+impl utoipa::Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::ParameterIn;
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+        let problem = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/problem+json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("Problem")))
+                            .build(),
+                    )
+                    .build(),
+            )
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let ops = [
+                item.get.as_mut(),
+                item.put.as_mut(),
+                item.post.as_mut(),
+                item.delete.as_mut(),
+                item.patch.as_mut(),
+            ];
+            for op in ops.into_iter().flatten() {
+                let has_path_param = op.parameters.as_ref().is_some_and(|ps| {
+                    ps.iter()
+                        .any(|p| matches!(p.parameter_in, ParameterIn::Path))
+                });
+                let has_body = op.request_body.is_some();
+                let mut add = |code: &str, description: &str| {
+                    op.responses
+                        .responses
+                        .entry(code.to_owned())
+                        .or_insert_with(|| problem(description));
+                };
+                add(
+                    "400",
+                    "malformed request: JSON syntax, or a query parameter",
+                );
+                add("503", "the database is unreachable");
+                if has_path_param || has_body {
+                    add(
+                        "404",
+                        "no such resource (in the path, or named by the body)",
+                    );
+                }
+                if has_body {
+                    add(
+                        "409",
+                        "conflicts with the current state (a name or prefix taken)",
+                    );
+                    add("413", "body over server.max_body_bytes");
+                    add("415", "body is not application/json");
+                    add("422", "invalid input (the problem names the field)");
+                }
+            }
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use axum::http::HeaderMap;
+use portcullis_core::clock::Clock as _;
 use portcullis_service::apikeys::{NewApiKey, NewKeyspace};
 use portcullis_testkit::{urlencode, TestApp};
 
@@ -177,6 +178,54 @@ async fn nginx_auth_request_in_front_of_an_upstream() {
         .parse()
         .expect("seconds");
     assert!((1..=60).contains(&retry));
+
+    // A DPoP-bound token: accepted with a proof for the URL the client called (nginx
+    // forwards the DPoP header and X-Forwarded-Proto/-Host), refused without one.
+    let key_pair =
+        portcullis_core::dpop::DpopKey::generate(portcullis_core::jose::SigningAlg::ES256)
+            .expect("dpop key");
+    let now = app.clock.now();
+    let token_proof = key_pair
+        .proof("POST", &app.url("/oauth/token"), None, None, now)
+        .expect("proof");
+    let bound: serde_json::Value = http
+        .post(app.url("/oauth/token"))
+        .basic_auth(&c.id, Some(&c.secret))
+        .header("dpop", token_proof)
+        .form(&[("grant_type", "client_credentials"), ("scope", "read")])
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(bound["token_type"], "DPoP");
+    let at = bound["access_token"].as_str().expect("token");
+    let proof = key_pair
+        .proof("GET", &format!("{base}/things"), Some(at), None, now)
+        .expect("proof");
+    let res = http
+        .get(format!("{base}/things?page=2"))
+        .header("authorization", format!("DPoP {at}"))
+        .header("dpop", &proof)
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(res.status(), 200, "{}", log());
+    for (scheme, proof) in [("DPoP", None), ("Bearer", Some(&proof))] {
+        let mut r = http
+            .get(format!("{base}/things"))
+            .header("authorization", format!("{scheme} {at}"));
+        if let Some(p) = proof {
+            r = r.header("dpop", p);
+        }
+        let res = r.send().await.expect("req");
+        assert_eq!(res.status(), 401, "{scheme} without a fresh proof");
+        assert!(res.headers()["www-authenticate"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("DPoP"));
+    }
 
     // Revoked: 401.
     let res = app

@@ -111,9 +111,30 @@ impl Authority {
         Ok(())
     }
 
-    /// Notices events appended by other processes; the server calls this on its
-    /// change-poll tick.
+    /// Notices events appended by other processes (other nodes, the CLI) and applies
+    /// their JWT revocations to this process's deny list, so every node refuses a
+    /// revoked JWT within one change-poll tick; then wakes the feed's readers. The
+    /// server calls this every `database.change_poll_interval`.
     pub async fn poll_events(&self) -> Result<(), ServiceError> {
+        use std::sync::atomic::Ordering;
+        loop {
+            let after = self.events_applied.load(Ordering::SeqCst);
+            let rows = self.store.security_events_after(after, 1_000).await?;
+            let Some(last) = rows.last().map(|r| r.seq) else {
+                break;
+            };
+            for r in rows.iter().filter(|r| r.kind == TOKEN_REVOKED) {
+                let exp = serde_json::from_str::<Value>(&r.details)
+                    .ok()
+                    .and_then(|d| d["exp"].as_i64())
+                    .unwrap_or(r.expires_at);
+                self.remember_revoked_jti(r.subject.clone(), exp);
+            }
+            self.events_applied.fetch_max(last, Ordering::SeqCst);
+            if rows.len() < 1_000 {
+                break;
+            }
+        }
         self.events_appended().await
     }
 

@@ -161,6 +161,8 @@ pub struct Authority {
     dpop_replay: portcullis_core::dpop::ReplayCache,
     /// Wakes the security event feed's readers after an append.
     events: events::EventSignal,
+    /// The feed position this process has applied to its own deny list.
+    events_applied: AtomicI64,
 }
 
 impl Authority {
@@ -214,7 +216,11 @@ impl Authority {
             pat_usage: std::sync::Mutex::new(HashMap::new()),
             dpop_replay: portcullis_core::dpop::ReplayCache::new(dpop::REPLAY_CACHE_MAX),
             events: events::EventSignal::default(),
+            events_applied: AtomicI64::new(0),
         };
+        // The deny list below is loaded whole; feed events up to here are in it.
+        me.events_applied
+            .store(me.store.security_event_head().await?, Ordering::SeqCst);
         me.reload_keyring().await?;
         me.reload_revocations().await?;
         me.reload_ip_blocks().await?;

@@ -388,3 +388,50 @@ async fn bound_tokens_need_a_fresh_proof_by_their_key_at_the_library_and_forward
     assert_eq!(hello(&base, &format!("Bearer {plain}"), &[]).await.0, 200);
     let _ = json!({});
 }
+
+#[tokio::test]
+async fn a_code_presented_without_the_required_proof_is_not_spent() {
+    let app = TestApp::spawn().await;
+    app.user("ada", "correct horse battery", &["read"]).await;
+    let c = app
+        .client(NewClient {
+            require_dpop: true,
+            ..TestApp::web_app("strict web app")
+        })
+        .await;
+    let b = app.browser();
+    let redirect = app
+        .code_flow(&b, &c.id, "openid read", ("ada", "correct horse battery"))
+        .await;
+    let code = query_param(&redirect, "code").expect("code");
+    let res = app.exchange(&c, &code).await;
+    assert_eq!(res.status(), 400);
+    assert_eq!(
+        res.json::<Value>().await.expect("json")["error"],
+        "invalid_dpop_proof"
+    );
+    // The refusal changed nothing: the same code, now with a proof, is exchanged.
+    let key = DpopKey::generate(SigningAlg::EdDSA).expect("key");
+    let proof = key
+        .proof("POST", &token_url(&app), None, None, app.clock.now())
+        .expect("p");
+    let res = app
+        .http
+        .post(app.url("/oauth/token"))
+        .basic_auth(&c.id, Some(&c.secret))
+        .header("dpop", proof)
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", "https://app.test/cb"),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .expect("exchange");
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.json::<Value>().await.expect("json")["token_type"],
+        "DPoP"
+    );
+}

@@ -392,3 +392,36 @@ async fn bearer(
     })
     .await
 }
+
+#[tokio::test]
+async fn a_jwt_revoked_through_another_node_is_refused_by_this_one_within_a_second() {
+    let e = env().await;
+    // A second node on the same database (what a cluster member or the CLI is).
+    let other = portcullis_server::prepare(
+        &e.app.settings,
+        std::sync::Arc::new(portcullis_core::clock::SystemClock),
+    )
+    .await
+    .expect("second node");
+    let t = e.token(&e.es256).await;
+    assert!(e.server_active(&t).await);
+    let caller = other.get_client(&e.es256.id).await.expect("client");
+    other
+        .revoke(&caller, &t)
+        .await
+        .expect("revoke on the other node");
+    // This node's introspection (its own in-memory deny list) catches up on its poll tick.
+    let start = std::time::Instant::now();
+    let mut refused = false;
+    while start.elapsed() < Duration::from_secs(3) {
+        if !e.server_active(&t).await {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = start.elapsed();
+    assert!(refused, "never refused");
+    assert!(took < Duration::from_millis(1_500), "took {took:?}");
+    println!("revocation on another node reached this node's introspection in {took:?}");
+}

@@ -99,6 +99,13 @@ pub async fn token(
         None => None,
     };
     let jkt = proof.as_ref().map(|p| p.jkt.as_str());
+    // Before any grant runs: a refused request must not spend a code or a refresh token.
+    if client.require_dpop && jkt.is_none() {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidDpopProof,
+            "this client must send a DPoP proof (RFC 9449)",
+        ));
+    }
     let (issued, refresh, id_token) = match grant {
         GrantType::ClientCredentials => {
             let resources = form

@@ -318,6 +318,11 @@ impl Authority {
         bound: Option<&str>,
         known: &Option<Known>,
     ) -> Option<GateDecision> {
+        let d = &req.dpop;
+        // The common case, an unbound token as Bearer, costs nothing more.
+        if bound.is_none() && !d.scheme {
+            return None;
+        }
         let token_id = match known {
             Some(Known::Jwt(c)) => c.jti.clone(),
             Some(Known::Opaque(r)) => r.id.clone(),
@@ -330,15 +335,13 @@ impl Authority {
                 token_id: token_id.clone(),
             })
         };
-        let d = &req.dpop;
         let Some(jkt) = bound else {
-            if d.scheme && known.is_some() {
-                return Some(invalid(
+            return known.is_some().then(|| {
+                invalid(
                     "the token is not bound to a DPoP key: use the Bearer scheme",
-                    Some(token_id),
-                ));
-            }
-            return None;
+                    Some(token_id.clone()),
+                )
+            });
         };
         if !d.scheme {
             return refuse(

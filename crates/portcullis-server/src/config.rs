@@ -723,8 +723,15 @@ impl Settings {
             }
             fig = fig.merge(Toml::file_exact(f));
         }
+        // PORTCULLIS_TEST_* belong to the test suite (database and Redis URLs), not to
+        // the server. figment hands the filter the key as the environment spells it
+        // (upper case), so the comparison ignores case.
         let env = env
-            .filter(|k| !k.as_str().starts_with("test_"))
+            .filter(|k| {
+                !k.as_str()
+                    .get(..5)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("test_"))
+            })
             .map(|k| env_key(k.as_str()).into());
         let settings: Settings = fig.merge(env).extract().map_err(|e| {
             let msgs: Vec<String> = e
@@ -978,6 +985,17 @@ mod tests {
         ] {
             assert!(Settings::from_toml_str(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_test_suites_variables_are_not_settings() {
+        let env = env_of(&[
+            ("TEST_DATABASE_URL", "postgres://x"),
+            ("TEST_REDIS_URL", "redis://x"),
+            ("LOG_LEVEL", "debug"),
+        ]);
+        let s = Settings::load_from(None, env).expect("PORTCULLIS_TEST_* are ignored");
+        assert_eq!(s.log.level, "debug", "other variables still apply");
     }
 
     #[test]

@@ -19,6 +19,8 @@ struct Inner {
     metrics: Metrics,
     discovery: String,
     ip_rules: IpRules,
+    /// Slots for open security event streams (`GET /oauth/events`).
+    event_streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -36,6 +38,9 @@ impl AppState {
             metrics: Metrics::new(),
             discovery,
             ip_rules,
+            event_streams: Arc::new(tokio::sync::Semaphore::new(
+                crate::http::oauth::events::MAX_STREAMS,
+            )),
         })))
     }
 
@@ -52,6 +57,11 @@ impl AppState {
     /// Prometheus metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.0.metrics
+    }
+
+    /// The slots for open security event streams.
+    pub fn event_streams(&self) -> Arc<tokio::sync::Semaphore> {
+        self.0.event_streams.clone()
     }
 
     /// Client-IP resolution and global IP rules.

@@ -14,7 +14,6 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::extract::{Query, State};
@@ -37,12 +36,10 @@ pub const PATH: &str = "/oauth/events";
 pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
 
 /// Most streams open at once; more get 503 (each holds a connection and a task).
-const MAX_STREAMS: usize = 1_024;
+pub const MAX_STREAMS: usize = 1_024;
 
 /// Events read from the store per query.
 const PAGE: i64 = 500;
-
-static OPEN_STREAMS: AtomicUsize = AtomicUsize::new(0);
 
 /// Query parameters.
 #[derive(Debug, Deserialize)]
@@ -57,16 +54,8 @@ struct Cursor {
     rx: tokio::sync::watch::Receiver<i64>,
     buf: VecDeque<SecurityEvent>,
     ready_sent: bool,
-    _slot: Slot,
-}
-
-/// One of the [`MAX_STREAMS`] slots, given back when the stream ends.
-struct Slot;
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        OPEN_STREAMS.fetch_sub(1, Ordering::SeqCst);
-    }
+    /// One of the [`MAX_STREAMS`] slots, given back when the stream ends.
+    _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 fn event(e: &SecurityEvent) -> Event {
@@ -97,14 +86,12 @@ pub async fn stream(
             )
         })?,
     };
-    if OPEN_STREAMS.fetch_add(1, Ordering::SeqCst) >= MAX_STREAMS {
-        OPEN_STREAMS.fetch_sub(1, Ordering::SeqCst);
+    let Ok(slot) = state.event_streams().try_acquire_owned() else {
         return Err(OAuthError::new(
             ErrorCode::TemporarilyUnavailable,
             "too many event streams are open; retry later",
         ));
-    }
-    let slot = Slot;
+    };
     // Subscribed before the first read: an append between the read and the wait
     // still wakes the stream.
     let rx = state.authority().watch_events();

@@ -509,6 +509,19 @@ pub struct ServerSettings {
     /// On SIGTERM/Ctrl-C, in-flight requests get this long to finish.
     #[serde(with = "dur")]
     pub shutdown_grace: Duration,
+    /// A client has this long to finish the TLS handshake, and then to send each
+    /// request head (counted from when the connection is ready for the next request,
+    /// so an idle keep-alive connection is closed after it too).
+    #[serde(with = "dur")]
+    pub header_read_timeout: Duration,
+    /// Largest request head (request line and header fields), bytes; larger is 431.
+    pub max_header_bytes: usize,
+    /// Connections open at once; past this, new ones wait in the kernel backlog.
+    pub max_connections: usize,
+    /// Requests handled at once; past this, requests are answered 503 at once with
+    /// `Retry-After` (load shedding) instead of queueing. Health probes and the
+    /// event stream (which has its own bound) are not counted.
+    pub max_inflight_requests: usize,
 }
 
 impl Default for ServerSettings {
@@ -521,6 +534,10 @@ impl Default for ServerSettings {
             max_body_bytes: 16 * 1024,
             request_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 * 1024,
+            max_connections: 10_000,
+            max_inflight_requests: 1_024,
         }
     }
 }
@@ -788,6 +805,18 @@ impl Settings {
         }
         if self.server.max_body_bytes < 1024 || self.server.max_body_bytes > 10 * 1024 * 1024 {
             return err("server.max_body_bytes: must be between 1024 and 10485760".into());
+        }
+        if self.server.header_read_timeout.is_zero() {
+            return err("server.header_read_timeout: must be more than 0".into());
+        }
+        if !(8 * 1024..=1024 * 1024).contains(&self.server.max_header_bytes) {
+            return err("server.max_header_bytes: must be between 8192 and 1048576".into());
+        }
+        if self.server.max_connections == 0 {
+            return err("server.max_connections: must be at least 1".into());
+        }
+        if self.server.max_inflight_requests == 0 {
+            return err("server.max_inflight_requests: must be at least 1".into());
         }
         if !self.database.url.starts_with("sqlite:") {
             return err(format!(

@@ -14,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod http;
+pub mod listener;
 pub mod metrics;
 pub mod net;
 pub mod ratelimit;
@@ -22,7 +23,6 @@ pub mod state;
 pub mod webhook_sender;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -129,71 +129,30 @@ pub async fn serve(
     let auth = prepare(&settings, Arc::new(SystemClock)).await?;
     let jobs = spawn_jobs(auth.clone(), &settings);
     let auth_for_flush = auth.clone();
-    let app = router(AppState::new(auth, settings.clone())?)
-        .into_make_service_with_connect_info::<SocketAddr>();
-    let grace = settings.server.shutdown_grace;
+    let app = router(AppState::new(auth, settings.clone())?);
+    let limits = listener::ConnectionLimits::from_settings(&settings.server);
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
         tracing::info!("shutdown requested: finishing in-flight requests");
         let _ = tx.send(true);
     });
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|v| *v).await;
-    };
-    let result = match (
+    let tls = match (
         &settings.server.tls_cert_file,
         &settings.server.tls_key_file,
     ) {
-        (Some(cert), Some(key)) => {
-            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
-                .await
-                .with_context(|| {
-                    format!(
-                        "loading server.tls_cert_file {} / server.tls_key_file {}",
-                        cert.display(),
-                        key.display()
-                    )
-                })?;
-            let handle = axum_server::Handle::new();
-            let h = handle.clone();
-            let rx2 = rx.clone();
-            tokio::spawn(async move {
-                stopped(rx2).await;
-                h.graceful_shutdown(Some(grace));
-            });
-            let listener =
-                std::net::TcpListener::bind(settings.server.listen).with_context(|| {
-                    format!("cannot listen on server.listen {}", settings.server.listen)
-                })?;
-            listener.set_nonblocking(true)?;
-            let addr = listener.local_addr()?;
-            tracing::info!(issuer = %settings.server.issuer, ready_ms = started.elapsed().as_millis() as u64, "listening on https://{addr}");
-            axum_server::from_tcp_rustls(listener, tls)
-                .handle(handle)
-                .serve(app)
-                .await
-                .context("server failed")
-        }
-        _ => {
-            let listener = TcpListener::bind(settings.server.listen)
-                .await
-                .with_context(|| {
-                    format!("cannot listen on server.listen {}", settings.server.listen)
-                })?;
-            let addr = listener.local_addr()?;
-            tracing::info!(issuer = %settings.server.issuer, ready_ms = started.elapsed().as_millis() as u64, "listening on http://{addr}");
-            let server = axum::serve(listener, app).with_graceful_shutdown(stopped(rx.clone()));
-            tokio::select! {
-                r = server => r.context("server failed"),
-                _ = async { stopped(rx.clone()).await; tokio::time::sleep(grace).await } => {
-                    tracing::warn!(grace = ?grace, "shutdown grace expired; dropping remaining connections");
-                    Ok(())
-                }
-            }
-        }
+        (Some(cert), Some(key)) => Some(listener::tls_acceptor(cert, key)?),
+        _ => None,
     };
+    let tcp = TcpListener::bind(settings.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on server.listen {}", settings.server.listen))?;
+    let addr = tcp.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(issuer = %settings.server.issuer, ready_ms = started.elapsed().as_millis() as u64, "listening on {scheme}://{addr}");
+    let result = listener::serve(tcp, tls, app, limits, rx)
+        .await
+        .context("server failed");
     jobs.abort();
     if let Err(e) = auth_for_flush.flush_key_usage().await {
         tracing::warn!(error = %e, "final key usage flush failed");

@@ -15,6 +15,39 @@ use serde_json::json;
 use crate::error::Problem;
 use crate::state::AppState;
 
+/// Middleware: load shedding. At most `server.max_inflight_requests` requests run
+/// at once; one more is answered `503` with `Retry-After: 1` straight away, in the
+/// envelope of its route, instead of queueing behind the others until everything
+/// times out. Health probes and the event stream are not counted.
+pub async fn shed(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req.uri().path();
+    if matches!(path, "/healthz" | "/readyz") || path == crate::http::oauth::events::PATH {
+        return next.run(req).await;
+    }
+    let Ok(_permit) = state.inflight().try_acquire() else {
+        state.metrics().refused("overload");
+        let detail = "the server is at its request limit; retry after 1 s";
+        let mut res = match class_of(path) {
+            Some(RouteClass::Token | RouteClass::Introspect) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(
+                    json!({"error": "temporarily_unavailable", "error_description": detail}),
+                ),
+            )
+                .into_response(),
+            _ => Problem::new(StatusCode::SERVICE_UNAVAILABLE, detail).into_response(),
+        };
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return res;
+    };
+    next.run(req).await
+}
+
 /// The route class of a path, for per-IP limits.
 pub fn class_of(path: &str) -> Option<RouteClass> {
     match path {

@@ -246,6 +246,11 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             crate::net::edge,
         ))
+        // Outside the edge: a shed request costs no IP resolution or rate-limit check.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::ratelimit::shed,
+        ))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(

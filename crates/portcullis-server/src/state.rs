@@ -21,6 +21,8 @@ struct Inner {
     ip_rules: IpRules,
     /// Slots for open security event streams (`GET /oauth/events`).
     event_streams: Arc<tokio::sync::Semaphore>,
+    /// Slots for requests being handled (`server.max_inflight_requests`).
+    inflight: tokio::sync::Semaphore,
 }
 
 impl AppState {
@@ -32,6 +34,7 @@ impl AppState {
     ) -> Result<Self, portcullis_core::limits::LimitError> {
         let discovery = crate::http::discovery::document(&settings.server.issuer).to_string();
         let ip_rules = IpRules::from_settings(&settings.ip)?;
+        let inflight = tokio::sync::Semaphore::new(settings.server.max_inflight_requests);
         Ok(Self(Arc::new(Inner {
             authority,
             settings,
@@ -41,6 +44,7 @@ impl AppState {
             event_streams: Arc::new(tokio::sync::Semaphore::new(
                 crate::http::oauth::events::MAX_STREAMS,
             )),
+            inflight,
         })))
     }
 
@@ -62,6 +66,11 @@ impl AppState {
     /// The slots for open security event streams.
     pub fn event_streams(&self) -> Arc<tokio::sync::Semaphore> {
         self.0.event_streams.clone()
+    }
+
+    /// The slots for requests being handled (see [`crate::ratelimit::shed`]).
+    pub fn inflight(&self) -> &tokio::sync::Semaphore {
+        &self.0.inflight
     }
 
     /// Client-IP resolution and global IP rules.

@@ -94,12 +94,16 @@ impl TestAppBuilder {
             .expect("prepare");
         let app = portcullis_server::router(
             AppState::new(authority.clone(), settings.clone()).expect("state"),
-        )
-        .into_make_service_with_connect_info::<SocketAddr>();
+        );
         let jobs = portcullis_server::spawn_jobs(authority.clone(), &settings);
+        // The production accept loop, with its connection limits and timeouts.
+        let limits = portcullis_server::listener::ConnectionLimits::from_settings(&settings.server);
         let server = tokio::spawn(async move {
             let _jobs = AbortOnDrop(jobs);
-            axum::serve(listener, app).await.expect("server");
+            let (_stop, stopped) = tokio::sync::watch::channel(false);
+            portcullis_server::listener::serve(listener, None, app, limits, stopped)
+                .await
+                .expect("server");
         });
         let http = reqwest::Client::builder()
             .cookie_store(true)

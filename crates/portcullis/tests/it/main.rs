@@ -5,9 +5,11 @@
 mod admin_api;
 mod browser;
 mod cli;
+mod crash;
 mod discovery;
 mod gatekeeper;
 mod introspect;
+mod limits;
 mod nginx;
 mod ops;
 mod process;

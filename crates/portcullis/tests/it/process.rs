@@ -11,15 +11,15 @@ use serde_json::Value;
 
 use crate::util::{cli, free_port, json_ok, run};
 
-struct Server {
-    child: Child,
-    base: String,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) base: String,
     logs: Arc<Mutex<Vec<String>>>,
     reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Server {
-    fn start(dir: &Path, port: u16, extra: &[(&str, &str)]) -> Server {
+    pub(crate) fn start(dir: &Path, port: u16, extra: &[(&str, &str)]) -> Server {
         let mut c = cli(dir);
         c.arg("serve")
             .env("PORTCULLIS_SERVER_LISTEN", format!("127.0.0.1:{port}"))
@@ -35,7 +35,7 @@ impl Server {
         Self::spawn(c, format!("http://127.0.0.1:{port}"))
     }
 
-    fn spawn(mut c: Command, base: String) -> Server {
+    pub(crate) fn spawn(mut c: Command, base: String) -> Server {
         let mut child = c.spawn().expect("spawn server");
         let stderr = child.stderr.take().expect("stderr");
         let logs = Arc::new(Mutex::new(Vec::new()));
@@ -55,7 +55,7 @@ impl Server {
         s
     }
 
-    fn wait_for_log(&self, needle: &str, within: Duration) {
+    pub(crate) fn wait_for_log(&self, needle: &str, within: Duration) {
         let start = Instant::now();
         while start.elapsed() < within {
             if self
@@ -75,7 +75,7 @@ impl Server {
         );
     }
 
-    fn kill9(mut self) -> String {
+    pub(crate) fn kill9(mut self) -> String {
         self.child.kill().expect("SIGKILL");
         self.child.wait().expect("wait");
         self.finish()
@@ -96,11 +96,11 @@ impl Drop for Server {
     }
 }
 
-fn http() -> reqwest::blocking::Client {
+pub(crate) fn http() -> reqwest::blocking::Client {
     reqwest::blocking::Client::new()
 }
 
-fn create_client(dir: &Path, format: &str) -> (String, String) {
+pub(crate) fn create_client(dir: &Path, format: &str) -> (String, String) {
     let v = json_ok(&run(cli(dir).args([
         "client",
         "create",
@@ -328,6 +328,7 @@ fn tls_is_served_when_a_certificate_is_configured() {
             dir.path().join("cert.pem"),
         )
         .env("PORTCULLIS_SERVER_TLS_KEY_FILE", dir.path().join("key.pem"))
+        .env("PORTCULLIS_SERVER_HEADER_READ_TIMEOUT", "1s")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let s = Server::spawn(c, format!("https://localhost:{port}"));
@@ -350,6 +351,33 @@ fn tls_is_served_when_a_certificate_is_configured() {
         plain.map(|r| !r.status().is_success()).unwrap_or(true),
         "plain HTTP is not served on the TLS port"
     );
+    // A client that connects and never starts the handshake is dropped after
+    // server.header_read_timeout.
+    let mut silent = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    silent
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let start = Instant::now();
+    let mut buf = [0u8; 64];
+    let r = silent.read(&mut buf);
+    assert!(
+        matches!(r, Ok(0))
+            || r.as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "closed, not timed out on our side: {r:?}"
+    );
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+        "dropped after {took:?}"
+    );
+    // The server still serves TLS.
+    let r = client
+        .get(format!("{}/healthz", s.base))
+        .send()
+        .expect("https");
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().contains_key("strict-transport-security"));
 }
 
 #[test]
@@ -386,7 +414,7 @@ fn a_secret_rotated_by_the_cli_stops_working_on_the_running_server_within_second
 
 /// A user `ada` (password `a long password`, role `r` with `read`) and a client
 /// allowed the password and refresh grants; returns its id and secret.
-fn user_and_password_client(dir: &Path) -> (String, String) {
+pub(crate) fn user_and_password_client(dir: &Path) -> (String, String) {
     json_ok(&run(
         cli(dir).args(["role", "put", "--name", "r", "--scope", "read"])
     ));

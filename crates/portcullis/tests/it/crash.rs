@@ -140,11 +140,18 @@ fn setup(dir: &Path) -> Env {
     }
 }
 
-/// One HTTP answer, or `None` when the server went away before answering.
+/// One HTTP answer (`Null` for an empty body), or `None` when the server went away
+/// before the whole answer arrived.
 fn answer(r: reqwest::Result<reqwest::blocking::Response>) -> Option<(u16, Value)> {
     let r = r.ok()?;
     let status = r.status().as_u16();
-    let v = r.json::<Value>().ok()?;
+    let body = r.bytes().ok()?;
+    if body.is_empty() {
+        return Some((status, Value::Null));
+    }
+    let v = serde_json::from_slice(&body).unwrap_or_else(|_| {
+        Value::String(String::from_utf8_lossy(&body).into_owned())
+    });
     Some((status, v))
 }
 

@@ -79,8 +79,12 @@ def wait_ready(port, timeout=30.0):
 
 
 class Portcullis:
-    def __init__(self, workdir, port):
+    def __init__(self, workdir, port, cpus=None):
         self.port = port
+        # Optional CPU pinning (taskset -c), so a load generator on the other core
+        # does not take the server's CPU.
+        self.prefix = ["taskset", "-c", cpus] if cpus else []
+        self.preexec = None
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("PORTCULLIS_")}
         self.env.update({
             "PORTCULLIS_SERVER_LISTEN": f"127.0.0.1:{port}",
@@ -103,7 +107,7 @@ class Portcullis:
 
     def start(self):
         t0 = time.monotonic()
-        self.proc = subprocess.Popen([BIN, "serve"], env=self.env, cwd=self.workdir, stdout=subprocess.DEVNULL,
+        self.proc = subprocess.Popen([*self.prefix, BIN, "serve"], env=self.env, preexec_fn=self.preexec, cwd=self.workdir, stdout=subprocess.DEVNULL,
                                      stderr=open(os.path.join(self.workdir, "server.log"), "a"))
         wait_ready(self.port)
         return time.monotonic() - t0
@@ -114,9 +118,12 @@ class Portcullis:
 
 
 def oha(url, duration, conns, method="GET", body=None, basic=None, rate=None, bearer=None,
-        content_type="application/x-www-form-urlencoded", headers=(), ok_class="2"):
-    cmd = ["oha", "--no-tui", "--output-format", "json", "-z", f"{duration}s", "-c", str(conns), "-m", method,
+        content_type="application/x-www-form-urlencoded", headers=(), ok_class="2", pin=(), wait_ongoing=False):
+    cmd = [*pin, "oha", "--no-tui", "--output-format", "json", "-z", f"{duration}s", "-c", str(conns), "-m", method,
            "--redirect", "0"]
+    if wait_ongoing:
+        # Answers still in flight at the deadline are waited for, not counted as errors.
+        cmd += ["--wait-ongoing-requests-after-deadline"]
     for h in headers:
         cmd += ["-H", h]
     if body is not None:
@@ -139,6 +146,8 @@ def oha(url, duration, conns, method="GET", body=None, basic=None, rate=None, be
         "p99_ms": (pct.get("p99") or 0) * 1000,
         "ok_ratio": ok / total,
         "status_codes": codes,
+        "errors": r.get("errorDistribution", {}),
+        "requests": sum(codes.values()),
     }
 
 
@@ -196,7 +205,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="3 s runs instead of 10 s")
     ap.add_argument("--skip-criterion", action="store_true")
     ap.add_argument("--connections", type=int, default=32)
-    ap.add_argument("--only", choices=["signin", "peer", "forward-auth", "verify"],
+    ap.add_argument("--only", choices=["signin", "peer", "forward-auth", "verify", "overload"],
                     help="run only the sign-in scenarios (login, password grant, refresh), or only the peer comparison")
     args = ap.parse_args()
     args.duration, args.warmup = (3, 1) if args.quick else (10, 2)
@@ -213,6 +222,9 @@ def main():
         return
     if args.only == "forward-auth":
         write_ab_markdown(ab_bench(args))
+        return
+    if args.only == "overload":
+        overload_bench(args)
         return
 
     work = tempfile.mkdtemp(prefix="portcullis-bench-")
@@ -593,6 +605,137 @@ def peer_bench(args):
             "machine": f"{os.cpu_count()} cores, {platform_mem()}", "connections": args.connections,
             "duration_s": args.duration, "warmup_s": args.warmup, "node": node, "rows": rows,
             "peer_rss_mb": peer_rss, "ours_rss_mb": ours_rss}
+
+
+def thp_off():
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(41, 1, 0, 0, 0)  # PR_SET_THP_DISABLE
+
+
+def overload_bench(args):
+    """Issue 7's bounded overload run: measure the capacity of client_credentials
+    (ES256), then offer twice that rate from far more connections than
+    server.max_inflight_requests, and check the server sheds the excess with 503 at
+    once (no client timeouts, no other statuses), keeps serving near capacity, keeps
+    its memory bounded, and is back to normal afterwards."""
+    print("overload: fresh server pinned to CPU 0, oha pinned to CPU 1, client_credentials ES256", flush=True)
+    work = tempfile.mkdtemp(prefix="portcullis-bench-overload-")
+    pc = Portcullis(work, free_port(), cpus="0")
+    # Where transparent huge pages are "always", khugepaged folds the server's
+    # freed-but-mapped heap into 2 MB pages long after the load, and RSS climbs
+    # while the process is idle: that measures the kernel, not the server. The
+    # server runs with THP off for itself (prctl PR_SET_THP_DISABLE, inherited
+    # through exec) so RSS shows what the process holds.
+    pc.preexec = thp_off
+    pc.start()
+    es = pc.cli("client", "create", "--name", "overload", "--grant-type", "client_credentials", "--scope", "read",
+                "--access-token-alg", "ES256")
+    time.sleep(1.5)
+    url = f"http://127.0.0.1:{pc.port}/oauth/token"
+    kw = dict(method="POST", body="grant_type=client_credentials", basic=f"{es['client_id']}:{es['client_secret']}",
+              pin=("taskset", "-c", "1"))
+    pid = pc.proc.pid
+    dur = args.duration
+    oha(url, args.warmup, args.connections, **kw)
+    time.sleep(2)
+    idle_rss = rss_kb(pid) / 1024
+    print(f"  capacity: {dur}s x {args.connections} connections", flush=True)
+    cap = oha(url, dur, args.connections, **kw)
+    if cap["ok_ratio"] < 0.999:
+        raise SystemExit(f"overload: capacity run got {cap['status_codes']} {cap['errors']}")
+    rate = int(2 * cap["rps"])
+    conns = 2048
+    rounds = []
+    for i in range(2):
+        print(f"  overload {i + 1}/2: {rate}/s offered (2x capacity) from {conns} connections for {3 * dur}s", flush=True)
+        sampler = PeakRss(pid)
+        sampler.start()
+        over = oha(url, 3 * dur, conns, rate=rate, wait_ongoing=True, **kw)
+        peak = sampler.stop() / 1024
+        # RSS after the load: sampled for 10 s, the lowest value (the allocator gives
+        # memory back as the connections' buffers are freed).
+        after = []
+        for _ in range(10):
+            time.sleep(1)
+            after.append(rss_kb(pid) / 1024)
+        rounds.append((over, peak, min(after)))
+    over, peak, after_rss = rounds[0]
+    codes = {}
+    errors = {}
+    for o, _, _ in rounds:
+        for k, v in o["status_codes"].items():
+            codes[int(k)] = codes.get(int(k), 0) + v
+        for k, v in o["errors"].items():
+            errors[k] = errors.get(k, 0) + v
+    unexpected = {k: v for k, v in codes.items() if k not in (200, 429, 503)}
+    shed = codes.get(503, 0) + codes.get(429, 0)
+    goodput = min(o["status_codes"].get("200", 0) for o, _, _ in rounds) / (3 * dur)
+    print(f"  after: {dur}s x {args.connections} connections at half capacity", flush=True)
+    calm = oha(url, dur, args.connections, rate=max(1, int(cap["rps"] / 2)), **kw)
+    pc.stop()
+    r = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{os.cpu_count()} cores, {platform_mem()}", "capacity": cap, "offered_rate": rate,
+        "overload_connections": conns, "overload": over, "shed": shed, "goodput_rps": goodput,
+        "unexpected_statuses": unexpected, "idle_rss_mb": idle_rss, "peak_rss_mb": peak, "after_rss_mb": after_rss,
+        "second": {"overload": rounds[1][0], "peak_rss_mb": rounds[1][1], "after_rss_mb": rounds[1][2]},
+        "errors": errors,
+        "calm": calm, "duration_s": dur, "connections": args.connections,
+    }
+    problems = []
+    if unexpected:
+        problems.append(f"statuses other than 200/429/503: {unexpected}")
+    if errors:
+        problems.append(f"client-side errors (timeouts, resets): {errors}")
+    if shed == 0:
+        problems.append("nothing was shed: the run did not overload the server")
+    if goodput < 0.5 * cap["rps"]:
+        problems.append(f"goodput {goodput:.0f}/s fell below half of capacity {cap['rps']:.0f}/s")
+    if calm["ok_ratio"] < 0.999:
+        problems.append(f"after the overload, not every request succeeded: {calm['status_codes']}")
+    if max(p for _, p, _ in rounds) > 512:
+        problems.append(f"peak RSS {max(p for _, p, _ in rounds):.0f} MB")
+    # Bounded, not leaking: the second overload must not leave the process holding
+    # more than the first did.
+    if rounds[1][2] > rounds[0][2] * 1.1 + 8 or rounds[1][1] > rounds[0][1] * 1.1 + 8:
+        problems.append(f"memory grew from one overload to the next: peaks {rounds[0][1]:.0f} -> {rounds[1][1]:.0f} MB, "
+                        f"after {rounds[0][2]:.0f} -> {rounds[1][2]:.0f} MB")
+    write_overload_markdown(r)
+    if problems:
+        raise SystemExit("overload: " + "; ".join(problems))
+    return r
+
+
+def write_overload_markdown(r):
+    o, c, calm, o2 = r["overload"], r["capacity"], r["calm"], r["second"]
+    total = o["requests"] or 1
+    mix = ", ".join(f"{k}: {v} ({v / total:.1%})" for k, v in sorted(o["status_codes"].items()))
+    lines = [
+        f"Run {r['date']} on {r['machine']}: `bench/run --only overload`; `client_credentials` (ES256 JWT, "
+        "`client_secret_basic`), default settings. The server is pinned to CPU 0 and oha to CPU 1 (`taskset`), so "
+        "the load generator's own work at twice the rate does not take the server's CPU; capacity is therefore "
+        "one core's.", "",
+        "| phase | offered | connections | req/s answered | 2xx/s | p50 ms | p99 ms | RSS MB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+        f"| capacity (closed loop) | as fast as answered | {r['connections']} | {c['rps']:.0f} | {c['rps'] * c['ok_ratio']:.0f} | "
+        f"{c['p50_ms']:.2f} | {c['p99_ms']:.2f} | {r['idle_rss_mb']:.0f} idle |",
+        f"| overload, {3 * r['duration_s']} s | {r['offered_rate']}/s (2× capacity) | {r['overload_connections']} | "
+        f"{o['rps']:.0f} | {o['status_codes'].get('200', 0) / (3 * r['duration_s']):.0f} | {o['p50_ms']:.2f} | {o['p99_ms']:.2f} | "
+        f"{r['peak_rss_mb']:.0f} peak, {r['after_rss_mb']:.0f} after |",
+        f"| the same overload again | {r['offered_rate']}/s | {r['overload_connections']} | {o2['overload']['rps']:.0f} | "
+        f"{o2['overload']['status_codes'].get('200', 0) / (3 * r['duration_s']):.0f} | {o2['overload']['p50_ms']:.2f} | "
+        f"{o2['overload']['p99_ms']:.2f} | {o2['peak_rss_mb']:.0f} peak, {o2['after_rss_mb']:.0f} after |",
+        f"| afterwards, half capacity | {int(c['rps'] / 2)}/s | {r['connections']} | {calm['rps']:.0f} | "
+        f"{calm['rps'] * calm['ok_ratio']:.0f} | {calm['p50_ms']:.2f} | {calm['p99_ms']:.2f} | {o2['after_rss_mb']:.0f} before it |",
+        "", f"First overload's status mix: {mix}; client-side errors (timeouts, resets) in both: "
+        f"{sum(r['errors'].values()) if r['errors'] else 0}. Goodput under overload (the worse of the two): "
+        f"{r['goodput_rps'] / c['rps']:.0%} of capacity. RSS \"after\" is the lowest of 10 samples over the 10 s after "
+        "the load; the server runs with transparent huge pages off for itself (see the harness).",
+    ]
+    replace_block("overload", "\n".join(lines), "## Overload: 2× capacity (issue 7)")
+    with open(os.path.join(RESULTS, "overload.json"), "w") as f:
+        json.dump(r, f, indent=2)
+    print("\n".join(lines))
 
 
 def write_peer_markdown(r):

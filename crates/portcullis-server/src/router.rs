@@ -78,10 +78,15 @@ pub fn router(state: AppState) -> Router {
     let header_name = header::HeaderName::from_static(REQUEST_ID);
     // Spans carry the method, the route template or bare path (never the query
     // string, never headers: they may hold credentials) and the request id.
-    let trace = TraceLayer::new_for_http().make_span_with(|req: &Request| {
-        let rid = req.extensions().get::<RequestId>().and_then(|r| r.header_value().to_str().ok()).unwrap_or("-");
-        tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %rid)
-    });
+    // A 5xx is logged where it arises (a handler's error, the store); the layer's
+    // own "response failed" line would add one ERROR line per shed request, which
+    // under overload is a flood of log I/O on top of the load.
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(|req: &Request| {
+            let rid = req.extensions().get::<RequestId>().and_then(|r| r.header_value().to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %rid)
+        })
+        .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG));
     // CORS only where RFC 9700 allows browsers to call cross-origin: metadata, JWKS
     // and the token endpoint. Never the admin API (and never an authorization endpoint).
     let cors = CorsLayer::new()
@@ -179,6 +184,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/keys/{id}/usage", get(admin::keys::usage))
         .route("/api/v1/keys/leaked", post(admin::keys::leaked))
         .route("/api/v1/openapi.json", get(admin::openapi))
+        .route("/oauth/openapi.json", get(oauth::doc::openapi))
         .route("/api/v1/audit", get(admin::audit::list))
         .route(
             "/api/v1/webhooks",

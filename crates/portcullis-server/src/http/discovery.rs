@@ -71,6 +71,8 @@ fn json_response(body: String, cache: HeaderValue) -> Response {
 }
 
 /// `GET /.well-known/oauth-authorization-server` and `/.well-known/openid-configuration`.
+#[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "metadata",
+    responses((status = 200, description = "RFC 8414 metadata", body = Object)))]
 pub async fn metadata(State(state): State<AppState>) -> Response {
     json_response(
         state.discovery().to_owned(),
@@ -79,6 +81,8 @@ pub async fn metadata(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /jwks.json`: every published key (next, active, retired).
+#[utoipa::path(get, path = "/jwks.json", tag = "metadata",
+    responses((status = 200, description = "RFC 7517 key set: every published signing key", body = Object)))]
 pub async fn jwks(State(state): State<AppState>) -> Response {
     let ring = state.authority().keyring();
     let max_age = state.settings().keys.jwks_max_age.as_secs();

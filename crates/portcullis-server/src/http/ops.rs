@@ -10,6 +10,8 @@ use serde_json::json;
 use crate::state::AppState;
 
 /// `GET /healthz`
+#[utoipa::path(get, path = "/healthz", tag = "ops",
+    responses((status = 200, description = "The process is up", body = Object)))]
 pub async fn healthz() -> Response {
     Json(json!({"status": "ok"})).into_response()
 }

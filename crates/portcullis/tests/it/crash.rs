@@ -149,9 +149,8 @@ fn answer(r: reqwest::Result<reqwest::blocking::Response>) -> Option<(u16, Value
     if body.is_empty() {
         return Some((status, Value::Null));
     }
-    let v = serde_json::from_slice(&body).unwrap_or_else(|_| {
-        Value::String(String::from_utf8_lossy(&body).into_owned())
-    });
+    let v = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
     Some((status, v))
 }
 

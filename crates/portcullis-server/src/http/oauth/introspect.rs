@@ -11,6 +11,18 @@ use crate::extract::OAuthForm;
 use crate::state::AppState;
 
 /// The introspection endpoint.
+#[utoipa::path(post, path = "/oauth/introspect", tag = "oauth",
+    request_body(content = crate::http::oauth::doc::TokenForm, content_type = "application/x-www-form-urlencoded"),
+    security(("client_basic" = [])),
+    responses(
+        (status = 200, description = "The answer; unknown and foreign tokens are inactive", body = crate::http::oauth::doc::IntrospectionBody),
+        (status = 400, description = "invalid_request", body = crate::http::oauth::doc::OAuthErrorBody),
+        (status = 401, description = "invalid_client", body = crate::http::oauth::doc::OAuthErrorBody),
+        (status = 413, description = "Body over server.max_body_bytes", body = crate::http::oauth::doc::OAuthErrorBody),
+        (status = 415, description = "Not application/x-www-form-urlencoded", body = crate::http::oauth::doc::OAuthErrorBody),
+        (status = 429, description = "Rate limited (Retry-After)", body = crate::http::oauth::doc::OAuthErrorBody),
+        (status = 503, description = "Overloaded or unavailable (Retry-After)", body = crate::http::oauth::doc::OAuthErrorBody),
+    ))]
 pub async fn introspect(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -1,6 +1,7 @@
 //! OAuth 2.0 endpoints. Each handler: extract → authenticate the client → one
 //! service call → map the result. Errors are RFC 6749 §5.2 JSON.
 
+pub mod doc;
 pub mod events;
 pub mod introspect;
 pub mod revoke;

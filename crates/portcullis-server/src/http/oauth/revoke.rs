@@ -12,6 +12,18 @@ use crate::extract::OAuthForm;
 use crate::state::AppState;
 
 /// The revocation endpoint.
+#[utoipa::path(post, path = "/oauth/revoke", tag = "oauth",
+    request_body(content = crate::http::oauth::doc::TokenForm, content_type = "application/x-www-form-urlencoded"),
+    security(("client_basic" = []), ()),
+    responses(
+        (status = 200, description = "Revoked, or unknown (RFC 7009 §2.2); empty body"),
+        (status = 400, description = "invalid_request, unsupported_token_type", body = crate::http::oauth::doc::OAuthErrorBody),
+        (status = 401, description = "invalid_client", body = crate::http::oauth::doc::OAuthErrorBody),
+        (status = 413, description = "Body over server.max_body_bytes", body = crate::http::oauth::doc::OAuthErrorBody),
+        (status = 415, description = "Not application/x-www-form-urlencoded", body = crate::http::oauth::doc::OAuthErrorBody),
+        (status = 429, description = "Rate limited (Retry-After)", body = crate::http::oauth::doc::OAuthErrorBody),
+        (status = 503, description = "Overloaded or unavailable (Retry-After)", body = crate::http::oauth::doc::OAuthErrorBody),
+    ))]
 pub async fn revoke(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -44,6 +44,18 @@ fn resource(r: &str) -> Result<String, OAuthError> {
 }
 
 /// The token endpoint.
+#[utoipa::path(post, path = "/oauth/token", tag = "oauth",
+    request_body(content = crate::http::oauth::doc::TokenRequest, content_type = "application/x-www-form-urlencoded"),
+    security(("client_basic" = []), ()),
+    responses(
+        (status = 200, description = "Tokens issued", body = crate::http::oauth::doc::TokenResponse),
+        (status = 400, description = "invalid_request, invalid_grant, invalid_scope, unsupported_grant_type, invalid_dpop_proof …", body = crate::http::oauth::doc::OAuthErrorBody),
+        (status = 401, description = "invalid_client", body = crate::http::oauth::doc::OAuthErrorBody),
+        (status = 413, description = "Body over server.max_body_bytes", body = crate::http::oauth::doc::OAuthErrorBody),
+        (status = 415, description = "Not application/x-www-form-urlencoded", body = crate::http::oauth::doc::OAuthErrorBody),
+        (status = 429, description = "Rate limited (Retry-After)", body = crate::http::oauth::doc::OAuthErrorBody),
+        (status = 503, description = "Overloaded or unavailable (Retry-After)", body = crate::http::oauth::doc::OAuthErrorBody),
+    ))]
 pub async fn token(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -12,13 +12,12 @@
 //! and operation mix (thread timing still varies).
 
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::process::{create_client, Server};
+use crate::process::{create_client, user_and_password_client_with, Server};
 use crate::util::{cli, free_port, json_ok, run};
 
 const ROUNDS: usize = 8;
@@ -81,47 +80,7 @@ struct Env {
 fn setup(dir: &Path) -> Env {
     let jwt = create_client(dir, "jwt");
     let opaque = create_client(dir, "opaque");
-    json_ok(&run(
-        cli(dir).args(["role", "put", "--name", "r", "--scope", "read"])
-    ));
-    let mut c = cli(dir);
-    c.envs(CHEAP_ARGON2)
-        .args([
-            "user",
-            "create",
-            "--username",
-            "ada",
-            "--role",
-            "r",
-            "--password-stdin",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped());
-    let mut child = c.spawn().expect("spawn");
-    std::io::Write::write_all(
-        &mut child.stdin.take().expect("stdin"),
-        b"a long password\n",
-    )
-    .expect("write");
-    assert!(child.wait().expect("wait").success());
-    let v = json_ok(&run(cli(dir).args([
-        "client",
-        "create",
-        "--name",
-        "legacy",
-        "--grant-type",
-        "password",
-        "--grant-type",
-        "refresh_token",
-        "--scope",
-        "read",
-        "--scope",
-        "offline_access",
-    ])));
-    let legacy = (
-        v["client_id"].as_str().expect("id").to_owned(),
-        v["client_secret"].as_str().expect("secret").to_owned(),
-    );
+    let legacy = user_and_password_client_with(dir, &CHEAP_ARGON2);
     let v = json_ok(&run(cli(dir).args([
         "admin-token",
         "create",

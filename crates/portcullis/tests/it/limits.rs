@@ -182,6 +182,19 @@ async fn deeply_nested_json_is_a_clear_error_not_a_crash() {
     assert_eq!(v.as_array().map(Vec::len), Some(0), "{v}");
 }
 
+async fn client_credentials(
+    app: &TestApp,
+    c: &portcullis_testkit::TestClient,
+) -> reqwest::Response {
+    app.http
+        .post(app.url("/oauth/token"))
+        .basic_auth(&c.id, Some(&c.secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .expect("send")
+}
+
 /// Opens a token request whose body never finishes: the handler is running (and
 /// holds an in-flight slot) while it waits for the rest.
 async fn hold_a_request(app: &TestApp) -> TcpStream {
@@ -209,14 +222,7 @@ async fn past_the_in_flight_limit_requests_are_shed_at_once_with_503() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let start = Instant::now();
-    let res = app
-        .http
-        .post(app.url("/oauth/token"))
-        .basic_auth(&c.id, Some(&c.secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .expect("send");
+    let res = client_credentials(&app, &c).await;
     assert!(
         start.elapsed() < Duration::from_secs(1),
         "shed at once, not queued"
@@ -251,14 +257,7 @@ async fn past_the_in_flight_limit_requests_are_shed_at_once_with_503() {
         text.starts_with("HTTP/1.1 401"),
         "the held request got its answer: {text}"
     );
-    let res = app
-        .http
-        .post(app.url("/oauth/token"))
-        .basic_auth(&c.id, Some(&c.secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .expect("send");
+    let res = client_credentials(&app, &c).await;
     assert_eq!(res.status(), 200, "a slot was given back");
 
     // The other never finishes its body: request_timeout ends it with 503.

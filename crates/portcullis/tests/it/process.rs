@@ -415,21 +415,27 @@ fn a_secret_rotated_by_the_cli_stops_working_on_the_running_server_within_second
 /// A user `ada` (password `a long password`, role `r` with `read`) and a client
 /// allowed the password and refresh grants; returns its id and secret.
 pub(crate) fn user_and_password_client(dir: &Path) -> (String, String) {
+    user_and_password_client_with(dir, &[])
+}
+
+/// [`user_and_password_client`], with extra variables for the CLI (Argon2 settings).
+pub(crate) fn user_and_password_client_with(dir: &Path, envs: &[(&str, &str)]) -> (String, String) {
     json_ok(&run(
         cli(dir).args(["role", "put", "--name", "r", "--scope", "read"])
     ));
     let mut c = cli(dir);
-    c.args([
-        "user",
-        "create",
-        "--username",
-        "ada",
-        "--role",
-        "r",
-        "--password-stdin",
-    ])
-    .stdin(Stdio::piped())
-    .stdout(Stdio::piped());
+    c.envs(envs.iter().copied())
+        .args([
+            "user",
+            "create",
+            "--username",
+            "ada",
+            "--role",
+            "r",
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
     let mut child = c.spawn().expect("spawn");
     child
         .stdin

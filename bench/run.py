@@ -643,6 +643,9 @@ def overload_bench(args):
     cap = oha(url, dur, args.connections, **kw)
     if cap["ok_ratio"] < 0.999:
         raise SystemExit(f"overload: capacity run got {cap['status_codes']} {cap['errors']}")
+    # The level memory settles at after ordinary load: what "back to baseline" means.
+    time.sleep(10)
+    warm_rss = rss_kb(pid) / 1024
     rate = int(2 * cap["rps"])
     conns = 2048
     rounds = []
@@ -677,7 +680,7 @@ def overload_bench(args):
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{os.cpu_count()} cores, {platform_mem()}", "capacity": cap, "offered_rate": rate,
         "overload_connections": conns, "overload": over, "shed": shed, "goodput_rps": goodput,
-        "unexpected_statuses": unexpected, "idle_rss_mb": idle_rss, "peak_rss_mb": peak, "after_rss_mb": after_rss,
+        "unexpected_statuses": unexpected, "idle_rss_mb": idle_rss, "warm_rss_mb": warm_rss, "peak_rss_mb": peak, "after_rss_mb": after_rss,
         "second": {"overload": rounds[1][0], "peak_rss_mb": rounds[1][1], "after_rss_mb": rounds[1][2]},
         "errors": errors,
         "calm": calm, "duration_s": dur, "connections": args.connections,
@@ -697,6 +700,10 @@ def overload_bench(args):
         problems.append(f"peak RSS {max(p for _, p, _ in rounds):.0f} MB")
     # Bounded, not leaking: the second overload must not leave the process holding
     # more than the first did.
+    for i, (_, _, a) in enumerate(rounds):
+        if a > warm_rss * 1.25 + 8:
+            problems.append(f"RSS did not come back after overload {i + 1}: {a:.0f} MB against {warm_rss:.0f} MB "
+                            "after the capacity run")
     if rounds[1][2] > rounds[0][2] * 1.1 + 8 or rounds[1][1] > rounds[0][1] * 1.1 + 8:
         problems.append(f"memory grew from one overload to the next: peaks {rounds[0][1]:.0f} -> {rounds[1][1]:.0f} MB, "
                         f"after {rounds[0][2]:.0f} -> {rounds[1][2]:.0f} MB")
@@ -718,7 +725,7 @@ def write_overload_markdown(r):
         "| phase | offered | connections | req/s answered | 2xx/s | p50 ms | p99 ms | RSS MB |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
         f"| capacity (closed loop) | as fast as answered | {r['connections']} | {c['rps']:.0f} | {c['rps'] * c['ok_ratio']:.0f} | "
-        f"{c['p50_ms']:.2f} | {c['p99_ms']:.2f} | {r['idle_rss_mb']:.0f} idle |",
+        f"{c['p50_ms']:.2f} | {c['p99_ms']:.2f} | {r['idle_rss_mb']:.0f} idle, {r['warm_rss_mb']:.0f} after |",
         f"| overload, {3 * r['duration_s']} s | {r['offered_rate']}/s (2× capacity) | {r['overload_connections']} | "
         f"{o['rps']:.0f} | {o['status_codes'].get('200', 0) / (3 * r['duration_s']):.0f} | {o['p50_ms']:.2f} | {o['p99_ms']:.2f} | "
         f"{r['peak_rss_mb']:.0f} peak, {r['after_rss_mb']:.0f} after |",

@@ -294,7 +294,7 @@ pub struct AuditSettings {
     pub retention: Duration,
     /// Make token responses wait until their `token.issued` record is committed
     /// (every other security event always waits). Off: the record follows within
-    /// one group commit, and a crash in that window can lose it.
+    /// one group commit (within about 10 ms), and a crash in that window can lose it.
     pub wait_for_issuance: bool,
 }
 

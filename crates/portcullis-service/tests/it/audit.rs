@@ -90,6 +90,65 @@ async fn an_untouched_chain_verifies_and_records_carry_their_context() {
     assert_eq!(tests.len(), 6);
 }
 
+/// Queued records (issuance) are group-committed after a short linger; a record
+/// someone waits for closes the batch, and the chain keeps arrival order.
+#[tokio::test]
+async fn queued_records_are_committed_in_order_and_a_waited_record_takes_them_along() {
+    let e = env().await;
+    let base = head(&e).await;
+    // Queued only: nobody waits, yet they reach the chain on their own.
+    for i in 0..5 {
+        e.auth
+            .audit_enqueue(AuditEvent::new("test.queued").subject(format!("q{i}")))
+            .await;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while head(&e).await < base + 5 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "queued records never committed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // 700 queued (more than one batch) and then one waited: when the wait ends,
+    // every record queued before it is in the chain, and the waited one is last.
+    for i in 0..700 {
+        e.auth
+            .audit_enqueue(AuditEvent::new("test.queued").subject(format!("b{i}")))
+            .await;
+    }
+    e.auth
+        .audit(AuditEvent::new("test.waited"))
+        .await
+        .expect("audit");
+    let r = e.auth.audit_verify().await.expect("verify");
+    assert!(r.ok, "{r:?}");
+    assert_eq!(r.head_seq, base + 706);
+    let all = e
+        .auth
+        .audit_list(&AuditFilter {
+            kind: Some("test.".into()),
+            limit: 1000,
+            ..AuditFilter::default()
+        })
+        .await
+        .expect("list");
+    let mut subjects: Vec<(i64, String)> = all
+        .iter()
+        .map(|r| (r.seq, r.subject.clone().unwrap_or_else(|| r.kind.clone())))
+        .collect();
+    subjects.sort();
+    let expected: Vec<String> = (0..5)
+        .map(|i| format!("q{i}"))
+        .chain((0..700).map(|i| format!("b{i}")))
+        .chain(std::iter::once("test.waited".to_owned()))
+        .collect();
+    assert_eq!(
+        subjects.into_iter().map(|(_, s)| s).collect::<Vec<_>>(),
+        expected
+    );
+}
+
 #[tokio::test]
 async fn deleting_editing_or_reordering_a_row_is_detected_at_that_row() {
     let cases: &[(&str, &[&str], i64)] = &[

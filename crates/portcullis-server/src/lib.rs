@@ -157,6 +157,10 @@ pub async fn serve(
     if let Err(e) = auth_for_flush.flush_key_usage().await {
         tracing::warn!(error = %e, "final key usage flush failed");
     }
+    // Token issuance records are queued, not waited for: commit what is queued.
+    if let Err(e) = auth_for_flush.audit_flush().await {
+        tracing::warn!(error = %e, "final audit flush failed");
+    }
     tracing::info!("stopped");
     result
 }

@@ -149,6 +149,26 @@ async fn queued_records_are_committed_in_order_and_a_waited_record_takes_them_al
     );
 }
 
+/// A flush (graceful shutdown) returns only when every queued record is in the
+/// chain, well inside the writer's linger, and adds no record of its own.
+#[tokio::test]
+async fn a_flush_commits_the_queued_records_and_adds_none() {
+    let e = env().await;
+    let base = head(&e).await;
+    for i in 0..3 {
+        e.auth
+            .audit_enqueue(AuditEvent::new("test.queued").subject(format!("f{i}")))
+            .await;
+    }
+    e.auth.audit_flush().await.expect("flush");
+    let r = e.auth.audit_verify().await.expect("verify");
+    assert!(r.ok, "{r:?}");
+    assert_eq!(r.head_seq, base + 3);
+    // Nothing queued: a flush is a no-op.
+    e.auth.audit_flush().await.expect("flush");
+    assert_eq!(head(&e).await, base + 3);
+}
+
 #[tokio::test]
 async fn deleting_editing_or_reordering_a_row_is_detected_at_that_row() {
     let cases: &[(&str, &[&str], i64)] = &[

@@ -306,6 +306,19 @@ fn sigterm_lets_an_in_flight_request_finish() {
     assert!(logs.contains("stopped"));
     // New connections are refused once it has stopped.
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    // The token answered during the shutdown has its (queued) audit record. (The
+    // server flushes the audit queue before it exits; the service test
+    // `a_flush_commits_the_queued_records_and_adds_none` pins the flush itself,
+    // since here the shutdown is usually slower than the writer's linger anyway.)
+    let issued = json_ok(&run(cli(dir.path()).args([
+        "audit",
+        "tail",
+        "-n",
+        "10",
+        "--kind",
+        "token.issued",
+    ])));
+    assert_eq!(issued.as_array().map(Vec::len), Some(1), "{issued}");
 }
 
 #[test]

@@ -158,6 +158,7 @@ def oha(url, duration, conns, method="GET", body=None, basic=None, rate=None, be
         cmd += ["-a", basic]
     if rate is not None:
         cmd += ["-q", str(rate)]
+    print("    $ " + shell_line(cmd + [url]), flush=True)
     out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True)
     r = json.loads(out.stdout)
     codes = r.get("statusCodeDistribution", {})
@@ -173,6 +174,35 @@ def oha(url, duration, conns, method="GET", body=None, basic=None, rate=None, be
         "errors": r.get("errorDistribution", {}),
         "requests": sum(codes.values()),
     }
+
+
+def shell_line(cmd):
+    """The command as a shell line, with the run's throwaway credentials elided."""
+    import shlex
+    shown = []
+    for prev, a in zip([None, *cmd], cmd):
+        if prev == "-a":
+            a = "<client_id>:<secret>"
+        elif prev == "-H" and a.lower().startswith("authorization:"):
+            a = "Authorization: Bearer <token>"
+        elif prev == "-H" and a.lower().startswith("x-api-key:"):
+            a = "X-Api-Key: <key>"
+        elif prev == "-d":
+            a = re.sub(r"(token=)[^&]+", r"\1<token>", a)
+            a = re.sub(r'("key": ")[^"]+', r"\1<key>", a)
+        shown.append(a)
+    return shlex.join(shown)
+
+
+def versions():
+    """The tools this run used, as they report themselves."""
+    out = {}
+    for name, cmd in [("oha", ["oha", "--version"]), ("rustc", ["rustc", "--version"]), ("node", ["node", "--version"])]:
+        try:
+            out[name] = subprocess.run(cmd, capture_output=True, text=True).stdout.strip()
+        except OSError:
+            out[name] = "not found"
+    return out
 
 
 def measure(name, url, pid, args, **kw):
@@ -411,7 +441,7 @@ def main():
                                       capture_output=True, text=True, check=True).stdout)
     result = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{os.cpu_count()} cores, {platform_mem()}", "cpu": cpu_model(),
+        "machine": f"{os.cpu_count()} cores, {platform_mem()}", "cpu": cpu_model(), "versions": versions(),
         "quick": args.quick, "duration_s": args.duration, "warmup_s": args.warmup, "connections": args.connections,
         "first_start_s": first_start, "start_to_ready_ms": start_to_ready_ms, "idle_rss_mb": idle_rss_mb,
         "server_peak_rss_mb": server_peak_rss_mb, "load": rows, "anomaly_overhead": overhead, "criterion_us": crit, "key_scale": scale,
@@ -1028,7 +1058,10 @@ def verdict(ok):
 def write_markdown(r):
     lines = [f"Run {r['date']} on {r['machine']} ({r.get('cpu', 'unknown CPU')}); oha, {r['connections']} connections, "
              f"{r['warmup_s']} s warm-up then {r['duration_s']} s per run; the half-load run ({max(1, r['duration_s'] // 2)} s) "
-             f"is at half the measured maximum rate. Server and load generator share the machine's cores.", "",
+             f"is at half the measured maximum rate. Server and load generator share the machine's cores. "
+             + ("Tools: " + "; ".join(v if v.startswith(k) else f"{k} {v}" for k, v in r["versions"].items()) + ". "
+                if r.get("versions") else "")
+             + "Every oha command is printed in the run's log.", "",
              "| scenario | req/s | p50 ms | p99 ms | p99 ms at half load | peak RSS MB | ratio to baseline | target |",
              "|---|---:|---:|---:|---:|---:|---:|---|"]
     for x in r["load"]:

@@ -29,6 +29,15 @@ async fn record_n(e: &Env, n: usize) {
     }
 }
 
+/// Queues `n` records without waiting (as issuance does), subjects `{prefix}0`…
+async fn enqueue_n(e: &Env, prefix: &str, n: usize) {
+    for i in 0..n {
+        e.auth
+            .audit_enqueue(AuditEvent::new("test.queued").subject(format!("{prefix}{i}")))
+            .await;
+    }
+}
+
 /// The head before a test adds its own records (first start audits its signing keys).
 async fn head(e: &Env) -> i64 {
     e.auth.audit_verify().await.expect("verify").head_seq
@@ -97,11 +106,7 @@ async fn queued_records_are_committed_in_order_and_a_waited_record_takes_them_al
     let e = env().await;
     let base = head(&e).await;
     // Queued only: nobody waits, yet they reach the chain on their own.
-    for i in 0..5 {
-        e.auth
-            .audit_enqueue(AuditEvent::new("test.queued").subject(format!("q{i}")))
-            .await;
-    }
+    enqueue_n(&e, "q", 5).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while head(&e).await < base + 5 {
         assert!(
@@ -112,11 +117,7 @@ async fn queued_records_are_committed_in_order_and_a_waited_record_takes_them_al
     }
     // 700 queued (more than one batch) and then one waited: when the wait ends,
     // every record queued before it is in the chain, and the waited one is last.
-    for i in 0..700 {
-        e.auth
-            .audit_enqueue(AuditEvent::new("test.queued").subject(format!("b{i}")))
-            .await;
-    }
+    enqueue_n(&e, "b", 700).await;
     e.auth
         .audit(AuditEvent::new("test.waited"))
         .await
@@ -155,11 +156,7 @@ async fn queued_records_are_committed_in_order_and_a_waited_record_takes_them_al
 async fn a_flush_commits_the_queued_records_and_adds_none() {
     let e = env().await;
     let base = head(&e).await;
-    for i in 0..3 {
-        e.auth
-            .audit_enqueue(AuditEvent::new("test.queued").subject(format!("f{i}")))
-            .await;
-    }
+    enqueue_n(&e, "f", 3).await;
     e.auth.audit_flush().await.expect("flush");
     let r = e.auth.audit_verify().await.expect("verify");
     assert!(r.ok, "{r:?}");

@@ -22,7 +22,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::ConnectInfo;
-use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -32,6 +31,33 @@ use tokio::sync::{watch, Semaphore};
 use tower::ServiceExt;
 
 use crate::config::ServerSettings;
+
+/// What the listener serves: [`crate::router`]'s application, or any service like it.
+pub trait App:
+    tower::Service<
+        axum::extract::Request,
+        Response = axum::response::Response,
+        Error = std::convert::Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> App for T where
+    T: tower::Service<
+            axum::extract::Request,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
 
 /// Header fields a request may carry.
 pub const MAX_HEADERS: usize = 100;
@@ -132,7 +158,7 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 pub async fn serve(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    app: Router,
+    app: impl App,
     limits: ConnectionLimits,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -278,15 +304,15 @@ impl<I: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for FirstBytesDeadl
     }
 }
 
-struct Connection {
-    app: Router,
+struct Connection<A> {
+    app: A,
     builder: Arc<auto::Builder<TokioExecutor>>,
     watcher: hyper_util::server::graceful::Watcher,
     remote: SocketAddr,
     timeout: Duration,
 }
 
-impl Connection {
+impl<A: App> Connection<A> {
     async fn run<I>(self, io: I)
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,

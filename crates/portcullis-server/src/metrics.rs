@@ -8,7 +8,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use prometheus_client::encoding::text::encode;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
@@ -18,14 +18,79 @@ use crate::state::AppState;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    endpoint: String,
-    method: String,
+    endpoint: Endpoint,
+    method: MethodLabel,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EndpointLabels {
-    endpoint: String,
+    endpoint: Endpoint,
+}
+
+/// A route template as a label value: the router's own shared string (`MatchedPath`
+/// clones by reference count), so counting a request allocates nothing.
+#[derive(Clone, Debug)]
+struct Endpoint(Option<MatchedPath>);
+
+impl Endpoint {
+    fn as_str(&self) -> &str {
+        self.0.as_ref().map_or("unmatched", MatchedPath::as_str)
+    }
+}
+
+impl PartialEq for Endpoint {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Endpoint {}
+
+impl std::hash::Hash for Endpoint {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.as_str().hash(h)
+    }
+}
+
+impl EncodeLabelValue for Endpoint {
+    fn encode(&self, e: &mut LabelValueEncoder<'_>) -> fmt::Result {
+        fmt::Write::write_str(e, self.as_str())
+    }
+}
+
+/// The request method as a label value: one of the standard methods, or `other` (a
+/// client may send any token as a method; each would otherwise be a new series).
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct MethodLabel(&'static str);
+
+impl MethodLabel {
+    fn of(m: &axum::http::Method) -> Self {
+        use axum::http::Method;
+        const STANDARD: [Method; 9] = [
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+            Method::HEAD,
+            Method::OPTIONS,
+            Method::CONNECT,
+            Method::TRACE,
+        ];
+        Self(
+            STANDARD
+                .iter()
+                .find(|s| *s == m)
+                .map_or("other", |s| s.as_str()),
+        )
+    }
+}
+
+impl EncodeLabelValue for MethodLabel {
+    fn encode(&self, e: &mut LabelValueEncoder<'_>) -> fmt::Result {
+        fmt::Write::write_str(e, self.0)
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -136,12 +201,8 @@ impl Default for Metrics {
 /// Middleware: counts and times every request by its route template (never the raw path,
 /// so label cardinality stays bounded).
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let endpoint = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().as_str().to_owned();
+    let endpoint = Endpoint(req.extensions().get::<MatchedPath>().cloned());
+    let method = MethodLabel::of(req.method());
     let start = Instant::now();
     let res = next.run(req).await;
     let m = state.metrics();

@@ -139,10 +139,15 @@ fn is_probe(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz")
 }
 
-/// Middleware: resolves the client IP, refuses denied networks with 403, applies
-/// the per-IP rate limit of the route class, and runs the rest of the request in an
-/// audit context carrying the address and user agent.
+/// Middleware: sheds load beyond `server.max_inflight_requests`
+/// ([`crate::ratelimit::admit`]), resolves the client IP, refuses denied networks with
+/// 403, applies the per-IP rate limit of the route class, and runs the rest of the
+/// request in an audit context carrying the address and user agent.
 pub async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let _permit = match crate::ratelimit::admit(&state, req.uri().path()) {
+        Ok(p) => p,
+        Err(res) => return res,
+    };
     let peer = peer(req.extensions().get::<ConnectInfo<SocketAddr>>());
     let rules = state.ip_rules();
     let ip = rules.client_ip(peer, req.headers());

@@ -15,20 +15,20 @@ use serde_json::json;
 use crate::error::Problem;
 use crate::state::AppState;
 
-/// Middleware: load shedding. At most `server.max_inflight_requests` requests run
-/// at once; one more is answered `503` with `Retry-After: 1` straight away, in the
-/// envelope of its route, instead of queueing behind the others until everything
-/// times out. Health probes and the event stream are not counted.
-pub async fn shed(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let path = req.uri().path();
+/// Load shedding, the first thing [`crate::net::edge`] does: at most
+/// `server.max_inflight_requests` requests run at once; one more is answered `503`
+/// with `Retry-After: 1` straight away, in the envelope of its route, instead of
+/// queueing behind the others until everything times out. Health probes and the
+/// event stream are not counted (`Ok(None)`). A shed request costs no IP resolution
+/// or rate-limit check.
+pub fn admit<'a>(
+    state: &'a AppState,
+    path: &str,
+) -> Result<Option<tokio::sync::SemaphorePermit<'a>>, Response> {
     if matches!(path, "/healthz" | "/readyz") || path == crate::http::oauth::events::PATH {
-        return next.run(req).await;
+        return Ok(None);
     }
-    let Ok(_permit) = state.inflight().try_acquire() else {
+    let Ok(permit) = state.inflight().try_acquire() else {
         state.metrics().refused("overload");
         let detail = "the server is at its request limit; retry after 1 s";
         let mut res = match class_of(path) {
@@ -43,9 +43,9 @@ pub async fn shed(
         };
         res.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return res;
+        return Err(res);
     };
-    next.run(req).await
+    Ok(Some(permit))
 }
 
 /// The route class of a path, for per-IP limits.

@@ -66,14 +66,34 @@ impl Default for RequestIds {
 impl MakeRequestId for RequestIds {
     fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        HeaderValue::from_str(&format!("{:016x}-{n:x}", self.prefix))
-            .ok()
-            .map(RequestId::new)
+        // The string's buffer becomes the header value (no second copy).
+        HeaderValue::from_maybe_shared(axum::body::Bytes::from(format!(
+            "{:016x}-{n:x}",
+            self.prefix
+        )))
+        .ok()
+        .map(RequestId::new)
     }
 }
 
-/// Builds the application.
-pub fn router(state: AppState) -> Router {
+/// Builds the application: the routes inside the layers every request passes.
+///
+/// The layers wrap the router from outside (`ServiceBuilder::service`) rather than
+/// through `Router::layer`: axum boxes a `Router::layer` around every route and clones
+/// that box chain on every request, which cost about a sixth of a light request
+/// (JWKS, forward-auth). Only what needs the matched route stays inside (metrics, by
+/// route template) or belongs to a few routes (CORS).
+pub fn router(
+    state: AppState,
+) -> impl tower::Service<
+    Request,
+    Response = Response,
+    Error = std::convert::Infallible,
+    Future: Send + 'static,
+> + Clone
+       + Send
+       + Sync
+       + 'static {
     let timeout = state.settings().server.request_timeout;
     let header_name = header::HeaderName::from_static(REQUEST_ID);
     // Spans carry the method, the route template or bare path (never the query
@@ -97,7 +117,11 @@ pub fn router(state: AppState) -> Router {
             header::CONTENT_TYPE,
             header::HeaderName::from_static("dpop"),
         ])
-        .max_age(std::time::Duration::from_secs(3600));
+        .max_age(std::time::Duration::from_secs(3600))
+        // No `Vary`: with any origin allowed and fixed method and header lists, the
+        // answer does not depend on the request's CORS headers (and an empty list
+        // costs nothing to clone on each request).
+        .vary([]);
     let browser_facing = Router::new()
         .route(
             "/.well-known/oauth-authorization-server",
@@ -117,7 +141,7 @@ pub fn router(state: AppState) -> Router {
             HeaderValue::from_static("max-age=63072000; includeSubDomains"),
         )
     });
-    Router::new()
+    let routes = Router::new()
         .merge(browser_facing)
         .route(INTROSPECT_PATH, post(oauth::introspect::introspect))
         .route(oauth::events::PATH, get(oauth::events::stream))
@@ -239,55 +263,52 @@ pub fn router(state: AppState) -> Router {
             post(admin::users::revoke_my_token),
         )
         .fallback(not_found)
-        .layer(axum::extract::DefaultBodyLimit::max(
-            state.settings().server.max_body_bytes,
-        ))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
         ))
-        // One edge middleware: resolve the client IP, apply IP rules and denies, the
-        // per-IP rate limit of the route class, and open the request's audit context.
+        .with_state(state.clone());
+    ServiceBuilder::new()
+        // The trace layer wraps the body; the listener serves axum's body type.
+        .map_response(|res: axum::http::Response<_>| res.map(axum::body::Body::new))
+        .layer(SetRequestIdLayer::new(
+            header_name.clone(),
+            RequestIds::new(),
+        ))
+        .layer(trace)
+        .layer(PropagateRequestIdLayer::new(header_name))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        ))
+        // Anything that does not say otherwise (discovery and JWKS do) is not
+        // cached: many responses carry a secret shown once.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .option_layer(hsts)
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
+        // One edge middleware: shed load, resolve the client IP, apply IP rules and
+        // denies, the per-IP rate limit of the route class, and open the request's
+        // audit context.
         .layer(middleware::from_fn_with_state(
             state.clone(),
             crate::net::edge,
         ))
-        // Outside the edge: a shed request costs no IP resolution or rate-limit check.
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            crate::ratelimit::shed,
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.settings().server.max_body_bytes,
         ))
-        .layer(
-            ServiceBuilder::new()
-                .layer(SetRequestIdLayer::new(
-                    header_name.clone(),
-                    RequestIds::new(),
-                ))
-                .layer(trace)
-                .layer(PropagateRequestIdLayer::new(header_name))
-                .layer(SetResponseHeaderLayer::if_not_present(
-                    header::X_CONTENT_TYPE_OPTIONS,
-                    HeaderValue::from_static("nosniff"),
-                ))
-                .layer(SetResponseHeaderLayer::if_not_present(
-                    header::REFERRER_POLICY,
-                    HeaderValue::from_static("no-referrer"),
-                ))
-                .layer(SetResponseHeaderLayer::if_not_present(
-                    header::CONTENT_SECURITY_POLICY,
-                    HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
-                ))
-                // Anything that does not say otherwise (discovery and JWKS do) is not
-                // cached: many responses carry a secret shown once.
-                .layer(SetResponseHeaderLayer::if_not_present(
-                    header::CACHE_CONTROL,
-                    HeaderValue::from_static("no-store"),
-                ))
-                .option_layer(hsts)
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    timeout,
-                )),
-        )
-        .with_state(state)
+        .service(routes)
 }

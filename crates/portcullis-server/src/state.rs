@@ -68,7 +68,7 @@ impl AppState {
         self.0.event_streams.clone()
     }
 
-    /// The slots for requests being handled (see [`crate::ratelimit::shed`]).
+    /// The slots for requests being handled (see [`crate::ratelimit::admit`]).
     pub fn inflight(&self) -> &tokio::sync::Semaphore {
         &self.0.inflight
     }

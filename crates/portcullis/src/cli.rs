@@ -571,18 +571,32 @@ fn init_logging(settings: &Settings, admin: bool) -> anyhow::Result<()> {
     } else {
         settings.log.level.as_str()
     };
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .with_context(|| format!("log.level: invalid filter {level:?}"))?;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    // A plain `level` or `target=level` list is a static filter; only a filter that
+    // needs EnvFilter (span or field directives) pays for its per-span bookkeeping,
+    // a lock taken each time a request's span is entered.
+    let filter: Box<dyn tracing_subscriber::Layer<_> + Send + Sync> =
+        match level.parse::<tracing_subscriber::filter::Targets>() {
+            Ok(t) => Box::new(t),
+            Err(_) => Box::new(
+                tracing_subscriber::EnvFilter::try_new(level)
+                    .with_context(|| format!("log.level: invalid filter {level:?}"))?,
+            ),
+        };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
-    let r = match settings.log.format {
-        LogFormat::Json => b.json().try_init(),
-        LogFormat::Text => b.try_init(),
+    let fmt: Box<dyn tracing_subscriber::Layer<_> + Send + Sync> = match settings.log.format {
+        LogFormat::Json => Box::new(fmt.json()),
+        LogFormat::Text => Box::new(fmt),
     };
-    r.map_err(|e| anyhow::anyhow!("cannot initialise logging: {e}"))
+    tracing_subscriber::registry()
+        .with(fmt)
+        .with(filter)
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("cannot initialise logging: {e}"))
 }
 
 async fn authority(settings: &Settings) -> anyhow::Result<Arc<Authority>> {

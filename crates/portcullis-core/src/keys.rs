@@ -145,38 +145,53 @@ impl Pepper {
     /// A fast keyed hash is right for opaque secrets: they carry 256 bits of
     /// entropy, so there is nothing for a slow hash to protect against.
     pub fn digest(&self, secret: &str) -> SecretDigest {
-        SecretDigest(hex::encode(hmac::sign(&self.0, secret.as_bytes()).as_ref()))
+        let tag = hmac::sign(&self.0, secret.as_bytes());
+        let mut bytes = [0u8; 32];
+        bytes.copy_from_slice(tag.as_ref());
+        let mut text = [0u8; 64];
+        // Neither can fail: 64 is twice 32, and hex digits are ASCII.
+        let _ = hex::encode_to_slice(bytes, &mut text);
+        SecretDigest {
+            hex: std::str::from_utf8(&text)
+                .map(str::to_owned)
+                .unwrap_or_default(),
+            bytes,
+        }
     }
 }
 
-/// A stored secret digest (hex). Compare with [`SecretDigest::ct_eq`].
+/// A stored secret digest (hex, and its bytes). Compare with [`SecretDigest::ct_eq`].
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct SecretDigest(String);
+pub struct SecretDigest {
+    hex: String,
+    bytes: [u8; 32],
+}
 
 impl SecretDigest {
     /// Wraps a digest read from storage.
     pub fn from_stored(hex: String) -> Self {
-        Self(hex)
+        let mut bytes = [0u8; 32];
+        if hex::decode_to_slice(&hex, &mut bytes).is_err() {
+            bytes = [0u8; 32];
+        }
+        Self { hex, bytes }
     }
 
     /// The hex text, for storage and indexed lookup.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.hex
     }
 
-    /// The 32 digest bytes (a compact in-memory cache key); zeros if the text is not 64 hex digits.
+    /// The 32 digest bytes (a compact in-memory cache key); zeros if the stored text
+    /// is not 64 hex digits.
     pub fn to_bytes(&self) -> [u8; 32] {
-        let mut out = [0u8; 32];
-        if hex::decode_to_slice(&self.0, &mut out).is_err() {
-            return [0u8; 32];
-        }
-        out
+        self.bytes
     }
 
     /// Constant-time equality.
     pub fn ct_eq(&self, other: &SecretDigest) -> bool {
         use subtle::ConstantTimeEq;
-        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+        self.hex.as_bytes().ct_eq(other.hex.as_bytes()).into()
     }
 }
 
@@ -266,6 +281,19 @@ mod tests {
             "another pepper, another digest"
         );
         assert_eq!(a.digest("s").as_str().len(), 64);
+        // The stored text and the bytes are the same digest, both ways round.
+        let d = a.digest("s");
+        assert!(d
+            .as_str()
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert_eq!(hex::encode(d.to_bytes()), d.as_str());
+        let stored = SecretDigest::from_stored(d.as_str().to_owned());
+        assert_eq!(stored, d);
+        assert_eq!(
+            SecretDigest::from_stored("not hex".into()).to_bytes(),
+            [0u8; 32]
+        );
     }
 
     #[test]

@@ -146,7 +146,9 @@ fn is_probe(path: &str) -> bool {
 pub async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let _permit = match crate::ratelimit::admit(&state, req.uri().path()) {
         Ok(p) => p,
-        Err(res) => return res,
+        Err(crate::ratelimit::Overloaded) => {
+            return crate::ratelimit::Overloaded::response(req.uri().path())
+        }
     };
     let peer = peer(req.extensions().get::<ConnectInfo<SocketAddr>>());
     let rules = state.ip_rules();

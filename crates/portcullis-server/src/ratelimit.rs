@@ -24,12 +24,24 @@ use crate::state::AppState;
 pub fn admit<'a>(
     state: &'a AppState,
     path: &str,
-) -> Result<Option<tokio::sync::SemaphorePermit<'a>>, Response> {
+) -> Result<Option<tokio::sync::SemaphorePermit<'a>>, Overloaded> {
     if matches!(path, "/healthz" | "/readyz") || path == crate::http::oauth::events::PATH {
         return Ok(None);
     }
     let Ok(permit) = state.inflight().try_acquire() else {
         state.metrics().refused("overload");
+        return Err(Overloaded);
+    };
+    Ok(Some(permit))
+}
+
+/// A request [`admit`] turned away.
+#[derive(Debug)]
+pub struct Overloaded;
+
+impl Overloaded {
+    /// The `503` for a request to `path`.
+    pub fn response(path: &str) -> Response {
         let detail = "the server is at its request limit; retry after 1 s";
         let mut res = match class_of(path) {
             Some(RouteClass::Token | RouteClass::Introspect) => (
@@ -43,9 +55,8 @@ pub fn admit<'a>(
         };
         res.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return Err(res);
-    };
-    Ok(Some(permit))
+        res
+    }
 }
 
 /// The route class of a path, for per-IP limits.
@@ -77,7 +88,8 @@ pub fn add_headers(res: &mut Response, o: &RateOutcome) {
     );
     let h = res.headers_mut();
     for (name, v) in [("ratelimit-policy", policy), ("ratelimit", state)] {
-        if let Ok(v) = HeaderValue::from_str(&v) {
+        // The string's buffer becomes the value (no second copy).
+        if let Ok(v) = HeaderValue::from_maybe_shared(axum::body::Bytes::from(v)) {
             h.append(name, v);
         }
     }

@@ -83,17 +83,7 @@ impl MakeRequestId for RequestIds {
 /// that box chain on every request, which cost about a sixth of a light request
 /// (JWKS, forward-auth). Only what needs the matched route stays inside (metrics, by
 /// route template) or belongs to a few routes (CORS).
-pub fn router(
-    state: AppState,
-) -> impl tower::Service<
-    Request,
-    Response = Response,
-    Error = std::convert::Infallible,
-    Future: Send + 'static,
-> + Clone
-       + Send
-       + Sync
-       + 'static {
+pub fn router(state: AppState) -> impl crate::listener::App {
     let timeout = state.settings().server.request_timeout;
     let header_name = header::HeaderName::from_static(REQUEST_ID);
     // Spans carry the method, the route template or bare path (never the query

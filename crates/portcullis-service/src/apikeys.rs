@@ -932,10 +932,20 @@ impl Authority {
             self.observe_failure(req.ip, None).await?;
             return Ok(VerifyResponse::not_found());
         };
+        self.verify_found_key(&rec, &digest.to_bytes(), req).await
+    }
+
+    /// [`Self::verify_api_key`] once the key's record is found by the digest of the
+    /// presented secret: every check, usage counting, anomaly bookkeeping and the
+    /// audit of refusals.
+    pub(crate) async fn verify_found_key(
+        &self,
+        rec: &Arc<KeyRecord>,
+        digest: &[u8; 32],
+        req: &VerifyRequest,
+    ) -> Result<VerifyResponse, ServiceError> {
         let now = self.now();
-        let answer = self
-            .verify_record(&rec, &digest.to_bytes(), req, now)
-            .await?;
+        let answer = self.verify_record(rec, digest, req, now).await?;
         self.count_usage(&rec.id, now, answer.code);
         if answer.code == VerifyCode::Valid {
             self.observe_use(

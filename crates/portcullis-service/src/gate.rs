@@ -9,6 +9,7 @@
 //! wins; otherwise `ratelimit.forward_auth_per_credential` counts per token.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use portcullis_core::ids::ClientId;
 use portcullis_core::limits::RateLimit;
@@ -226,7 +227,7 @@ impl Authority {
         }
         let (principal, own_limit) = match known {
             None => return Ok(invalid("unknown, expired or revoked token", None)),
-            Some(Known::ApiKey(_)) => return self.gate_api_key(req).await,
+            Some(Known::ApiKey(rec, digest)) => return self.gate_api_key(req, &rec, &digest).await,
             Some(Known::Jwt(c)) => (
                 Principal {
                     kind: BearerKind::Jwt,
@@ -376,13 +377,22 @@ impl Authority {
         Ok(self.cached_client(&id).await?.and_then(|c| c.rate_limit))
     }
 
-    async fn gate_api_key(&self, req: &GateRequest<'_>) -> Result<GateDecision, ServiceError> {
+    async fn gate_api_key(
+        &self,
+        req: &GateRequest<'_>,
+        rec: &Arc<crate::apikeys::KeyRecord>,
+        digest: &[u8; 32],
+    ) -> Result<GateDecision, ServiceError> {
         let v = self
-            .verify_api_key(&VerifyRequest {
-                key: req.token.to_owned(),
-                scopes: req.required.to_vec(),
-                ip: Some(req.ip),
-            })
+            .verify_found_key(
+                rec,
+                digest,
+                &VerifyRequest {
+                    key: req.token.to_owned(),
+                    scopes: req.required.to_vec(),
+                    ip: Some(req.ip),
+                },
+            )
             .await?;
         let id = v.key_id.clone().unwrap_or_default();
         let principal = Principal {

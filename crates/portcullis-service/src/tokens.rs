@@ -128,8 +128,9 @@ pub enum Revoked {
 pub(crate) enum Known {
     Jwt(Arc<AccessTokenClaims>),
     Opaque(Arc<OpaqueTokenRow>),
-    /// An API key: one bearer, many kinds.
-    ApiKey(Arc<crate::apikeys::KeyRecord>),
+    /// An API key: one bearer, many kinds (with the digest of the presented secret,
+    /// so its verification need not compute it again).
+    ApiKey(Arc<crate::apikeys::KeyRecord>, [u8; 32]),
     /// A personal access token.
     Pat(Arc<crate::pats::PatRecord>),
 }
@@ -143,7 +144,7 @@ impl Known {
         match self {
             Self::Jwt(c) => &c.client_id,
             Self::Opaque(r) => &r.client_id,
-            Self::ApiKey(_) | Self::Pat(_) => "",
+            Self::ApiKey(..) | Self::Pat(_) => "",
         }
     }
 }
@@ -344,11 +345,12 @@ impl Authority {
             let Some(rec) = self.key_record(&digest).await? else {
                 return Ok(None);
             };
+            let raw = digest.to_bytes();
             let live = rec.revoked_at.is_none()
                 && rec.enabled
                 && rec.expires_at.is_none_or(|e| e > now)
-                && !rec.is_stale_previous(&digest.to_bytes(), now);
-            return Ok(live.then_some(Known::ApiKey(rec)));
+                && !rec.is_stale_previous(&raw, now);
+            return Ok(live.then_some(Known::ApiKey(rec, raw)));
         }
         let known = if looks_like_jwt(token) {
             // Tokens already proven genuine skip the signature check; only what cannot
@@ -457,7 +459,7 @@ impl Authority {
                     cnf: None,
                 });
             }
-            Known::ApiKey(k) => {
+            Known::ApiKey(k, _) => {
                 // Any authenticated client may introspect an API key it holds.
                 let i = Introspection {
                     active: true,
@@ -545,7 +547,7 @@ impl Authority {
                 )
                 .await?;
             }
-            Known::ApiKey(_) | Known::Pat(_) => {
+            Known::ApiKey(..) | Known::Pat(_) => {
                 return Err(ServiceError::UnauthorizedClient(
                     "API keys are revoked through the admin API".into(),
                 ));

@@ -564,6 +564,30 @@ enum KeyCmd {
     },
 }
 
+/// The filter of `log.level`.
+#[derive(Debug)]
+enum LogFilter {
+    /// A plain level or `target=level` list.
+    Static(Box<tracing_subscriber::filter::Targets>),
+    /// Span or field directives (`[request]=debug`): EnvFilter, which keeps per-span
+    /// bookkeeping, a lock taken each time a request's span is entered, so only a
+    /// filter that needs it pays for it.
+    Dynamic(Box<tracing_subscriber::EnvFilter>),
+}
+
+fn log_filter(level: &str) -> anyhow::Result<LogFilter> {
+    // Targets would read `[span]` as part of a target name: span directives go to
+    // EnvFilter, which understands them.
+    if !level.contains(['[', '{']) {
+        if let Ok(t) = level.parse::<tracing_subscriber::filter::Targets>() {
+            return Ok(LogFilter::Static(Box::new(t)));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(level)
+        .map(|f| LogFilter::Dynamic(Box::new(f)))
+        .with_context(|| format!("log.level: invalid filter {level:?}"))
+}
+
 fn init_logging(settings: &Settings, admin: bool) -> anyhow::Result<()> {
     // Admin commands keep stderr for their one-line failure reason unless asked.
     let level = if admin && std::env::var_os("PORTCULLIS_LOG_LEVEL").is_none() {
@@ -573,17 +597,10 @@ fn init_logging(settings: &Settings, admin: bool) -> anyhow::Result<()> {
     };
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    // A plain `level` or `target=level` list is a static filter; only a filter that
-    // needs EnvFilter (span or field directives) pays for its per-span bookkeeping,
-    // a lock taken each time a request's span is entered.
-    let filter: Box<dyn tracing_subscriber::Layer<_> + Send + Sync> =
-        match level.parse::<tracing_subscriber::filter::Targets>() {
-            Ok(t) => Box::new(t),
-            Err(_) => Box::new(
-                tracing_subscriber::EnvFilter::try_new(level)
-                    .with_context(|| format!("log.level: invalid filter {level:?}"))?,
-            ),
-        };
+    let filter: Box<dyn tracing_subscriber::Layer<_> + Send + Sync> = match log_filter(level)? {
+        LogFilter::Static(t) => t,
+        LogFilter::Dynamic(f) => f,
+    };
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
@@ -1240,5 +1257,31 @@ async fn signing_key(cmd: KeyCmd, settings: &Settings, out: Output) -> anyhow::R
             }
             print(out, &rotated, &["alg", "kid", "immediate"])
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{log_filter, LogFilter};
+
+    #[test]
+    fn plain_levels_get_the_static_filter_and_span_directives_the_dynamic_one() {
+        for level in ["info", "warn,portcullis_server=debug", "sqlx=warn"] {
+            assert!(
+                matches!(log_filter(level), Ok(LogFilter::Static(_))),
+                "{level}"
+            );
+        }
+        for level in [
+            "info,[request]=debug",
+            "warn,[request{path=/oauth/token}]=trace",
+        ] {
+            assert!(
+                matches!(log_filter(level), Ok(LogFilter::Dynamic(_))),
+                "{level}"
+            );
+        }
+        let e = log_filter("info,=[=").expect_err("garbage").to_string();
+        assert!(e.contains("log.level: invalid filter"), "{e}");
     }
 }

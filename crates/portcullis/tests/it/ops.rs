@@ -42,6 +42,19 @@ async fn metrics_count_requests_by_endpoint_and_tokens_by_grant() {
     app.token(&c, "").await;
     app.post_form("/oauth/token", "grant_type=nope", Some(&c))
         .await;
+    // Any token is a valid method on the wire; each must not become a new series.
+    for m in ["BREW", "PROPFIND"] {
+        let r = app
+            .http
+            .request(
+                reqwest::Method::from_bytes(m.as_bytes()).expect("method"),
+                app.url("/healthz"),
+            )
+            .send()
+            .await
+            .expect("odd method");
+        assert_eq!(r.status(), 405, "{m}");
+    }
     let m = app
         .http
         .get(app.url("/metrics"))
@@ -63,6 +76,13 @@ async fn metrics_count_requests_by_endpoint_and_tokens_by_grant() {
         m.contains("portcullis_http_request_duration_seconds_bucket"),
         "{m}"
     );
+    assert!(
+        m.contains(
+            r#"portcullis_http_requests_total{endpoint="/healthz",method="other",status="405"} 2"#
+        ),
+        "{m}"
+    );
+    assert!(!m.contains("BREW") && !m.contains("PROPFIND"), "{m}");
 }
 
 #[tokio::test]
@@ -96,6 +116,19 @@ async fn security_headers_and_cors_only_where_browsers_may_call() {
         r.headers()["cache-control"],
         "public, max-age=300",
         "cacheable documents keep their own policy"
+    );
+    let r = app
+        .http
+        .get(app.url("/jwks.json"))
+        .header("origin", "https://spa.example")
+        .send()
+        .await
+        .expect("jwks from a page");
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert!(
+        !r.headers().contains_key("vary"),
+        "the answer is the same for every origin"
     );
     let preflight = |path: &'static str| {
         app.http

@@ -679,9 +679,23 @@ impl<'de> serde::de::Visitor<'de> for NoDuplicatesVisitor {
         Ok(NoDuplicates)
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<NoDuplicates, A::Error> {
-        let mut seen = std::collections::HashSet::new();
+        // Objects in tokens have a handful of members: a linear scan of the names
+        // seen beats hashing them, and past `LINEAR` names a set keeps it linear time.
+        const LINEAR: usize = 24;
+        let mut few: Vec<std::borrow::Cow<'de, str>> = Vec::new();
+        let mut many = std::collections::HashSet::new();
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            if !seen.insert(key.clone()) {
+            let repeated = if few.len() < LINEAR {
+                let r = few.contains(&key);
+                few.push(key.clone());
+                r
+            } else {
+                if many.is_empty() {
+                    many.extend(few.iter().cloned());
+                }
+                !many.insert(key.clone())
+            };
+            if repeated {
                 return Err(serde::de::Error::custom(format!(
                     "duplicate member {:?}",
                     key.chars().take(32).collect::<String>()
@@ -704,6 +718,37 @@ pub struct JwkSet {
 mod tests {
     use super::*;
     use crate::claims::Audience;
+
+    #[test]
+    fn a_repeated_member_name_is_refused_at_any_depth_and_in_any_object_size() {
+        assert!(reject_duplicate_members(br#"{"a":1,"b":{"c":[{"d":1,"e":2}]}}"#).is_ok());
+        for bad in [
+            r#"{"a":1,"a":2}"#,
+            r#"{"x-unknown":1,"y":2,"x-unknown":3}"#,
+            r#"{"cnf":{"jkt":"a","jkt":"b"}}"#,
+            r#"[{"k":1},{"k":1,"k":2}]"#,
+            r#"{"a\u0062":1,"ab":2}"#,
+        ] {
+            let e = reject_duplicate_members(bad.as_bytes()).expect_err(bad);
+            assert!(e.contains("duplicate member"), "{bad}: {e}");
+        }
+        // Past the linear scan's size the set takes over, and still sees every name.
+        let wide = |n: usize, repeat: Option<usize>| {
+            let mut members: Vec<String> = (0..n).map(|i| format!(r#""m{i}":{i}"#)).collect();
+            if let Some(r) = repeat {
+                members.push(format!(r#""m{r}":0"#));
+            }
+            format!("{{{}}}", members.join(","))
+        };
+        assert!(reject_duplicate_members(wide(60, None).as_bytes()).is_ok());
+        for r in [0, 23, 24, 25, 59] {
+            assert!(
+                reject_duplicate_members(wide(60, Some(r)).as_bytes()).is_err(),
+                "repeat of member {r}"
+            );
+        }
+        assert!(reject_duplicate_members(b"{\"a\":").is_err(), "not JSON");
+    }
 
     fn claims(now: i64) -> AccessTokenClaims {
         AccessTokenClaims {

@@ -11,7 +11,6 @@ use tower_http::cors::{Any, CorsLayer};
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -76,6 +75,31 @@ impl MakeRequestId for RequestIds {
     }
 }
 
+/// Headers every response carries unless its handler set its own (in one pass, not a
+/// layer each: every layer adds a future around the request's).
+fn security_headers(mut res: Response, hsts: bool) -> Response {
+    let h = res.headers_mut();
+    for (name, value) in [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'",
+        ),
+        // Anything that does not say otherwise (discovery and JWKS do) is not
+        // cached: many responses carry a secret shown once.
+        (header::CACHE_CONTROL, "no-store"),
+    ] {
+        h.entry(name)
+            .or_insert_with(|| HeaderValue::from_static(value));
+    }
+    if hsts {
+        h.entry(header::STRICT_TRANSPORT_SECURITY)
+            .or_insert_with(|| HeaderValue::from_static("max-age=63072000; includeSubDomains"));
+    }
+    res
+}
+
 /// Builds the application: the routes inside the layers every request passes.
 ///
 /// The layers wrap the router from outside (`ServiceBuilder::service`) rather than
@@ -125,12 +149,7 @@ pub fn router(state: AppState) -> impl crate::listener::App {
         .route(TOKEN_PATH, post(oauth::token::token))
         .layer(cors);
     // HSTS only when this server terminates TLS itself.
-    let hsts = state.settings().server.tls_cert_file.is_some().then(|| {
-        SetResponseHeaderLayer::if_not_present(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=63072000; includeSubDomains"),
-        )
-    });
+    let hsts = state.settings().server.tls_cert_file.is_some();
     let routes = Router::new()
         .merge(browser_facing)
         .route(INTROSPECT_PATH, post(oauth::introspect::introspect))
@@ -267,25 +286,7 @@ pub fn router(state: AppState) -> impl crate::listener::App {
         ))
         .layer(trace)
         .layer(PropagateRequestIdLayer::new(header_name))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
-        ))
-        // Anything that does not say otherwise (discovery and JWKS do) is not
-        // cached: many responses carry a secret shown once.
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
-        .option_layer(hsts)
+        .map_response(move |res| security_headers(res, hsts))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,

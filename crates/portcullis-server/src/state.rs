@@ -17,7 +17,7 @@ struct Inner {
     authority: Arc<Authority>,
     settings: Settings,
     metrics: Metrics,
-    discovery: String,
+    discovery: axum::body::Bytes,
     ip_rules: IpRules,
     /// Slots for open security event streams (`GET /oauth/events`).
     event_streams: Arc<tokio::sync::Semaphore>,
@@ -32,7 +32,9 @@ impl AppState {
         authority: Arc<Authority>,
         settings: Settings,
     ) -> Result<Self, portcullis_core::limits::LimitError> {
-        let discovery = crate::http::discovery::document(&settings.server.issuer).to_string();
+        let discovery = crate::http::discovery::document(&settings.server.issuer)
+            .to_string()
+            .into();
         let ip_rules = IpRules::from_settings(&settings.ip)?;
         let inflight = tokio::sync::Semaphore::new(settings.server.max_inflight_requests);
         Ok(Self(Arc::new(Inner {
@@ -78,8 +80,8 @@ impl AppState {
         &self.0.ip_rules
     }
 
-    /// The rendered discovery document.
-    pub fn discovery(&self) -> &str {
-        &self.0.discovery
+    /// The rendered discovery document (a shared buffer: serving it copies nothing).
+    pub fn discovery(&self) -> axum::body::Bytes {
+        self.0.discovery.clone()
     }
 }

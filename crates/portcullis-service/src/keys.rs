@@ -28,7 +28,7 @@ pub struct KeyRing {
     signers: HashMap<SigningAlg, Arc<SigningKey>>,
     verifier: JwtVerifier,
     jwks: Vec<jsonwebtoken::jwk::Jwk>,
-    jwks_document: String,
+    jwks_document: bytes::Bytes,
 }
 
 impl KeyRing {
@@ -37,13 +37,14 @@ impl KeyRing {
             signers: HashMap::new(),
             verifier: JwtVerifier::new(issuer, leeway, []),
             jwks: Vec::new(),
-            jwks_document: r#"{"keys":[]}"#.into(),
+            jwks_document: bytes::Bytes::from_static(br#"{"keys":[]}"#),
         }
     }
 
-    /// The JWK Set document, serialized once per key change (served as-is at `/jwks.json`).
-    pub fn jwks_document(&self) -> &str {
-        &self.jwks_document
+    /// The JWK Set document, serialized once per key change (served as-is at
+    /// `/jwks.json`; a shared buffer, so serving it copies nothing).
+    pub fn jwks_document(&self) -> bytes::Bytes {
+        self.jwks_document.clone()
     }
 
     /// The active key for `alg`.
@@ -296,8 +297,9 @@ impl Authority {
                 signers.insert(alg, Arc::new(key));
             }
         }
-        let jwks_document = serde_json::to_string(&serde_json::json!({ "keys": &jwks }))
-            .context("serializing the JWKS")?;
+        let jwks_document = serde_json::to_vec(&serde_json::json!({ "keys": &jwks }))
+            .context("serializing the JWKS")?
+            .into();
         let ring = KeyRing {
             signers,
             verifier: JwtVerifier::new(self.config.issuer.clone(), self.config.leeway, verifying),

@@ -59,7 +59,7 @@ pub fn document(issuer: &str) -> Value {
     })
 }
 
-fn json_response(body: String, cache: HeaderValue) -> Response {
+fn json_response(body: axum::body::Bytes, cache: HeaderValue) -> Response {
     let mut res = body.into_response();
     let h = res.headers_mut();
     h.insert(
@@ -75,7 +75,7 @@ fn json_response(body: String, cache: HeaderValue) -> Response {
     responses((status = 200, description = "RFC 8414 metadata", body = Object)))]
 pub async fn metadata(State(state): State<AppState>) -> Response {
     json_response(
-        state.discovery().to_owned(),
+        state.discovery(),
         HeaderValue::from_static("public, max-age=3600"),
     )
 }
@@ -88,5 +88,5 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
     let max_age = state.settings().keys.jwks_max_age.as_secs();
     let cache = HeaderValue::from_str(&format!("public, max-age={max_age}"))
         .unwrap_or(HeaderValue::from_static("no-cache"));
-    json_response(ring.jwks_document().to_owned(), cache)
+    json_response(ring.jwks_document(), cache)
 }

@@ -124,7 +124,7 @@ pub fn validate_proof(proof: &str, ctx: &ProofContext<'_>) -> Result<ValidProof,
     if !typ_is(jws.header.typ.as_deref(), DPOP_TYP) {
         return Err(DpopError::WrongType);
     }
-    if jws.header.crit.is_some() {
+    if jws.header.has_crit() {
         return Err(DpopError::Malformed("crit is not accepted".into()));
     }
     let jwk = jws

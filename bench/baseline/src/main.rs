@@ -4,6 +4,10 @@
 //! - `POST /sign/{alg}`: signs a JWT with the same claims shape, key type and crypto
 //!   crate as a `client_credentials` token, and returns it in a token-response body (B2).
 //!
+//! - `GET /jwks-shaped`: B1 with the answer of Portcullis's `/jwks.json` (a key set of
+//!   the same four key types, 1.3 KB) and its response headers, served bare: what the
+//!   same answer costs without a server's middleware (the ceiling for S5).
+//!
 //! - `POST /argon2`: verifies one password against an Argon2id hash made with the
 //!   OWASP parameters Portcullis uses by default, off the runtime (`spawn_blocking`),
 //!   through the very function sign-in calls (`portcullis_service::passwords::verify`:
@@ -17,7 +21,8 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use portcullis_core::claims::{AccessTokenClaims, Audience, ACCESS_TOKEN_TYP};
@@ -33,6 +38,8 @@ struct Keys {
     argon2: String,
     /// The server's own hasher: one verification per core at a time, in reused memory.
     hasher: Arc<portcullis_service::passwords::PasswordHasherCfg>,
+    /// A JWK Set of one ES256, EdDSA, PS256 and RS256 key each, serialized once.
+    jwks: axum::body::Bytes,
 }
 
 /// The password `/argon2` verifies.
@@ -51,6 +58,28 @@ async fn argon2(State(keys): State<Arc<Keys>>) -> Result<Json<Value>, StatusCode
     } else {
         Err(StatusCode::UNAUTHORIZED)
     }
+}
+
+async fn jwks_shaped(State(keys): State<Arc<Keys>>) -> impl IntoResponse {
+    // Portcullis's JWKS response headers, values of the same length.
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; frame-ancestors 'none'",
+            ),
+            (
+                header::HeaderName::from_static("x-request-id"),
+                "3f139ee2b52c4af1-0",
+            ),
+        ],
+        keys.jwks.clone(),
+    )
 }
 
 async fn trivial() -> Json<Value> {
@@ -96,9 +125,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:8090".into());
+    let es256 = SigningKey::generate(SigningAlg::ES256)?.0;
+    let eddsa = SigningKey::generate(SigningAlg::EdDSA)?.0;
+    let rsa = [
+        SigningKey::generate(SigningAlg::PS256)?.0,
+        SigningKey::generate(SigningAlg::RS256)?.0,
+    ];
+    let set: Vec<_> = [&es256, &eddsa, &rsa[0], &rsa[1]]
+        .iter()
+        .map(|k| k.public_jwk())
+        .collect();
+    let jwks = serde_json::to_vec(&json!({ "keys": set }))?.into();
     let keys = Arc::new(Keys {
-        es256: SigningKey::generate(SigningAlg::ES256)?.0,
-        eddsa: SigningKey::generate(SigningAlg::EdDSA)?.0,
+        es256,
+        eddsa,
+        jwks,
         argon2: portcullis_service::passwords::PasswordHasherCfg::hash_blocking(
             portcullis_service::passwords::Argon2Params::default(),
             PASSWORD,
@@ -109,6 +150,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let app = Router::new()
         .route("/trivial", get(trivial))
+        .route("/jwks-shaped", get(jwks_shaped))
         .route("/sign/{alg}", post(sign))
         .route("/argon2", post(argon2))
         .with_state(keys);

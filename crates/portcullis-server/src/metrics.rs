@@ -66,25 +66,28 @@ struct MethodLabel(&'static str);
 
 impl MethodLabel {
     fn of(m: &axum::http::Method) -> Self {
-        use axum::http::Method;
-        const STANDARD: [Method; 9] = [
-            Method::GET,
-            Method::POST,
-            Method::PUT,
-            Method::PATCH,
-            Method::DELETE,
-            Method::HEAD,
-            Method::OPTIONS,
-            Method::CONNECT,
-            Method::TRACE,
-        ];
-        Self(
-            STANDARD
-                .iter()
-                .find(|s| *s == m)
-                .map_or("other", |s| s.as_str()),
-        )
+        Self(method_name(m))
     }
+}
+
+/// A standard method's name, or `other`: the method of a metric label or a log line.
+pub(crate) fn method_name(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    STANDARD
+        .iter()
+        .find(|s| *s == m)
+        .map_or("other", |s| s.as_str())
 }
 
 impl EncodeLabelValue for MethodLabel {

@@ -16,7 +16,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use forwarded_header_value::ForwardedStanza;
 use portcullis_core::limits::{AllowList, LimitError};
-use portcullis_service::audit::{with_context, AuditContext};
+use portcullis_service::audit::{with_context, AuditContext, RequestLine};
+use tower_http::request_id::RequestId;
 
 use crate::config::IpSettings;
 use crate::error::Problem;
@@ -140,10 +141,12 @@ fn is_probe(path: &str) -> bool {
 }
 
 /// Middleware: sheds load beyond `server.max_inflight_requests`
-/// ([`crate::ratelimit::admit`]), resolves the client IP, refuses denied networks with
-/// 403, applies the per-IP rate limit of the route class, and runs the rest of the
-/// request in an audit context carrying the address and user agent.
-pub async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+/// ([`crate::ratelimit::admit`]), resolves the client IP, and runs the rest of the
+/// request in an audit context carrying the address, the user agent and the request
+/// line (which every log line written meanwhile shows: no tracing span per request).
+/// Inside it, refuses denied networks with 403 and applies the per-IP rate limit of
+/// the route class.
+pub async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let _permit = match crate::ratelimit::admit(&state, req.uri().path()) {
         Ok(p) => p,
         Err(crate::ratelimit::Overloaded) => {
@@ -151,8 +154,29 @@ pub async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -
         }
     };
     let peer = peer(req.extensions().get::<ConnectInfo<SocketAddr>>());
+    let ip = state.ip_rules().client_ip(peer, req.headers());
+    let ua = req
+        .headers()
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    let line = RequestLine {
+        method: crate::metrics::method_name(req.method()),
+        path: req.uri().path().into(),
+        id: req
+            .extensions()
+            .get::<RequestId>()
+            .and_then(|r| r.header_value().to_str().ok())
+            .unwrap_or("-")
+            .into(),
+    };
+    let ctx = std::sync::Arc::new(AuditContext::new(Some(ip), ua).serving(line));
+    with_context(ctx, admitted(&state, ip, req, next)).await
+}
+
+/// The edge's checks once the request has its context, then the request itself.
+async fn admitted(state: &AppState, ip: IpAddr, mut req: Request, next: Next) -> Response {
+    let started = tracing::enabled!(tracing::Level::DEBUG).then(std::time::Instant::now);
     let rules = state.ip_rules();
-    let ip = rules.client_ip(peer, req.headers());
     let path = req.uri().path();
     if !is_probe(path) && (!rules.permits(ip) || state.authority().is_ip_blocked(ip)) {
         tracing::info!(client_ip = %ip, "request refused by ip rules");
@@ -167,21 +191,23 @@ pub async fn edge(State(state): State<AppState>, mut req: Request, next: Next) -
         Some(class) => match state.authority().rate_check_ip(class, ip).await {
             Some(o) if !o.decision.allowed => {
                 tracing::info!(client_ip = %ip, policy = %o.policy, "rate limited");
-                return crate::ratelimit::refused(&state, class, &o);
+                return crate::ratelimit::refused(state, class, &o);
             }
             other => other,
         },
         None => None,
     };
     req.extensions_mut().insert(ClientIp(ip));
-    let ua = req
-        .headers()
-        .get(axum::http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok());
-    let ctx = std::sync::Arc::new(AuditContext::new(Some(ip), ua));
-    let mut res = with_context(ctx, next.run(req)).await;
+    let mut res = next.run(req).await;
     if let Some(o) = limited {
         crate::ratelimit::add_headers(&mut res, &o);
+    }
+    if let Some(t) = started {
+        tracing::debug!(
+            status = res.status().as_u16(),
+            latency_us = t.elapsed().as_micros() as u64,
+            "request finished"
+        );
     }
     res
 }

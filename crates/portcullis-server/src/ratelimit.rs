@@ -73,24 +73,27 @@ pub fn class_of(path: &str) -> Option<RouteClass> {
     }
 }
 
+static RATELIMIT_POLICY: header::HeaderName = header::HeaderName::from_static("ratelimit-policy");
+static RATELIMIT: header::HeaderName = header::HeaderName::from_static("ratelimit");
+
 /// Adds the `RateLimit-Policy` and `RateLimit` headers for `o` (appending, so
 /// several policies on one response form a list).
 pub fn add_headers(res: &mut Response, o: &RateOutcome) {
-    let policy = format!(
+    use crate::http::header_value;
+    let policy = header_value(format_args!(
         "\"{}\";q={};w={}",
         o.policy, o.limit.limit, o.limit.period_secs
-    );
-    let state = format!(
+    ));
+    let state = header_value(format_args!(
         "\"{}\";r={};t={}",
         o.policy,
         o.decision.remaining,
         o.decision.reset_after_ms.div_ceil(1_000)
-    );
+    ));
     let h = res.headers_mut();
-    for (name, v) in [("ratelimit-policy", policy), ("ratelimit", state)] {
-        // The string's buffer becomes the value (no second copy).
-        if let Ok(v) = HeaderValue::from_maybe_shared(axum::body::Bytes::from(v)) {
-            h.append(name, v);
+    for (name, v) in [(&RATELIMIT_POLICY, policy), (&RATELIMIT, state)] {
+        if let Some(v) = v {
+            h.append(name.clone(), v);
         }
     }
 }

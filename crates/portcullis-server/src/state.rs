@@ -18,6 +18,8 @@ struct Inner {
     settings: Settings,
     metrics: Metrics,
     discovery: axum::body::Bytes,
+    /// `Cache-Control` of `/jwks.json` (`keys.jwks_max_age`), rendered once.
+    jwks_cache_control: axum::http::HeaderValue,
     ip_rules: IpRules,
     /// Slots for open security event streams (`GET /oauth/events`).
     event_streams: Arc<tokio::sync::Semaphore>,
@@ -36,12 +38,19 @@ impl AppState {
             .to_string()
             .into();
         let ip_rules = IpRules::from_settings(&settings.ip)?;
+        let jwks_cache_control =
+            axum::http::HeaderValue::from_maybe_shared(axum::body::Bytes::from(format!(
+                "public, max-age={}",
+                settings.keys.jwks_max_age.as_secs()
+            )))
+            .unwrap_or(axum::http::HeaderValue::from_static("no-cache"));
         let inflight = tokio::sync::Semaphore::new(settings.server.max_inflight_requests);
         Ok(Self(Arc::new(Inner {
             authority,
             settings,
             metrics: Metrics::new(),
             discovery,
+            jwks_cache_control,
             ip_rules,
             event_streams: Arc::new(tokio::sync::Semaphore::new(
                 crate::http::oauth::events::MAX_STREAMS,
@@ -83,5 +92,10 @@ impl AppState {
     /// The rendered discovery document (a shared buffer: serving it copies nothing).
     pub fn discovery(&self) -> axum::body::Bytes {
         self.0.discovery.clone()
+    }
+
+    /// The `Cache-Control` value of `/jwks.json`.
+    pub fn jwks_cache_control(&self) -> axum::http::HeaderValue {
+        self.0.jwks_cache_control.clone()
     }
 }

@@ -17,7 +17,9 @@
 //! - **Context.** The HTTP layer runs each request inside [`with_context`]
 //!   (client IP, user agent) and the admin extractor names the actor with
 //!   [`set_actor`]; the CLI sets `cli`. Service code records events without
-//!   threading these through every call. Secrets never enter a record.
+//!   threading these through every call. Secrets never enter a record. The same
+//!   context carries the request's method, path and id ([`RequestLine`]) for log
+//!   lines ([`with_current_request`]), so a request needs no tracing span.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -158,6 +160,20 @@ pub struct AuditContext {
     pub ip: Option<IpAddr>,
     /// User agent (truncated to 256 characters).
     pub user_agent: Option<String>,
+    /// The request being served, for log lines written while it runs.
+    pub request: Option<RequestLine>,
+}
+
+/// What a log line says about the request it was written in: never the query string
+/// or a header (they may hold credentials).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestLine {
+    /// The request method (a standard method's name, or `other`).
+    pub method: &'static str,
+    /// The path, without the query string.
+    pub path: Box<str>,
+    /// The request id (`x-request-id`), `-` when there is none.
+    pub id: Box<str>,
 }
 
 impl AuditContext {
@@ -167,6 +183,15 @@ impl AuditContext {
             actor: Mutex::new(None),
             ip,
             user_agent: user_agent.map(|u| u.chars().take(256).collect()),
+            request: None,
+        }
+    }
+
+    /// The same context, naming the request it serves.
+    pub fn serving(self, request: RequestLine) -> Self {
+        Self {
+            request: Some(request),
+            ..self
         }
     }
 
@@ -204,6 +229,15 @@ pub fn set_actor(actor: &str) {
         };
         *g = Some(actor.to_owned());
     });
+}
+
+/// Runs `f` on the request line of the current context, if the caller runs inside a
+/// request (the log formatter calls this for every line it writes).
+pub fn with_current_request<R>(f: impl FnOnce(&RequestLine) -> R) -> Option<R> {
+    CONTEXT
+        .try_with(|c| c.request.as_ref().map(f))
+        .ok()
+        .flatten()
 }
 
 fn current() -> Option<Arc<AuditContext>> {

@@ -105,7 +105,12 @@ impl MemoryRateStore {
                     }
                 }
             }
-            g.insert(key.to_owned(), d.tat_us);
+            match g.get_mut(key) {
+                Some(tat) => *tat = d.tat_us,
+                None => {
+                    g.insert(key.to_owned(), d.tat_us);
+                }
+            }
         }
         d
     }
@@ -360,15 +365,24 @@ fn policy_name(class: RouteClass, part: Partition) -> &'static str {
 
 /// The key an IP is counted under: IPv4 (and IPv4-mapped) as is, IPv6 by /64.
 pub fn ip_partition(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => {
-                let s = v6.segments();
-                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-            }
-        },
+    IpPartition(ip).to_string()
+}
+
+/// [`ip_partition`] written straight into a rate-limit key (no string of its own).
+struct IpPartition(IpAddr);
+
+impl std::fmt::Display for IpPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            IpAddr::V4(v4) => v4.fmt(f),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => v4.fmt(f),
+                None => {
+                    let s = v6.segments();
+                    write!(f, "{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+                }
+            },
+        }
     }
 }
 
@@ -397,7 +411,7 @@ impl Authority {
         &self,
         class: RouteClass,
         part: Partition,
-        who: &str,
+        who: impl std::fmt::Display,
         own: Option<RateLimit>,
     ) -> Option<RateOutcome> {
         if !self.rate_policies.enabled {
@@ -415,7 +429,7 @@ impl Authority {
 
     /// Counts one request of `class` from `ip`.
     pub async fn rate_check_ip(&self, class: RouteClass, ip: IpAddr) -> Option<RateOutcome> {
-        self.rate_check(class, Partition::Ip, &ip_partition(ip), None)
+        self.rate_check(class, Partition::Ip, IpPartition(ip), None)
             .await
     }
 }

@@ -606,8 +606,11 @@ fn init_logging(settings: &Settings, admin: bool) -> anyhow::Result<()> {
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let fmt: Box<dyn tracing_subscriber::Layer<_> + Send + Sync> = match settings.log.format {
-        LogFormat::Json => Box::new(fmt.json()),
-        LogFormat::Text => Box::new(fmt),
+        LogFormat::Json => Box::new(
+            fmt.fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+                .event_format(crate::logfmt::Json::default()),
+        ),
+        LogFormat::Text => Box::new(fmt.event_format(crate::logfmt::Text)),
     };
     tracing_subscriber::registry()
         .with(fmt)

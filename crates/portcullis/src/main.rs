@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod logfmt;
 mod output;
 
 use std::process::ExitCode;

@@ -84,9 +84,8 @@ pub async fn metadata(State(state): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/jwks.json", tag = "metadata",
     responses((status = 200, description = "RFC 7517 key set: every published signing key", body = Object)))]
 pub async fn jwks(State(state): State<AppState>) -> Response {
-    let ring = state.authority().keyring();
-    let max_age = state.settings().keys.jwks_max_age.as_secs();
-    let cache = HeaderValue::from_str(&format!("public, max-age={max_age}"))
-        .unwrap_or(HeaderValue::from_static("no-cache"));
-    json_response(ring.jwks_document(), cache)
+    json_response(
+        state.authority().keyring().jwks_document(),
+        state.jwks_cache_control(),
+    )
 }

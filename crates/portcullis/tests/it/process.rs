@@ -271,6 +271,55 @@ fn no_secret_ever_appears_in_a_log_line() {
     }
 }
 
+/// Every line logged while a request runs names its method, path and request id (in
+/// both formats), never its query string.
+#[test]
+fn log_lines_name_the_request_they_were_written_in() {
+    for format in ["json", "text"] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let port = free_port();
+        let s = Server::start(
+            dir.path(),
+            port,
+            &[
+                ("PORTCULLIS_LOG_LEVEL", "debug"),
+                ("PORTCULLIS_LOG_FORMAT", format),
+            ],
+        );
+        let r = http()
+            .get(format!("{}/jwks.json?token=do-not-log", s.base))
+            .header("x-request-id", format!("log-{format}-1"))
+            .send()
+            .expect("jwks");
+        assert_eq!(r.status(), 200);
+        s.wait_for_log(&format!("log-{format}-1"), Duration::from_secs(10));
+        let logs = s.kill9();
+        assert!(!logs.contains("do-not-log"), "a query string was logged");
+        let line = logs
+            .lines()
+            .find(|l| l.contains("request finished") && l.contains(&format!("log-{format}-1")))
+            .unwrap_or_else(|| panic!("no finished line for the request: {logs}"));
+        if format == "json" {
+            let v: Value = serde_json::from_str(line).expect("one JSON object per line");
+            assert_eq!(
+                v["request"],
+                serde_json::json!({"method": "GET", "path": "/jwks.json", "request_id": "log-json-1"}),
+                "{line}"
+            );
+            assert_eq!(v["fields"]["status"], 200, "{line}");
+            assert_eq!(v["level"], "DEBUG");
+        } else {
+            assert!(
+                line.contains(
+                    " DEBUG request{method=GET path=/jwks.json request_id=log-text-1}: \
+                     portcullis_server::net: request finished status=200 latency_us="
+                ),
+                "{line}"
+            );
+        }
+    }
+}
+
 #[test]
 fn sigterm_lets_an_in_flight_request_finish() {
     let dir = tempfile::tempdir().expect("tmp");

@@ -722,28 +722,58 @@ impl<'de> serde::de::Visitor<'de> for NoDuplicatesVisitor {
         // Objects in tokens have a handful of members: a linear scan of the names
         // seen beats hashing them, and past `LINEAR` names a set keeps it linear time.
         const LINEAR: usize = 24;
-        let mut few: Vec<std::borrow::Cow<'de, str>> = Vec::new();
+        let mut few: Vec<MemberName<'de>> = Vec::with_capacity(8);
         let mut many = std::collections::HashSet::new();
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            let repeated = if few.len() < LINEAR {
-                let r = few.contains(&key);
-                few.push(key.clone());
-                r
+        while let Some(key) = map.next_key::<MemberName<'de>>()? {
+            if many.is_empty() && few.len() == LINEAR {
+                many.extend(few.drain(..));
+            }
+            let repeated = if many.is_empty() {
+                few.contains(&key)
             } else {
-                if many.is_empty() {
-                    many.extend(few.iter().cloned());
-                }
-                !many.insert(key.clone())
+                many.contains(&key)
             };
             if repeated {
                 return Err(serde::de::Error::custom(format!(
                     "duplicate member {:?}",
-                    key.chars().take(32).collect::<String>()
+                    key.0.chars().take(32).collect::<String>()
                 )));
+            }
+            if many.is_empty() {
+                few.push(key);
+            } else {
+                many.insert(key);
             }
             map.next_value::<NoDuplicates>()?;
         }
         Ok(NoDuplicates)
+    }
+}
+
+/// A member name, borrowed from the input unless it had escapes to decode (serde's
+/// own `Cow<str>` always copies).
+#[derive(PartialEq, Eq, Hash)]
+struct MemberName<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for MemberName<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl<'de> serde::de::Visitor<'de> for Name {
+            type Value = MemberName<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<MemberName<'de>, E> {
+                Ok(MemberName(std::borrow::Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<MemberName<'de>, E> {
+                Ok(MemberName(std::borrow::Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<MemberName<'de>, E> {
+                Ok(MemberName(std::borrow::Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(Name)
     }
 }
 

@@ -418,7 +418,12 @@ impl Authority {
             return None;
         }
         let limit = own.or_else(|| self.rate_policies.get(class, part))?;
-        let key = format!("{}:{}:{who}", class.as_str(), part.as_str());
+        // Sized once: `format!` would grow the string two or three times per request.
+        let mut key = String::with_capacity(96);
+        let _ = std::fmt::Write::write_fmt(
+            &mut key,
+            format_args!("{}:{}:{who}", class.as_str(), part.as_str()),
+        );
         let decision = self.rate_store.check(&key, limit, now_us()).await;
         Some(RateOutcome {
             policy: policy_name(class, part),

@@ -164,6 +164,18 @@ pub struct AuditContext {
     pub request: Option<RequestLine>,
 }
 
+/// A user agent cut to its first 256 characters (a copy of the string, not a walk
+/// over its characters, when it is shorter: the usual case, on every request).
+fn truncated_user_agent(ua: &str) -> String {
+    if ua.len() <= 256 {
+        return ua.to_owned();
+    }
+    match ua.char_indices().nth(256) {
+        Some((end, _)) => ua[..end].to_owned(),
+        None => ua.to_owned(),
+    }
+}
+
 /// What a log line says about the request it was written in: never the query string
 /// or a header (they may hold credentials).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,7 +194,7 @@ impl AuditContext {
         Self {
             actor: Mutex::new(None),
             ip,
-            user_agent: user_agent.map(|u| u.chars().take(256).collect()),
+            user_agent: user_agent.map(truncated_user_agent),
             request: None,
         }
     }
@@ -708,5 +720,17 @@ mod tests {
     fn times_print_as_rfc3339_utc() {
         assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339_ms(951_782_400_123), "2000-02-29T00:00:00.123Z");
+    }
+
+    #[test]
+    fn a_user_agent_is_kept_to_256_characters_not_bytes() {
+        assert_eq!(truncated_user_agent("curl/8"), "curl/8");
+        let ascii = "a".repeat(300);
+        assert_eq!(truncated_user_agent(&ascii), "a".repeat(256));
+        // 200 two-byte characters: 400 bytes, all kept; 300 of them: cut at 256.
+        assert_eq!(truncated_user_agent(&"é".repeat(200)), "é".repeat(200));
+        assert_eq!(truncated_user_agent(&"é".repeat(300)), "é".repeat(256));
+        let exactly = "x".repeat(256);
+        assert_eq!(truncated_user_agent(&exactly), exactly);
     }
 }

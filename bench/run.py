@@ -288,7 +288,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="3 s runs instead of 10 s")
     ap.add_argument("--skip-criterion", action="store_true")
     ap.add_argument("--connections", type=int, default=32)
-    ap.add_argument("--only", choices=["signin", "peer", "forward-auth", "verify", "overload", "tls"],
+    ap.add_argument("--only", choices=["signin", "peer", "forward-auth", "light-paths", "verify", "overload", "tls"],
                     help="run only the sign-in scenarios (login, password grant, refresh), or only the peer comparison")
     ap.add_argument("--out", help="write BENCHMARKS.md and results/ under this directory instead of the checkout")
     args = ap.parse_args()
@@ -311,7 +311,7 @@ def main():
     if args.only == "peer":
         write_peer_markdown(peer_bench(args))
         return
-    if args.only == "forward-auth":
+    if args.only in ("forward-auth", "light-paths"):
         write_ab_markdown(ab_bench(args))
         return
     if args.only == "overload":
@@ -460,7 +460,7 @@ def main():
     write_peer_markdown(peer_bench(args))
     lap("peer")
     write_ab_markdown(ab_bench(args, pairs=1 if args.quick else 3))
-    lap("forward-auth interleaved")
+    lap("light paths interleaved")
     write_tls_markdown(tls_bench(args))
     lap("TLS")
     print(open(BENCH_MD).read().split("<!-- results:start -->")[1].split("<!-- results:end -->")[0])
@@ -975,62 +975,92 @@ def write_peer_markdown(r):
     print("\n".join(lines))
 
 
+# The light paths measured in the interleaved rounds: (key, label, target ratio to B1).
+AB_PATHS = [("jwt", "forward-auth JWT", 0.40), ("key", "forward-auth API key", 0.40),
+            ("introspect", "introspect opaque", 0.50), ("jwks", "JWKS", 0.90), ("bare", JWKS_BARE, None)]
+
+
 def ab_bench(args, pairs=3):
-    """B1 and forward-auth interleaved: B1, JWT, API key, then again, `pairs` times,
-    so that the machine's drift hits baseline and scenario alike."""
-    print("forward-auth against B1, interleaved", flush=True)
+    """B1 and the light paths interleaved: B1, forward-auth (JWT, API key), opaque
+    introspection, JWKS and the bare JWKS-shaped answer, then again, `pairs` times, so
+    that the machine's drift hits baseline and scenarios alike. Runs are half as long
+    as the main table's (one round is six runs)."""
+    print("light paths against B1, interleaved", flush=True)
     work = tempfile.mkdtemp(prefix="portcullis-bench-ab-")
     pc = Portcullis(work, free_port())
     pc.start()
     es = pc.cli("client", "create", "--name", "ab", "--grant-type", "client_credentials", "--scope", "read",
                 "--access-token-alg", "ES256")
+    op = pc.cli("client", "create", "--name", "ab-opaque", "--grant-type", "client_credentials", "--scope", "read",
+                "--token-format", "opaque", "--access-token-ttl", "1d")
     pc.cli("keyspace", "create", "--name", "ab", "--prefix", "ab_live", "--scope", "read")
     key = pc.cli("apikey", "create", "--keyspace", "ab", "--owner", "ab", "--scope", "read")["key"]
     time.sleep(1.5)
     import base64
-    conn = http.client.HTTPConnection("127.0.0.1", pc.port)
-    auth = base64.b64encode(f"{es['client_id']}:{es['client_secret']}".encode()).decode()
-    conn.request("POST", "/oauth/token", "grant_type=client_credentials",
-                 {"Authorization": f"Basic {auth}", "Content-Type": "application/x-www-form-urlencoded"})
-    jwt_token = json.loads(conn.getresponse().read())["access_token"]
+
+    def token(c):
+        conn = http.client.HTTPConnection("127.0.0.1", pc.port)
+        auth = base64.b64encode(f"{c['client_id']}:{c['client_secret']}".encode()).decode()
+        conn.request("POST", "/oauth/token", "grant_type=client_credentials",
+                     {"Authorization": f"Basic {auth}", "Content-Type": "application/x-www-form-urlencoded"})
+        return json.loads(conn.getresponse().read())["access_token"]
+
+    jwt_token, opaque_token = token(es), token(op)
     base_port = free_port()
     base = subprocess.Popen([BASE_BIN, f"127.0.0.1:{base_port}"], stderr=subprocess.DEVNULL)
     time.sleep(0.5)
     u, b = f"http://127.0.0.1:{pc.port}", f"http://127.0.0.1:{base_port}"
+    short = argparse.Namespace(**{**vars(args), "duration": max(1, args.duration // 2),
+                                  "warmup": max(1, args.warmup // 2)})
+    runs = {
+        "jwt": dict(url=f"{u}/auth/verify", bearer=jwt_token),
+        "key": dict(url=f"{u}/auth/verify", headers=[f"X-Api-Key: {key}"]),
+        "introspect": dict(url=f"{u}/oauth/introspect", method="POST", body=f"token={opaque_token}",
+                           basic=f"{op['client_id']}:{op['client_secret']}"),
+        "jwks": dict(url=f"{u}/jwks.json"),
+        "bare": dict(url=f"{b}/jwks-shaped"),
+    }
     rounds = []
     for i in range(pairs):
-        r = {"B1": measure_once(f"B1 (round {i + 1})", f"{b}/trivial", args),
-             "jwt": measure_once(f"forward-auth JWT (round {i + 1})", f"{u}/auth/verify", args, bearer=jwt_token),
-             "key": measure_once(f"forward-auth API key (round {i + 1})", f"{u}/auth/verify", args,
-                                 headers=[f"X-Api-Key: {key}"])}
+        r = {"B1": measure_once(f"B1 (round {i + 1})", f"{b}/trivial", short)}
+        for k, label, _ in AB_PATHS:
+            kw = dict(runs[k])
+            r[k] = measure_once(f"{label} (round {i + 1})", kw.pop("url"), short, **kw)
         rounds.append(r)
     pc.stop()
     base.terminate()
     base.wait()
     return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "machine": f"{os.cpu_count()} cores, {platform_mem()}", "connections": args.connections,
-            "duration_s": args.duration, "warmup_s": args.warmup, "rounds": rounds}
+            "duration_s": short.duration, "warmup_s": short.warmup, "rounds": rounds}
 
 
 def write_ab_markdown(r):
     lines = [f"Run {r['date']} on {r['machine']}; oha, {r['connections']} connections, {r['warmup_s']} s warm-up then "
-             f"{r['duration_s']} s per run; each round runs B1, then forward-auth with a cached JWT, then with a cached API "
-             "key, rate limiting (unreachable budgets) and the audit context on.", "",
-             "| round | B1 req/s | forward-auth JWT req/s | ratio | forward-auth API key req/s | ratio |", "|---:|---:|---:|---:|---:|---:|"]
-    jr, kr = [], []
+             f"{r['duration_s']} s per run; each round runs B1, then each light path, rate limiting (unreachable "
+             "budgets) and the audit context on. Ratios are to the same round's B1.", "",
+             "| round | B1 req/s | " + " | ".join(f"{label} req/s | ratio" for _, label, _ in AB_PATHS) + " |",
+             "|---:|---:|" + "---:|---:|" * len(AB_PATHS)]
+    ratios = {k: [] for k, _, _ in AB_PATHS}
     for i, x in enumerate(r["rounds"], 1):
-        j, k = x["jwt"]["rps"] / x["B1"]["rps"], x["key"]["rps"] / x["B1"]["rps"]
-        jr.append(j)
-        kr.append(k)
-        lines.append(f"| {i} | {x['B1']['rps']:.0f} | {x['jwt']['rps']:.0f} | {j:.0%} | {x['key']['rps']:.0f} | {k:.0%} |")
+        cells = []
+        for k, _, _ in AB_PATHS:
+            ratio = x[k]["rps"] / x["B1"]["rps"]
+            ratios[k].append(ratio)
+            cells.append(f"{x[k]['rps']:.0f} | {ratio:.0%}")
+        lines.append(f"| {i} | {x['B1']['rps']:.0f} | " + " | ".join(cells) + " |")
     med = lambda v: sorted(v)[len(v) // 2]
-    lines += ["", f"Median ratio: JWT {med(jr):.0%}, API key {med(kr):.0%} (target ≥ 40%: JWT {verdict(med(jr) >= 0.4)}, "
-              f"API key {verdict(med(kr) >= 0.4)}).", "",
-              chart("forward-auth.svg", "Forward-auth against B1, median of the rounds (req/s)",
-                    [("B1 trivial axum JSON", med([x["B1"]["rps"] for x in r["rounds"]]), True),
-                     ("forward-auth JWT", med([x["jwt"]["rps"] for x in r["rounds"]]), False),
-                     ("forward-auth API key", med([x["key"]["rps"] for x in r["rounds"]]), False)], r["connections"])]
-    replace_block("ab", "\n".join(lines), "## Forward-auth against B1, interleaved")
+    lines += ["", "| path | median ratio to B1 | target |", "|---|---:|---|"]
+    for k, label, target in AB_PATHS:
+        tgt = f"≥ {target:.0%}: {verdict(med(ratios[k]) >= target)}" if target else "— (the ceiling for JWKS)"
+        lines.append(f"| {label} | {med(ratios[k]):.0%} | {tgt} |")
+    jw = [x["jwks"]["rps"] / x["bare"]["rps"] for x in r["rounds"]]
+    lines += ["", f"JWKS against the same answer served bare: median {med(jw):.0%}.", "",
+              chart("light-paths.svg", "Light paths against B1, median of the rounds (req/s)",
+                    [("B1 trivial axum JSON", med([x["B1"]["rps"] for x in r["rounds"]]), True)]
+                    + [(label, med([x[k]["rps"] for x in r["rounds"]]), False) for k, label, _ in AB_PATHS],
+                    r["connections"])]
+    replace_block("ab", "\n".join(lines), "## Light paths against B1, interleaved")
     print("\n".join(lines))
 
 

@@ -6,6 +6,7 @@ use std::fmt;
 
 use portcullis_service::audit::{with_current_request, RequestLine};
 use tracing::{Event, Level, Subscriber};
+use tracing_log::NormalizeEvent;
 use tracing_subscriber::fmt::format::{self, FormatEvent, FormatFields, Writer};
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormattedFields};
@@ -28,7 +29,9 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         let ansi = w.has_ansi_escapes();
-        let meta = event.metadata();
+        // A `log` record bridged into tracing names its real target here.
+        let normalized = event.normalized_metadata();
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
         if ansi {
             w.write_str("\x1b[2m")?;
         }
@@ -215,6 +218,33 @@ mod tests {
             tail(&lines[2]),
             " INFO request{method=POST path=/oauth/token request_id=abc-1\"q}:inner{k=\"v\"}: \
              portcullis::logfmt::tests: in a span"
+        );
+    }
+
+    #[test]
+    fn a_record_of_the_log_crate_is_shown_under_its_own_target() {
+        let buf = Buffer::default();
+        let sub = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(buf.clone())
+                .event_format(Text),
+        );
+        let _g = tracing::subscriber::set_default(sub);
+        tracing_log::format_trace(
+            &log::Record::builder()
+                .args(format_args!("from log"))
+                .level(log::Level::Warn)
+                .target("some_crate::module")
+                .build(),
+        )
+        .expect("bridged");
+        let lines = buf.lines();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].ends_with(" WARN some_crate::module: from log"),
+            "{}",
+            lines[0]
         );
     }
 

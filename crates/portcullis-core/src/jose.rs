@@ -974,6 +974,73 @@ mod tests {
         );
     }
 
+    /// The header struct refuses a key or extension named by reference whatever the
+    /// member's value, refuses a missing `alg` or a `kid` that is not a string, and
+    /// ignores an unknown member of any type.
+    #[test]
+    fn header_members_are_judged_by_presence_and_type() {
+        let (key, _) = SigningKey::generate(SigningAlg::ES256).expect("generate");
+        let v = verifier_for(&[&key]);
+        let now = 1_700_000_000;
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims(now)).expect("json"));
+        let signed = |header: serde_json::Value| {
+            let msg = format!("{}.{payload}", URL_SAFE_NO_PAD.encode(header.to_string()));
+            let sig = key.sign_raw(msg.as_bytes()).expect("sign");
+            format!("{msg}.{}", URL_SAFE_NO_PAD.encode(sig))
+        };
+        let base = || serde_json::json!({"alg": "ES256", "typ": "at+jwt", "kid": key.kid()});
+        assert!(v.verify_access_token(&signed(base()), now, None).is_ok());
+        for member in ["jwk", "jku", "x5u", "x5c", "crit"] {
+            for value in [
+                serde_json::json!("https://evil.example/k"),
+                serde_json::json!(["b64"]),
+                serde_json::json!({"kty": "EC"}),
+                serde_json::json!(5),
+            ] {
+                let mut h = base();
+                h[member] = value.clone();
+                let r = v.verify_access_token(&signed(h), now, None);
+                assert!(
+                    matches!(
+                        r,
+                        Err(JwtError::ForbiddenHeader(_) | JwtError::Malformed(_))
+                    ),
+                    "{member}={value}: {r:?}"
+                );
+            }
+            // A well-formed value of the member's own type is refused by name.
+            let mut h = base();
+            h[member] = match member {
+                "x5c" | "crit" => serde_json::json!(["x"]),
+                "jwk" => serde_json::to_value(key.public_jwk()).expect("jwk"),
+                _ => serde_json::json!("https://evil.example/k"),
+            };
+            assert_eq!(
+                v.verify_access_token(&signed(h), now, None),
+                Err(JwtError::ForbiddenHeader(member)),
+                "{member}"
+            );
+        }
+        let mut h = base();
+        h["x-extra"] = serde_json::json!({"n": 1, "b": false});
+        assert!(
+            v.verify_access_token(&signed(h), now, None).is_ok(),
+            "unknown member"
+        );
+        let mut h = base();
+        h["kid"] = serde_json::json!(7);
+        assert!(matches!(
+            v.verify_access_token(&signed(h), now, None),
+            Err(JwtError::Malformed(_))
+        ));
+        let mut h = base();
+        h.as_object_mut().expect("object").remove("alg");
+        assert!(matches!(
+            v.verify_access_token(&signed(h), now, None),
+            Err(JwtError::Malformed(_))
+        ));
+    }
+
     #[test]
     fn unusable_jwks_are_refused() {
         let (key, _) = SigningKey::generate(SigningAlg::RS256).expect("generate");

@@ -618,7 +618,7 @@ def verify_bench(quick=False):
         with open(os.path.join(ROOT, "target", "criterion", group, fn, "new", "estimates.json")) as f:
             return json.load(f)["mean"]["point_estimate"] / 1000.0  # µs
     rows = {}
-    for alg in ["EdDSA", "ES256"]:
+    for alg in ["EdDSA", "ES256", "RS256", "PS256"]:
         rows[alg] = {
             "raw_verify": est(f"verify_{alg}", "raw_verify"),
             "library_verify": est(f"verify_{alg}", "library_verify"),

@@ -23,8 +23,9 @@ use std::str::FromStr;
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
-    EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair, RsaPublicKeyComponents,
-    ECDSA_P256_SHA256_FIXED_SIGNING, RSA_PKCS1_SHA256, RSA_PSS_SHA256,
+    EcdsaKeyPair, Ed25519KeyPair, KeyPair, ParsedPublicKey, RsaKeyPair, RsaPublicKeyComponents,
+    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, ED25519, RSA_PKCS1_2048_8192_SHA256,
+    RSA_PKCS1_SHA256, RSA_PSS_2048_8192_SHA256, RSA_PSS_SHA256,
 };
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -33,7 +34,7 @@ use jsonwebtoken::jwk::{
     EllipticCurveKeyType, Jwk, KeyAlgorithm, OctetKeyPairParameters, OctetKeyPairType,
     PublicKeyUse, RSAKeyParameters, RSAKeyType, ThumbprintHash,
 };
-use jsonwebtoken::{Algorithm, DecodingKey, Header};
+use jsonwebtoken::{Algorithm, Header};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -299,11 +300,15 @@ impl SigningKey {
 }
 
 /// A public key ready for verification; the JWK's `alg` pins the algorithm.
+///
+/// The key is parsed **once**, when the JWK is read (aws-lc-rs `ParsedPublicKey`):
+/// verifying with an unparsed key would decode the JWK's members, build the key and,
+/// for RSA, its Montgomery context again for every token.
 #[derive(Clone)]
 pub struct VerifyingKey {
     kid: String,
     alg: SigningAlg,
-    key: DecodingKey,
+    key: ParsedPublicKey,
 }
 
 impl fmt::Debug for VerifyingKey {
@@ -397,7 +402,7 @@ impl VerifyingKey {
         }) {
             return Err(JoseError::InvalidJwk("key is for encryption".into()));
         }
-        let key = DecodingKey::from_jwk(jwk).map_err(|e| JoseError::InvalidJwk(e.to_string()))?;
+        let key = parse_public_key(&jwk.algorithm, alg)?;
         Ok(Self { kid, alg, key })
     }
 
@@ -413,13 +418,79 @@ impl VerifyingKey {
 
     /// Verifies a raw signature over `message` with this key and its pinned algorithm.
     pub fn verify_signature(&self, message: &[u8], signature: &[u8]) -> bool {
-        self.verify_b64(message, &URL_SAFE_NO_PAD.encode(signature))
-            .unwrap_or(false)
+        self.key.verify_sig(message, signature).is_ok()
     }
 
+    /// Verifies a JWS signature (canonical unpadded base64url) over `message`.
     fn verify_b64(&self, message: &[u8], signature_b64: &str) -> Result<bool, JwtError> {
-        jsonwebtoken::crypto::verify(signature_b64, message, &self.key, self.alg.jwt_alg())
-            .map_err(|e| JwtError::Malformed(e.to_string()))
+        // The largest signature a JWK we accept can make: RSA-8192, 1,024 bytes.
+        let mut sig = [0u8; 1024];
+        let n = URL_SAFE_NO_PAD
+            .decode_slice(signature_b64, &mut sig)
+            .map_err(|e| JwtError::Malformed(format!("signature: {e}")))?;
+        Ok(self.verify_signature(message, &sig[..n]))
+    }
+}
+
+/// The JWK's key material as an aws-lc-rs key for `alg` (whose fit to the key type the
+/// caller has checked). The members are canonical unpadded base64url; an EC point must
+/// be on the curve and an RSA modulus 2,048 to 8,192 bits, or the key is refused here
+/// rather than at each verification.
+fn parse_public_key(
+    params: &AlgorithmParameters,
+    alg: SigningAlg,
+) -> Result<ParsedPublicKey, JoseError> {
+    let member = |name: &str, v: &str| {
+        URL_SAFE_NO_PAD
+            .decode(v)
+            .map_err(|e| JoseError::InvalidJwk(format!("{name}: {e}")))
+    };
+    let rejected = |e: aws_lc_rs::error::KeyRejected| JoseError::InvalidJwk(format!("key: {e}"));
+    match (params, alg) {
+        (AlgorithmParameters::OctetKeyPair(p), SigningAlg::EdDSA) => {
+            ParsedPublicKey::new(&ED25519, member("x", &p.x)?).map_err(rejected)
+        }
+        (AlgorithmParameters::EllipticCurve(p), SigningAlg::ES256) => {
+            let (x, y) = (member("x", &p.x)?, member("y", &p.y)?);
+            if x.len() != 32 || y.len() != 32 {
+                return Err(JoseError::InvalidJwk(
+                    "x and y of a P-256 key are 32 bytes each".into(),
+                ));
+            }
+            // Uncompressed SEC1 point: 0x04 || x || y.
+            let mut point = Vec::with_capacity(65);
+            point.push(4);
+            point.extend_from_slice(&x);
+            point.extend_from_slice(&y);
+            ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point).map_err(rejected)
+        }
+        (AlgorithmParameters::RSA(p), SigningAlg::RS256 | SigningAlg::PS256) => {
+            let c = RsaPublicKeyComponents {
+                n: member("n", &p.n)?,
+                e: member("e", &p.e)?,
+            };
+            let verification = if alg == SigningAlg::PS256 {
+                &RSA_PSS_2048_8192_SHA256
+            } else {
+                &RSA_PKCS1_2048_8192_SHA256
+            };
+            let n =
+                c.n.iter()
+                    .position(|b| *b != 0)
+                    .map_or(&[][..], |i| &c.n[i..]);
+            let bits = n
+                .first()
+                .map_or(0, |top| n.len() * 8 - top.leading_zeros() as usize);
+            if !(2048..=8192).contains(&bits) {
+                return Err(JoseError::InvalidJwk(
+                    "an RSA modulus is 2,048 to 8,192 bits".into(),
+                ));
+            }
+            c.to_parsed_public_key(verification).map_err(rejected)
+        }
+        _ => Err(JoseError::InvalidJwk(format!(
+            "key type does not fit alg {alg}"
+        ))),
     }
 }
 

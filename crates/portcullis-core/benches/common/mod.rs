@@ -1,9 +1,10 @@
 //! Shared by the JOSE benchmarks of portcullis-core and portcullis-verify (the
 //! latter includes this file by path): the access-token claims both sign, and the
-//! raw aws-lc-rs verification that is their baseline.
+//! raw aws-lc-rs verification that is their baseline (the key parsed once, as a
+//! careful hand-written verifier would keep it).
 #![allow(dead_code)]
 
-use aws_lc_rs::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
+use aws_lc_rs::signature::{self, ParsedPublicKey, RsaPublicKeyComponents};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::jwk::AlgorithmParameters;
@@ -29,23 +30,20 @@ pub(crate) fn claims(now: i64) -> AccessTokenClaims {
     }
 }
 
-/// What a service would do by hand with aws-lc-rs: the public key from the JWK and
-/// one signature check over the signing input.
-pub(crate) fn raw_verify(key: &SigningKey, msg: &[u8], sig: &[u8]) -> bool {
+/// What a careful service would do by hand with aws-lc-rs: the public key decoded
+/// from the JWK and parsed **once** (outside any timing), then one signature check
+/// over the signing input per token. The baseline is the bare verification.
+pub(crate) fn raw_key(key: &SigningKey) -> ParsedPublicKey {
     let b = |s: &str| URL_SAFE_NO_PAD.decode(s).expect("b64");
     match (&key.public_jwk().algorithm, key.alg()) {
         (AlgorithmParameters::OctetKeyPair(p), _) => {
-            UnparsedPublicKey::new(&signature::ED25519, b(&p.x))
-                .verify(msg, sig)
-                .is_ok()
+            ParsedPublicKey::new(&signature::ED25519, b(&p.x)).expect("ed25519 key")
         }
         (AlgorithmParameters::EllipticCurve(p), _) => {
             let mut point = vec![4u8];
             point.extend(b(&p.x));
             point.extend(b(&p.y));
-            UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
-                .verify(msg, sig)
-                .is_ok()
+            ParsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point).expect("p-256 key")
         }
         (AlgorithmParameters::RSA(p), alg) => {
             let c = RsaPublicKeyComponents {
@@ -57,8 +55,13 @@ pub(crate) fn raw_verify(key: &SigningKey, msg: &[u8], sig: &[u8]) -> bool {
             } else {
                 &signature::RSA_PKCS1_2048_8192_SHA256
             };
-            c.verify(params, msg, sig).is_ok()
+            c.to_parsed_public_key(params).expect("rsa key")
         }
-        _ => false,
+        _ => panic!("unexpected key type"),
     }
+}
+
+/// One raw signature check with a key parsed once.
+pub(crate) fn raw_verify(key: &ParsedPublicKey, msg: &[u8], sig: &[u8]) -> bool {
+    key.verify_sig(msg, sig).is_ok()
 }

@@ -2,7 +2,9 @@
 //!
 //! - [`config`]: typed settings from defaults, TOML and `PORTCULLIS_*` variables.
 //! - [`bootstrap`]: database + master key + authority, shared with the CLI.
-//! - [`router`]: every route and the middleware stack (request id, tracing, metrics, timeout).
+//! - [`router`]: every route; [`edge`]: what every request passes around its route
+//!   (request id, timeout, load shedding, client address, IP rules, rate limits,
+//!   security headers).
 //! - [`http`]: handlers; [`extract`]: strict form parsing and client authentication;
 //!   [`error`]: the OAuth error envelope.
 //! - [`serve`]: listen (plain or TLS), run background jobs, shut down gracefully.
@@ -11,6 +13,7 @@
 pub mod admin_extract;
 pub mod bootstrap;
 pub mod config;
+pub mod edge;
 pub mod error;
 pub mod extract;
 pub mod http;

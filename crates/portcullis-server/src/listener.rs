@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -322,7 +321,9 @@ impl<A: App> Connection<A> {
             .app
             .map_request(move |req: axum::http::Request<hyper::body::Incoming>| {
                 let mut req = req.map(axum::body::Body::new);
-                req.extensions_mut().insert(ConnectInfo(remote));
+                // The peer's address; the edge replaces it with the client's.
+                req.extensions_mut()
+                    .insert(crate::net::ClientIp(remote.ip()));
                 req
             });
         let io = FirstBytesDeadline::new(io, self.timeout);

@@ -4,8 +4,7 @@
 use std::fmt;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
+use axum::extract::{MatchedPath, Request};
 use axum::response::Response;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
@@ -201,25 +200,87 @@ impl Default for Metrics {
     }
 }
 
-/// Middleware: counts and times every request by its route template (never the raw path,
-/// so label cardinality stays bounded).
-pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let endpoint = Endpoint(req.extensions().get::<MatchedPath>().cloned());
-    let method = MethodLabel::of(req.method());
-    let start = Instant::now();
-    let res = next.run(req).await;
-    let m = state.metrics();
-    m.latency
-        .get_or_create(&EndpointLabels {
-            endpoint: endpoint.clone(),
+/// The route layer that counts and times every request by its route template (never
+/// the raw path, so label cardinality stays bounded).
+#[derive(Debug, Clone)]
+pub struct TrackLayer(AppState);
+
+impl TrackLayer {
+    /// Records into `state`'s metrics.
+    pub fn new(state: AppState) -> Self {
+        Self(state)
+    }
+}
+
+impl<S> tower::Layer<S> for TrackLayer {
+    type Service = Track<S>;
+
+    fn layer(&self, inner: S) -> Track<S> {
+        Track {
+            state: self.0.clone(),
+            inner,
+        }
+    }
+}
+
+/// [`TrackLayer`]'s service. Hand-written rather than `middleware::from_fn`, which
+/// splits and rebuilds the request, clones the state for its extractor and boxes the
+/// rest of the stack again on every call; axum clones a route's service for every
+/// request it serves, so this one is a reference count and the route.
+#[derive(Debug, Clone)]
+pub struct Track<S> {
+    state: AppState,
+    inner: S,
+}
+
+impl<S> tower::Service<Request> for Track<S>
+where
+    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Response, std::convert::Infallible>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let endpoint = Endpoint(req.extensions().get::<MatchedPath>().cloned());
+        let method = MethodLabel::of(req.method());
+        let start = Instant::now();
+        let response = self.inner.call(req);
+        let state = self.state.clone();
+        Box::pin(async move {
+            let res = response.await?;
+            state
+                .metrics()
+                .record(endpoint, method, res.status().as_u16(), start);
+            Ok(res)
         })
-        .observe(start.elapsed().as_secs_f64());
-    m.requests
-        .get_or_create(&RequestLabels {
-            endpoint,
-            method,
-            status: res.status().as_u16(),
-        })
-        .inc();
-    res
+    }
+}
+
+impl Metrics {
+    /// Counts one answered request and its latency.
+    fn record(&self, endpoint: Endpoint, method: MethodLabel, status: u16, start: Instant) {
+        self.latency
+            .get_or_create(&EndpointLabels {
+                endpoint: endpoint.clone(),
+            })
+            .observe(start.elapsed().as_secs_f64());
+        self.requests
+            .get_or_create(&RequestLabels {
+                endpoint,
+                method,
+                status,
+            })
+            .inc();
+    }
 }

@@ -1,29 +1,26 @@
 //! Who is calling: the client IP (believing `Forwarded` / `X-Forwarded-For` only
 //! from configured trusted proxies) and the global allow/deny lists.
 //!
-//! The address is resolved once per request by [`client_ip`] and stored as a
-//! [`ClientIp`] extension that handlers, rate limits and forward-auth read, and
-//! the rest of the request runs inside an audit context carrying it.
+//! The address is resolved once per request by [`IpRules::client_ip`] (in
+//! [`crate::edge`]) and stored as a [`ClientIp`] extension that handlers, rate limits
+//! and forward-auth read, and the rest of the request runs inside an audit context
+//! carrying it.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
 use forwarded_header_value::ForwardedStanza;
 use portcullis_core::limits::{AllowList, LimitError};
-use portcullis_service::audit::{with_context, AuditContext, RequestLine};
-use tower_http::request_id::RequestId;
 
 use crate::config::IpSettings;
-use crate::error::Problem;
-use crate::state::AppState;
 
-/// The resolved client address of a request.
+/// The client address of a request: the connection's peer, as the listener puts it
+/// there, until [`crate::edge`] replaces it with the address resolved through trusted
+/// proxies ([`IpRules::client_ip`]) before any handler runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);
 
@@ -31,18 +28,12 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        if let Some(ip) = parts.extensions.get::<ClientIp>() {
-            return Ok(*ip);
-        }
-        Ok(Self(peer(
-            parts.extensions.get::<ConnectInfo<SocketAddr>>(),
-        )))
+        Ok(parts
+            .extensions
+            .get::<ClientIp>()
+            .copied()
+            .unwrap_or(Self(IpAddr::V4(Ipv4Addr::UNSPECIFIED))))
     }
-}
-
-fn peer(c: Option<&ConnectInfo<SocketAddr>>) -> IpAddr {
-    c.map(|c| c.0.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
 }
 
 /// The IP rules, parsed once.
@@ -136,80 +127,8 @@ fn forwarded_hops(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
 }
 
 /// Paths load balancers and orchestrators probe; never refused by IP rules.
-fn is_probe(path: &str) -> bool {
+pub(crate) fn is_probe(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz")
-}
-
-/// Middleware: sheds load beyond `server.max_inflight_requests`
-/// ([`crate::ratelimit::admit`]), resolves the client IP, and runs the rest of the
-/// request in an audit context carrying the address, the user agent and the request
-/// line (which every log line written meanwhile shows: no tracing span per request).
-/// Inside it, refuses denied networks with 403 and applies the per-IP rate limit of
-/// the route class.
-pub async fn edge(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let _permit = match crate::ratelimit::admit(&state, req.uri().path()) {
-        Ok(p) => p,
-        Err(crate::ratelimit::Overloaded) => {
-            return crate::ratelimit::Overloaded::response(req.uri().path())
-        }
-    };
-    let peer = peer(req.extensions().get::<ConnectInfo<SocketAddr>>());
-    let ip = state.ip_rules().client_ip(peer, req.headers());
-    let ua = req
-        .headers()
-        .get(axum::http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok());
-    let line = RequestLine {
-        method: crate::metrics::method_name(req.method()),
-        path: req.uri().path().into(),
-        id: req
-            .extensions()
-            .get::<RequestId>()
-            .and_then(|r| r.header_value().to_str().ok())
-            .unwrap_or("-")
-            .into(),
-    };
-    let ctx = std::sync::Arc::new(AuditContext::new(Some(ip), ua).serving(line));
-    with_context(ctx, admitted(&state, ip, req, next)).await
-}
-
-/// The edge's checks once the request has its context, then the request itself.
-async fn admitted(state: &AppState, ip: IpAddr, mut req: Request, next: Next) -> Response {
-    let started = tracing::enabled!(tracing::Level::DEBUG).then(std::time::Instant::now);
-    let rules = state.ip_rules();
-    let path = req.uri().path();
-    if !is_probe(path) && (!rules.permits(ip) || state.authority().is_ip_blocked(ip)) {
-        tracing::info!(client_ip = %ip, "request refused by ip rules");
-        state.metrics().refused("ip_rule");
-        return Problem::new(
-            StatusCode::FORBIDDEN,
-            "requests from this network are not allowed",
-        )
-        .into_response();
-    }
-    let limited = match crate::ratelimit::class_of(path) {
-        Some(class) => match state.authority().rate_check_ip(class, ip).await {
-            Some(o) if !o.decision.allowed => {
-                tracing::info!(client_ip = %ip, policy = %o.policy, "rate limited");
-                return crate::ratelimit::refused(state, class, &o);
-            }
-            other => other,
-        },
-        None => None,
-    };
-    req.extensions_mut().insert(ClientIp(ip));
-    let mut res = next.run(req).await;
-    if let Some(o) = limited {
-        crate::ratelimit::add_headers(&mut res, &o);
-    }
-    if let Some(t) = started {
-        tracing::debug!(
-            status = res.status().as_u16(),
-            latency_us = t.elapsed().as_micros() as u64,
-            "request finished"
-        );
-    }
-    res
 }
 
 #[cfg(test)]

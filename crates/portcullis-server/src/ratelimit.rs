@@ -1,5 +1,5 @@
 //! Rate limits at the HTTP edge: route classes, and the headers every limited
-//! response carries (the per-IP check runs in [`crate::net::edge`]).
+//! response carries (the per-IP check runs in [`crate::edge`]).
 //!
 //! Headers follow draft-ietf-httpapi-ratelimit-headers-09: `RateLimit-Policy:
 //! "token-ip";q=6000;w=60` names the policy, its quota and window (seconds);
@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::error::Problem;
 use crate::state::AppState;
 
-/// Load shedding, the first thing [`crate::net::edge`] does: at most
+/// Load shedding, the first thing [`crate::edge`] does: at most
 /// `server.max_inflight_requests` requests run at once; one more is answered `503`
 /// with `Retry-After: 1` straight away, in the envelope of its route, instead of
 /// queueing behind the others until everything times out. Health probes and the

@@ -3,14 +3,9 @@
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, delete, get, post};
-use axum::{middleware, Json, Router};
+use axum::{Json, Router};
 use serde_json::json;
-use tower::ServiceBuilder;
 use tower_http::cors::{Any, CorsLayer};
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
-use tower_http::timeout::TimeoutLayer;
 
 use crate::http::discovery::{
     self, AUTHORIZE_PATH, INTROSPECT_PATH, JWKS_PATH, LOGOUT_PATH, REVOKE_PATH, TOKEN_PATH,
@@ -19,9 +14,6 @@ use crate::http::discovery::{
 use crate::http::{admin, forward_auth, oauth, ops, ui};
 use crate::metrics;
 use crate::state::AppState;
-
-/// The request-id header, set when absent and echoed on the response.
-pub const REQUEST_ID: &str = "x-request-id";
 
 async fn not_found() -> Response {
     let mut res = (
@@ -36,72 +28,15 @@ async fn not_found() -> Response {
     res
 }
 
-/// Request ids: a random per-process prefix and a counter. Unique across restarts
-/// and nodes without a system call per request (a UUIDv4 reads the OS RNG each time).
-#[derive(Debug, Clone)]
-pub struct RequestIds {
-    prefix: u64,
-    next: std::sync::Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl RequestIds {
-    /// A generator with a fresh random prefix.
-    pub fn new() -> Self {
-        Self {
-            prefix: uuid::Uuid::new_v4().as_u64_pair().0,
-            next: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
-        }
-    }
-}
-
-impl Default for RequestIds {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl MakeRequestId for RequestIds {
-    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
-        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        crate::http::header_value(format_args!("{:016x}-{n:x}", self.prefix)).map(RequestId::new)
-    }
-}
-
-/// Headers every response carries unless its handler set its own (in one pass, not a
-/// layer each: every layer adds a future around the request's).
-fn security_headers(mut res: Response, hsts: bool) -> Response {
-    let h = res.headers_mut();
-    for (name, value) in [
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "no-referrer"),
-        (
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; frame-ancestors 'none'",
-        ),
-        // Anything that does not say otherwise (discovery and JWKS do) is not
-        // cached: many responses carry a secret shown once.
-        (header::CACHE_CONTROL, "no-store"),
-    ] {
-        h.entry(name)
-            .or_insert_with(|| HeaderValue::from_static(value));
-    }
-    if hsts {
-        h.entry(header::STRICT_TRANSPORT_SECURITY)
-            .or_insert_with(|| HeaderValue::from_static("max-age=63072000; includeSubDomains"));
-    }
-    res
-}
-
-/// Builds the application: the routes inside the layers every request passes.
+/// Builds the application: the routes inside [`crate::edge::Edge`], which every
+/// request passes (request id, timeout, load shedding, client address, IP rules,
+/// rate limits, security headers).
 ///
-/// The layers wrap the router from outside (`ServiceBuilder::service`) rather than
-/// through `Router::layer`: axum boxes a `Router::layer` around every route and clones
-/// that box chain on every request, which cost about a sixth of a light request
-/// (JWKS, forward-auth). Only what needs the matched route stays inside (metrics, by
-/// route template) or belongs to a few routes (CORS).
+/// Nothing is added with `Router::layer` around every route: axum boxes such a layer
+/// around each route and clones that box chain on every request, which cost about a
+/// sixth of a light request (JWKS, forward-auth). Only what needs the matched route
+/// stays inside (metrics, by route template) or belongs to a few routes (CORS).
 pub fn router(state: AppState) -> impl crate::listener::App {
-    let timeout = state.settings().server.request_timeout;
-    let header_name = header::HeaderName::from_static(REQUEST_ID);
     // CORS only where RFC 9700 allows browsers to call cross-origin: metadata, JWKS
     // and the token endpoint. Never the admin API (and never an authorization endpoint).
     let cors = CorsLayer::new()
@@ -117,22 +52,25 @@ pub fn router(state: AppState) -> impl crate::listener::App {
         // answer does not depend on the request's CORS headers (and an empty list
         // costs nothing to clone on each request).
         .vary([]);
-    let browser_facing = Router::new()
+    // The public documents answer CORS themselves (static headers, see
+    // `discovery::preflight`); the token endpoint through the layer.
+    let token = Router::new()
+        .route(TOKEN_PATH, post(oauth::token::token))
+        .layer(cors);
+    let routes = Router::new()
+        .merge(token)
         .route(
             "/.well-known/oauth-authorization-server",
-            get(discovery::metadata),
+            get(discovery::metadata).options(discovery::preflight),
         )
         .route(
             "/.well-known/openid-configuration",
-            get(discovery::metadata),
+            get(discovery::metadata).options(discovery::preflight),
         )
-        .route(JWKS_PATH, get(discovery::jwks))
-        .route(TOKEN_PATH, post(oauth::token::token))
-        .layer(cors);
-    // HSTS only when this server terminates TLS itself.
-    let hsts = state.settings().server.tls_cert_file.is_some();
-    let routes = Router::new()
-        .merge(browser_facing)
+        .route(
+            JWKS_PATH,
+            get(discovery::jwks).options(discovery::preflight),
+        )
         .route(INTROSPECT_PATH, post(oauth::introspect::introspect))
         .route(oauth::events::PATH, get(oauth::events::stream))
         .route(
@@ -253,38 +191,13 @@ pub fn router(state: AppState) -> impl crate::listener::App {
             post(admin::users::revoke_my_token),
         )
         .fallback(not_found)
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            metrics::track,
-        ))
+        .route_layer(metrics::TrackLayer::new(state.clone()))
         .with_state(state.clone());
-    ServiceBuilder::new()
-        // The listener serves axum's body type.
-        .map_response(|res: axum::http::Response<_>| res.map(axum::body::Body::new))
-        .layer(SetRequestIdLayer::new(
-            header_name.clone(),
-            RequestIds::new(),
-        ))
-        // No trace layer: a span per request cost 6-10% of a light request. The edge
-        // middleware puts the method, path (never the query string or a header) and
-        // request id in the request's context, and the log formatter adds them to
-        // every line written while it runs. A 5xx is logged where it arises (a
-        // handler's error, the store).
-        .layer(PropagateRequestIdLayer::new(header_name))
-        .map_response(move |res| security_headers(res, hsts))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            timeout,
-        ))
-        // One edge middleware: shed load, resolve the client IP, apply IP rules and
-        // denies, the per-IP rate limit of the route class, and open the request's
-        // audit context.
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            crate::net::edge,
-        ))
-        .layer(axum::extract::DefaultBodyLimit::max(
-            state.settings().server.max_body_bytes,
-        ))
-        .service(routes)
+    // The body limit only marks the request (extractors read it); as a layer around
+    // the router it is not boxed per route.
+    let routes = tower::Layer::layer(
+        &axum::extract::DefaultBodyLimit::max(state.settings().server.max_body_bytes),
+        routes,
+    );
+    crate::edge::Edge::new(state, routes)
 }

@@ -2,8 +2,8 @@
 //! and `/jwks.json`. Discovery lists only what this server really supports.
 
 use axum::extract::State;
-use axum::http::{header, HeaderValue};
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, HeaderName, HeaderValue};
+use axum::response::Response;
 use serde_json::{json, Value};
 
 use crate::state::AppState;
@@ -59,14 +59,47 @@ pub fn document(issuer: &str) -> Value {
     })
 }
 
+/// CORS for the public documents (discovery and the JWKS): any origin may read them.
+/// Static headers rather than tower-http's CORS layer, which on these routes cost
+/// more than serving the document (a clone of its configuration and a header map of
+/// its own per request); the answers are the same as the token endpoint's layer gives.
+static ANY_ORIGIN: HeaderValue = HeaderValue::from_static("*");
+static PREFLIGHT: [(HeaderName, HeaderValue); 4] = [
+    (
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    ),
+    (
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET,POST"),
+    ),
+    (
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("authorization,content-type,dpop"),
+    ),
+    (
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("3600"),
+    ),
+];
+
+/// The CORS preflight (`OPTIONS`) of a public document.
+pub async fn preflight() -> Response {
+    let mut res = Response::new(axum::body::Body::empty());
+    res.headers_mut().extend(PREFLIGHT.iter().cloned());
+    res
+}
+
 fn json_response(body: axum::body::Bytes, cache: HeaderValue) -> Response {
-    let mut res = body.into_response();
-    let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    // Room for what the edge adds (security headers, request id) without the map
+    // growing on every answer.
+    let mut h = axum::http::HeaderMap::with_capacity(12);
+    static JSON: HeaderValue = HeaderValue::from_static("application/json");
+    h.insert(header::CONTENT_TYPE, JSON.clone());
     h.insert(header::CACHE_CONTROL, cache);
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, ANY_ORIGIN.clone());
+    let mut res = Response::new(axum::body::Body::from(body));
+    *res.headers_mut() = h;
     res
 }
 

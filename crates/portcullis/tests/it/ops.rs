@@ -155,6 +155,35 @@ async fn security_headers_and_cors_only_where_browsers_may_call() {
             "{path}"
         );
     }
+    // The documents answer their preflight themselves, the token endpoint through
+    // tower-http's layer: the answers must not drift apart.
+    let cors_of = |r: &reqwest::Response| {
+        [
+            "access-control-allow-origin",
+            "access-control-allow-methods",
+            "access-control-allow-headers",
+            "access-control-max-age",
+        ]
+        .map(|name| {
+            r.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.to_ascii_lowercase().replace(' ', ""))
+        })
+    };
+    let token = preflight("/oauth/token").await.expect("preflight");
+    assert_eq!(token.status(), 200);
+    assert!(cors_of(&token).iter().all(Option::is_some), "{token:?}");
+    for path in [
+        "/.well-known/openid-configuration",
+        "/.well-known/oauth-authorization-server",
+        "/jwks.json",
+    ] {
+        let r = preflight(path).await.expect("preflight");
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(cors_of(&r), cors_of(&token), "{path}");
+        assert!(!r.headers().contains_key("vary"), "{path}");
+    }
     for path in ["/api/v1/keys", "/oauth/introspect", "/oauth/revoke"] {
         let r = preflight(path).await.expect("preflight");
         assert!(

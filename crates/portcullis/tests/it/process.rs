@@ -312,7 +312,7 @@ fn log_lines_name_the_request_they_were_written_in() {
             assert!(
                 line.contains(
                     " DEBUG request{method=GET path=/jwks.json request_id=log-text-1}: \
-                     portcullis_server::net: request finished status=200 latency_us="
+                     portcullis_server::edge: request finished status=200 latency_us="
                 ),
                 "{line}"
             );

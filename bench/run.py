@@ -285,7 +285,7 @@ def chart(file, title, pairs, connections):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="3 s runs instead of 10 s")
+    ap.add_argument("--quick", action="store_true", help="2 s runs (1 s warm-up) instead of 10 s (2 s), short criterion runs")
     ap.add_argument("--skip-criterion", action="store_true")
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--only", choices=["load", "signin", "peer", "forward-auth", "light-paths", "verify", "overload", "tls"],

@@ -25,7 +25,7 @@ struct Args {
     body: String,
     connections: usize,
     duration: u64,
-    warmup: u64,
+    warmup: f64,
     fixed: bool,
 }
 
@@ -33,7 +33,7 @@ fn args() -> anyhow::Result<Args> {
     let mut a = Args {
         connections: 32,
         duration: 10,
-        warmup: 2,
+        warmup: 2.0,
         ..Args::default()
     };
     let mut it = std::env::args().skip(1);
@@ -155,7 +155,7 @@ async fn worker(a: Args, start_at: Instant, until: Instant) -> anyhow::Result<(V
 async fn main() -> anyhow::Result<()> {
     let a = args()?;
     let begin = Instant::now();
-    let start_at = begin + Duration::from_secs(a.warmup);
+    let start_at = begin + Duration::from_secs_f64(a.warmup);
     let until = start_at + Duration::from_secs(a.duration);
     let mut tasks = Vec::new();
     for _ in 0..a.connections {

@@ -1107,14 +1107,20 @@ def platform_mem():
 
 
 def cpu_model():
+    """The CPU's name, family and model, and whether it has AVX-512 (aws-lc's RSA
+    runs about 2.5 times faster with it): a VM's "AMD EPYC" alone hides the generation."""
+    facts = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                k, _, v = line.partition(":")
+                facts.setdefault(k.strip(), v.strip())
     except OSError:
-        pass
-    return "unknown CPU"
+        return "unknown CPU"
+    name = facts.get("model name", "unknown CPU")
+    flags = facts.get("flags", "").split()
+    return (f"{name}, family {facts.get('cpu family', '?')} model {facts.get('model', '?')}, "
+            f"{'with' if 'avx512f' in flags else 'no'} AVX-512")
 
 
 def verdict(ok):

@@ -232,9 +232,10 @@ def measure(name, url, pid, args, **kw):
 # Criterion's timing: 1 s warm-up and 2 s of samples per benchmark (its defaults
 # are 3 s and 5 s), or much shorter for --quick; keeps the full run under 15 minutes.
 CRITERION_FULL = ["--", "--warm-up-time", "1", "--measurement-time", "2"]
+CRITERION_QUICK = ["--", "--warm-up-time", "0.2", "--measurement-time", "0.4", "--sample-size", "10"]
+# The two criterion benchmarks (main() builds them before the clock starts).
 JOSE_BENCH = ["cargo", "bench", "--locked", "-p", "portcullis-core", "--bench", "jose"]
 VERIFY_BENCH = ["cargo", "bench", "--locked", "-p", "portcullis-verify", "--bench", "verify"]
-CRITERION_QUICK = ["--", "--warm-up-time", "0.2", "--measurement-time", "0.4", "--sample-size", "10"]
 
 
 def criterion(skip, quick=False):

@@ -235,6 +235,9 @@ mod tests {
     fn repeated_parameters_are_refused_except_resource() {
         let e = OAuthForm::parse(b"grant_type=a&grant_type=b").expect_err("repeat");
         assert_eq!(e.code().as_str(), "invalid_request");
+        // A repeat spelled differently is the same parameter once decoded.
+        let e = OAuthForm::parse(b"grant_type=a&grant%5Ftype=b").expect_err("encoded repeat");
+        assert_eq!(e.code().as_str(), "invalid_request");
         let f = OAuthForm::parse(b"resource=https%3A%2F%2Fa&resource=https%3A%2F%2Fb&scope=")
             .expect("ok");
         assert_eq!(f.resources(), ["https://a", "https://b"]);

@@ -6,13 +6,44 @@ use serde::{Deserialize, Serialize};
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 
 /// `aud`: one audience or several (RFC 7519 §4.1.3).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum Audience {
     /// A single audience, serialized as a string.
     One(String),
     /// Several audiences, serialized as an array.
     Many(Vec<String>),
+}
+
+/// A string or an array of strings, read in one pass (`#[serde(untagged)]` would
+/// first copy the value into serde's buffer, then try each form in turn).
+impl<'de> Deserialize<'de> for Audience {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Audience;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or an array of strings")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Audience, E> {
+                Ok(Audience::One(s.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, s: String) -> Result<Audience, E> {
+                Ok(Audience::One(s))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Audience, A::Error> {
+                let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(16));
+                while let Some(a) = seq.next_element::<String>()? {
+                    v.push(a);
+                }
+                Ok(Audience::Many(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl Audience {

@@ -283,13 +283,9 @@ impl SigningKey {
 
     /// Signs `claims` as a compact JWS with header `{alg, typ, kid}`.
     pub fn sign_jwt<C: Serialize>(&self, typ: &str, claims: &C) -> Result<String, JoseError> {
-        let mut header = Header::new(self.alg.jwt_alg());
-        header.typ = Some(typ.to_owned());
-        header.kid = Some(self.kid.clone());
-        let header = serde_json::to_vec(&header).map_err(|_| JoseError::Signing)?;
         let claims = serde_json::to_vec(claims).map_err(|_| JoseError::Signing)?;
-        let mut out = String::with_capacity((header.len() + claims.len()) * 4 / 3 + 400);
-        URL_SAFE_NO_PAD.encode_string(&header, &mut out);
+        let mut out = String::with_capacity(claims.len() * 4 / 3 + 500);
+        write_header_b64(self.alg, typ, &self.kid, &mut out)?;
         out.push('.');
         URL_SAFE_NO_PAD.encode_string(&claims, &mut out);
         let sig = self.sign_raw(out.as_bytes())?;
@@ -297,6 +293,23 @@ impl SigningKey {
         URL_SAFE_NO_PAD.encode_string(&sig, &mut out);
         Ok(out)
     }
+}
+
+/// Appends the header segment Portcullis signs with, `b64url({"typ","alg","kid"})`
+/// (`jsonwebtoken`'s `Header`, serialized by serde). The verifier computes the same
+/// segment per key for access tokens (see [`JwtVerifier`]'s known headers).
+fn write_header_b64(
+    alg: SigningAlg,
+    typ: &str,
+    kid: &str,
+    out: &mut String,
+) -> Result<(), JoseError> {
+    let mut header = Header::new(alg.jwt_alg());
+    header.typ = Some(typ.to_owned());
+    header.kid = Some(kid.to_owned());
+    let header = serde_json::to_vec(&header).map_err(|_| JoseError::Signing)?;
+    URL_SAFE_NO_PAD.encode_string(&header, out);
+    Ok(())
 }
 
 /// A public key ready for verification; the JWK's `alg` pins the algorithm.
@@ -537,10 +550,24 @@ pub enum JwtError {
     ForbiddenHeader(&'static str),
 }
 
+/// The verifier's maps are looked up once or twice per token with names from the
+/// token: foldhash (randomly seeded per map) instead of SipHash, whose cost showed
+/// next to an RSA verification. The maps are built from the key set, never from
+/// what a client sends, so collisions cannot be forced into them.
+type FastHash = foldhash::fast::RandomState;
+
 /// Verifies JWT access tokens against a set of public keys, an issuer and a clock.
 #[derive(Debug, Clone)]
 pub struct JwtVerifier {
-    keys: HashMap<String, VerifyingKey>,
+    keys: HashMap<String, VerifyingKey, FastHash>,
+    /// For each key, the header segment Portcullis writes on an access token signed
+    /// with it (base64url of `{"typ":"at+jwt","alg":…,"kid":…}`), mapped to the kid.
+    /// A token whose header segment is byte for byte one of these has a header already
+    /// judged (when the verifier was built, through the same parse as any other), so it
+    /// skips decoding, the duplicate-member walk and the header parse: a quarter of
+    /// what verification costs besides the signature. Any other header takes the full
+    /// path.
+    known_headers: HashMap<Box<str>, Box<str>, FastHash>,
     issuer: String,
     leeway: i64,
 }
@@ -552,8 +579,24 @@ impl JwtVerifier {
         leeway: i64,
         keys: impl IntoIterator<Item = VerifyingKey>,
     ) -> Self {
+        let keys: HashMap<String, VerifyingKey, FastHash> =
+            keys.into_iter().map(|k| (k.kid.clone(), k)).collect();
+        let known_headers = keys
+            .values()
+            .filter_map(|k| {
+                let mut b64 = String::new();
+                write_header_b64(k.alg, ACCESS_TOKEN_TYP, &k.kid, &mut b64).ok()?;
+                let (header, _) = parse_header(&b64).ok()?;
+                let judged = header.forbidden_member().is_none()
+                    && header.typ.as_deref() == Some(ACCESS_TOKEN_TYP)
+                    && header.kid.as_deref() == Some(k.kid.as_str())
+                    && header.alg == k.alg.jwt_alg();
+                judged.then(|| (b64.into_boxed_str(), k.kid.clone().into_boxed_str()))
+            })
+            .collect();
         Self {
-            keys: keys.into_iter().map(|k| (k.kid.clone(), k)).collect(),
+            keys,
+            known_headers,
             issuer: issuer.into(),
             leeway,
         }
@@ -578,7 +621,9 @@ impl JwtVerifier {
         now: i64,
         audience: Option<&str>,
     ) -> Result<AccessTokenClaims, JwtError> {
-        let claims: AccessTokenClaims = self.verify_typed(token, ACCESS_TOKEN_TYP)?;
+        let payload = self.verify_jws(token, Some(ACCESS_TOKEN_TYP))?;
+        let claims = access_token_claims(&payload)
+            .map_err(|e| JwtError::Malformed(format!("claims: {e}")))?;
         if claims.iss != self.issuer {
             return Err(JwtError::WrongIssuer);
         }
@@ -612,7 +657,17 @@ impl JwtVerifier {
     /// `typ` (when required), `kid`, the key-pinned `alg`, the signature. This is the
     /// path every token takes; the Wycheproof and RFC 7520 vectors run through it.
     pub fn verify_jws(&self, token: &str, typ: Option<&str>) -> Result<Vec<u8>, JwtError> {
-        let jws = CompactJws::parse(token, MAX_JWT_LEN)?;
+        let parts = JwsParts::split(token, MAX_JWT_LEN)?;
+        if typ.is_none_or(|t| typ_is(Some(ACCESS_TOKEN_TYP), t)) {
+            if let Some(key) = self
+                .known_headers
+                .get(parts.header_b64)
+                .and_then(|kid| self.keys.get(&**kid))
+            {
+                return parts.verify_with(key);
+            }
+        }
+        let jws = CompactJws::from_parts(parts)?;
         let header = &jws.header;
         if let Some(name) = header.forbidden_member() {
             return Err(JwtError::ForbiddenHeader(name));
@@ -689,21 +744,17 @@ impl JwsHeader {
     }
 }
 
-/// A compact JWS split and its header decoded, nothing verified yet. Parsing is
-/// strict: exactly three parts, canonical unpadded base64url, JSON objects without
-/// duplicate member names (RFC 7515 §4 says a parser must reject or take the last;
-/// we reject, so no two parsers can read different claims from one token).
-pub(crate) struct CompactJws<'a> {
-    pub(crate) header: JwsHeader,
-    /// The raw header JSON, for checks `JwsHeader` does not keep.
-    pub(crate) header_json: Vec<u8>,
+/// A compact JWS split into its three parts, nothing decoded or verified yet.
+pub(crate) struct JwsParts<'a> {
+    header_b64: &'a str,
     message: &'a str,
     payload: &'a str,
     signature: &'a str,
 }
 
-impl<'a> CompactJws<'a> {
-    pub(crate) fn parse(token: &'a str, max_len: usize) -> Result<Self, JwtError> {
+impl<'a> JwsParts<'a> {
+    /// Exactly three parts, and no longer than `max_len`.
+    pub(crate) fn split(token: &'a str, max_len: usize) -> Result<Self, JwtError> {
         if token.len() > max_len {
             return Err(JwtError::TooLarge);
         }
@@ -713,16 +764,8 @@ impl<'a> CompactJws<'a> {
         if payload.contains('.') {
             return Err(malformed());
         }
-        let header_json = URL_SAFE_NO_PAD
-            .decode(header_b64)
-            .map_err(|e| JwtError::Malformed(format!("header: {e}")))?;
-        reject_duplicate_members(&header_json)
-            .map_err(|e| JwtError::Malformed(format!("header: {e}")))?;
-        let header: JwsHeader = serde_json::from_slice(&header_json)
-            .map_err(|e| JwtError::Malformed(format!("header: {e}")))?;
         Ok(Self {
-            header,
-            header_json,
+            header_b64,
             message,
             payload,
             signature,
@@ -732,7 +775,7 @@ impl<'a> CompactJws<'a> {
     /// Checks the signature with `key` (whose pinned algorithm the caller has matched
     /// to the header), then decodes the payload, once. A JWS payload need not be JSON;
     /// callers that read claims check them with [`reject_duplicate_members`].
-    pub(crate) fn verify_with(&self, key: &VerifyingKey) -> Result<Vec<u8>, JwtError> {
+    fn verify_with(&self, key: &VerifyingKey) -> Result<Vec<u8>, JwtError> {
         if !key.verify_b64(self.message.as_bytes(), self.signature)? {
             return Err(JwtError::BadSignature);
         }
@@ -740,6 +783,68 @@ impl<'a> CompactJws<'a> {
             .decode(self.payload)
             .map_err(|e| JwtError::Malformed(format!("payload: {e}")))
     }
+}
+
+/// Decodes and reads a header segment: canonical unpadded base64url, a JSON object
+/// without duplicate member names, then the members `JwsHeader` keeps.
+fn parse_header(header_b64: &str) -> Result<(JwsHeader, Vec<u8>), JwtError> {
+    let header_json = URL_SAFE_NO_PAD
+        .decode(header_b64)
+        .map_err(|e| JwtError::Malformed(format!("header: {e}")))?;
+    reject_duplicate_members(&header_json)
+        .map_err(|e| JwtError::Malformed(format!("header: {e}")))?;
+    let header: JwsHeader = serde_json::from_slice(&header_json)
+        .map_err(|e| JwtError::Malformed(format!("header: {e}")))?;
+    Ok((header, header_json))
+}
+
+/// A compact JWS split and its header decoded, nothing verified yet. Parsing is
+/// strict: exactly three parts, canonical unpadded base64url, JSON objects without
+/// duplicate member names (RFC 7515 §4 says a parser must reject or take the last;
+/// we reject, so no two parsers can read different claims from one token).
+pub(crate) struct CompactJws<'a> {
+    pub(crate) header: JwsHeader,
+    /// The raw header JSON, for checks `JwsHeader` does not keep.
+    pub(crate) header_json: Vec<u8>,
+    parts: JwsParts<'a>,
+}
+
+impl<'a> CompactJws<'a> {
+    pub(crate) fn parse(token: &'a str, max_len: usize) -> Result<Self, JwtError> {
+        Self::from_parts(JwsParts::split(token, max_len)?)
+    }
+
+    fn from_parts(parts: JwsParts<'a>) -> Result<Self, JwtError> {
+        let (header, header_json) = parse_header(parts.header_b64)?;
+        Ok(Self {
+            header,
+            header_json,
+            parts,
+        })
+    }
+
+    /// See [`JwsParts::verify_with`].
+    pub(crate) fn verify_with(&self, key: &VerifyingKey) -> Result<Vec<u8>, JwtError> {
+        self.parts.verify_with(key)
+    }
+}
+
+/// Reads access-token claims, refusing a member name repeated in any object, in one
+/// pass unless the claims hold members Portcullis does not read. `AccessTokenClaims`
+/// and everything in it are serde-derived structs (which refuse a repeated member of
+/// their own: "duplicate field"), strings, numbers and arrays of strings. Only members
+/// serde skips unread could repeat unseen, so when `serde_ignored` reports one, the
+/// whole document also goes through [`reject_duplicate_members`].
+fn access_token_claims(json: &[u8]) -> Result<AccessTokenClaims, String> {
+    let mut skipped = false;
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let claims: AccessTokenClaims =
+        serde_ignored::deserialize(&mut de, |_| skipped = true).map_err(|e| e.to_string())?;
+    de.end().map_err(|e| e.to_string())?;
+    if skipped {
+        reject_duplicate_members(json)?;
+    }
+    Ok(claims)
 }
 
 /// Fails when `json` is not JSON, or any object in it (at any depth) names a member twice.
@@ -913,6 +1018,143 @@ mod tests {
             keys.iter()
                 .map(|k| VerifyingKey::from_jwk(k.public_jwk()).expect("jwk")),
         )
+    }
+
+    /// A token over `claims_json` exactly as written (repeated members and all), with
+    /// the header Portcullis writes, or `header_json` when given.
+    fn token_over(key: &SigningKey, header_json: Option<&str>, claims_json: &str) -> String {
+        let mut out = String::new();
+        match header_json {
+            Some(h) => URL_SAFE_NO_PAD.encode_string(h, &mut out),
+            None => {
+                write_header_b64(key.alg(), ACCESS_TOKEN_TYP, key.kid(), &mut out).expect("header")
+            }
+        }
+        out.push('.');
+        URL_SAFE_NO_PAD.encode_string(claims_json, &mut out);
+        let sig = key.sign_raw(out.as_bytes()).expect("sign");
+        out.push('.');
+        URL_SAFE_NO_PAD.encode_string(sig, &mut out);
+        out
+    }
+
+    #[test]
+    fn a_repeated_claim_is_refused_wherever_it_is_and_whether_or_not_it_is_read() {
+        let (key, _) = SigningKey::generate(SigningAlg::EdDSA).expect("key");
+        let v = verifier_for(&[&key]);
+        let now = 1_700_000_000;
+        let base = serde_json::to_string(&claims(now)).expect("json");
+        let with = |extra: &str| format!("{},{extra}}}", base.trim_end_matches('}'));
+        // Accepted: members Portcullis does not read, a cnf, an audience list.
+        for ok in [
+            with(r#""ext":{"a":1,"b":[{"a":1},{"a":2}]},"acr":"1""#),
+            with(r#""cnf":{"jkt":"abc","x5t#S256":"def"}"#),
+            base.replace(
+                r#""aud":"https://api.test""#,
+                r#""aud":["x","https://api.test"]"#,
+            ),
+        ] {
+            let t = token_over(&key, None, &ok);
+            assert!(
+                v.verify_access_token(&t, now, Some("https://api.test"))
+                    .is_ok(),
+                "{ok}"
+            );
+        }
+        // Refused: a claim it reads, one it skips, and repeats inside objects of either kind.
+        for bad in [
+            with(r#""scope":"admin""#),
+            with(r#""ext":1,"ext":2"#),
+            with(r#""cnf":{"jkt":"a","jkt":"b"}"#),
+            with(r#""cnf":{"jkt":"a","x":1,"x":2}"#),
+            with(r#""ext":{"deep":[{"a":1,"a":2}]}"#),
+            with(r#""aud":"https://api.test""#),
+        ] {
+            let t = token_over(&key, None, &bad);
+            match v.verify_access_token(&t, now, Some("https://api.test")) {
+                Err(JwtError::Malformed(m)) => {
+                    assert!(m.starts_with("claims: duplicate"), "{bad}: {m}")
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        // An audience that is neither a string nor a list of strings.
+        for aud in [r#"{"a":"https://api.test"}"#, "[1]", "7"] {
+            let bad = base.replace(r#""https://api.test""#, aud);
+            let t = token_over(&key, None, &bad);
+            assert!(
+                matches!(
+                    v.verify_access_token(&t, now, None),
+                    Err(JwtError::Malformed(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_header_is_judged_the_same_whether_or_not_it_is_one_portcullis_writes() {
+        let (key, _) = SigningKey::generate(SigningAlg::ES256).expect("key");
+        let v = verifier_for(&[&key]);
+        assert_eq!(
+            v.known_headers.len(),
+            1,
+            "the access-token header of the key"
+        );
+        let now = 1_700_000_000;
+        let body = serde_json::to_string(&claims(now)).expect("json");
+        let kid = key.kid();
+        // Portcullis's own header (the known segment) and the same members written
+        // another way (the full parse) are both accepted.
+        for h in [
+            None,
+            Some(format!(r#"{{"alg":"ES256","kid":"{kid}","typ":"at+jwt"}}"#)),
+            Some(format!(
+                r#"{{"kid":"{kid}", "typ":"application/at+jwt","alg":"ES256"}}"#
+            )),
+        ] {
+            let t = token_over(&key, h.as_deref(), &body);
+            assert!(v.verify_access_token(&t, now, None).is_ok(), "{h:?}");
+        }
+        // The known segment still needs the right typ for the caller and a signature.
+        let t = token_over(&key, None, &body);
+        assert!(matches!(
+            v.verify_jws(&t, Some("JWT")),
+            Err(JwtError::WrongType)
+        ));
+        let forged = format!("{}.{}", t.rsplit_once('.').expect("jws").0, "A".repeat(86));
+        assert!(matches!(
+            v.verify_access_token(&forged, now, None),
+            Err(JwtError::BadSignature)
+        ));
+        // Other headers take the full path and its refusals.
+        for (h, want) in [
+            (
+                format!(r#"{{"typ":"at+jwt","alg":"ES256","kid":"{kid}","kid":"x"}}"#),
+                "duplicate",
+            ),
+            (
+                format!(r#"{{"typ":"at+jwt","alg":"ES256","kid":"{kid}","jku":"https://e.test"}}"#),
+                "jku",
+            ),
+            (
+                format!(r#"{{"typ":"at+jwt","alg":"EdDSA","kid":"{kid}"}}"#),
+                "alg",
+            ),
+        ] {
+            let t = token_over(&key, Some(&h), &body);
+            let e = v.verify_access_token(&t, now, None).expect_err(&h);
+            let got = format!("{e:?}");
+            assert!(
+                match want {
+                    "duplicate" =>
+                        matches!(e, JwtError::Malformed(ref m) if m.contains("duplicate")),
+                    "jku" => matches!(e, JwtError::ForbiddenHeader("jku")),
+                    _ => matches!(e, JwtError::AlgorithmMismatch),
+                },
+                "{h}: {got}"
+            );
+        }
     }
 
     #[test]

@@ -105,12 +105,26 @@ pub fn parse_network(s: &str) -> Result<IpNet, LimitError> {
         .map_err(|_| LimitError::Cidr(t.chars().take(64).collect()))
 }
 
+/// An IPv4-mapped IPv6 network of a /96 or narrower (`::ffff:10.0.0.0/104`) as the
+/// IPv4 network it names (`10.0.0.0/8`), since clients are compared in their IPv4 form.
+fn ipv4_form(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(n) if n.prefix_len() >= 96 => n
+            .network()
+            .to_ipv4_mapped()
+            .and_then(|a| ipnet::Ipv4Net::new(a, n.prefix_len() - 96).ok())
+            .map_or(net, IpNet::V4),
+        other => other,
+    }
+}
+
 impl AllowList {
-    /// Parses CIDRs (a bare address is its /32 or /128).
+    /// Parses CIDRs (a bare address is its /32 or /128; an IPv4-mapped one is kept in
+    /// its IPv4 form).
     pub fn parse<I: IntoIterator<Item = S>, S: AsRef<str>>(items: I) -> Result<Self, LimitError> {
         let mut nets = Vec::new();
         for item in items {
-            let net = parse_network(item.as_ref())?;
+            let net = ipv4_form(parse_network(item.as_ref())?);
             if !nets.contains(&net) {
                 nets.push(net);
             }
@@ -126,16 +140,20 @@ impl AllowList {
         self.0.is_empty()
     }
 
-    /// True when `ip` may use the credential. IPv4-mapped IPv6 addresses count as IPv4.
+    /// True when `ip` may use the credential. An IPv4-mapped IPv6 address counts as its
+    /// IPv4 address, and also as itself, for an entry wider than the mapped range
+    /// (`::ffff:0:0/95`).
     pub fn allows(&self, ip: IpAddr) -> bool {
         if self.0.is_empty() {
             return true;
         }
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
+        let v4 = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4),
+            IpAddr::V4(_) => None,
         };
-        self.0.iter().any(|n| n.contains(&ip))
+        self.0
+            .iter()
+            .any(|n| n.contains(&ip) || v4.is_some_and(|a| n.contains(&a)))
     }
 
     /// The CIDRs as text.
@@ -147,6 +165,33 @@ impl AllowList {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_entry_in_ipv4_mapped_form_matches_its_address_in_either_form() {
+        // Found by the cidr fuzz target: `::ffff:ff:f` (= ::ffff:0.255.0.15) did not
+        // allow itself, since addresses were only compared in their IPv4 form.
+        let list = AllowList::parse(["::FFFF:FF:F", "::ffff:10.0.0.0/104"]).expect("parse");
+        for ok in [
+            "::ffff:0.255.0.15",
+            "0.255.0.15",
+            "10.1.2.3",
+            "::ffff:10.1.2.3",
+        ] {
+            assert!(list.allows(ok.parse().expect("ip")), "{ok}");
+        }
+        for no in ["0.255.0.16", "11.0.0.1", "::ffff:11.0.0.1", "::1", "10::1"] {
+            assert!(!list.allows(no.parse().expect("ip")), "{no}");
+        }
+        assert_eq!(list.to_strings(), ["0.255.0.15/32", "10.0.0.0/8"]);
+        // An entry wider than the mapped range matches a mapped client as itself.
+        let wide = AllowList::parse(["::ffff:0:0/95"]).expect("parse");
+        assert!(wide.allows("::ffff:10.1.2.3".parse().expect("ip")));
+        assert!(!wide.allows("10.1.2.3".parse().expect("ip")));
+        // A plain IPv4 entry still takes a client that arrives IPv4-mapped.
+        let v4 = AllowList::parse(["192.0.2.0/24"]).expect("parse");
+        assert!(v4.allows("::ffff:192.0.2.7".parse().expect("ip")));
+        assert!(!v4.allows("::ffff:198.51.100.7".parse().expect("ip")));
+    }
 
     #[test]
     fn rate_limits_parse_and_print() {

@@ -101,12 +101,13 @@ pub fn parse_network(s: &str) -> Result<IpNet, LimitError> {
     let t = s.trim();
     IpNet::from_str(t)
         .or_else(|_| IpAddr::from_str(t).map(IpNet::from))
-        .map(|n| n.trunc())
+        .map(|n| ipv4_form(n.trunc()))
         .map_err(|_| LimitError::Cidr(t.chars().take(64).collect()))
 }
 
 /// An IPv4-mapped IPv6 network of a /96 or narrower (`::ffff:10.0.0.0/104`) as the
-/// IPv4 network it names (`10.0.0.0/8`), since clients are compared in their IPv4 form.
+/// IPv4 network it names (`10.0.0.0/8`): allow lists and address blocks compare a
+/// client in its IPv4 form, so a network kept in the mapped form would match nothing.
 fn ipv4_form(net: IpNet) -> IpNet {
     match net {
         IpNet::V6(n) if n.prefix_len() >= 96 => n
@@ -119,12 +120,11 @@ fn ipv4_form(net: IpNet) -> IpNet {
 }
 
 impl AllowList {
-    /// Parses CIDRs (a bare address is its /32 or /128; an IPv4-mapped one is kept in
-    /// its IPv4 form).
+    /// Parses CIDRs (a bare address is its /32 or /128).
     pub fn parse<I: IntoIterator<Item = S>, S: AsRef<str>>(items: I) -> Result<Self, LimitError> {
         let mut nets = Vec::new();
         for item in items {
-            let net = ipv4_form(parse_network(item.as_ref())?);
+            let net = parse_network(item.as_ref())?;
             if !nets.contains(&net) {
                 nets.push(net);
             }
@@ -140,20 +140,16 @@ impl AllowList {
         self.0.is_empty()
     }
 
-    /// True when `ip` may use the credential. An IPv4-mapped IPv6 address counts as its
-    /// IPv4 address, and also as itself, for an entry wider than the mapped range
-    /// (`::ffff:0:0/95`).
+    /// True when `ip` may use the credential. IPv4-mapped IPv6 addresses count as IPv4.
     pub fn allows(&self, ip: IpAddr) -> bool {
         if self.0.is_empty() {
             return true;
         }
-        let v4 = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4),
-            IpAddr::V4(_) => None,
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
         };
-        self.0
-            .iter()
-            .any(|n| n.contains(&ip) || v4.is_some_and(|a| n.contains(&a)))
+        self.0.iter().any(|n| n.contains(&ip))
     }
 
     /// The CIDRs as text.
@@ -183,10 +179,24 @@ mod tests {
             assert!(!list.allows(no.parse().expect("ip")), "{no}");
         }
         assert_eq!(list.to_strings(), ["0.255.0.15/32", "10.0.0.0/8"]);
-        // An entry wider than the mapped range matches a mapped client as itself.
+        // The shared parser does it, so an address block typed by an administrator
+        // (`block`, `unblock_ip`) is kept in the same form as the addresses it judges.
+        assert_eq!(
+            parse_network("::ffff:192.0.2.7").expect("net").to_string(),
+            "192.0.2.7/32"
+        );
+        assert_eq!(
+            parse_network("::ffff:0:0/96").expect("net").to_string(),
+            "0.0.0.0/0"
+        );
+        // Wider than the mapped range: it stays IPv6, and IPv4 clients are judged as IPv4.
+        assert_eq!(
+            parse_network("::ffff:0:0/95").expect("net").to_string(),
+            "::fffe:0:0/95"
+        );
         let wide = AllowList::parse(["::ffff:0:0/95"]).expect("parse");
-        assert!(wide.allows("::ffff:10.1.2.3".parse().expect("ip")));
-        assert!(!wide.allows("10.1.2.3".parse().expect("ip")));
+        assert!(!wide.allows("::ffff:10.1.2.3".parse().expect("ip")));
+        assert!(wide.allows("::fffe:0:1".parse().expect("ip")));
         // A plain IPv4 entry still takes a client that arrives IPv4-mapped.
         let v4 = AllowList::parse(["192.0.2.0/24"]).expect("parse");
         assert!(v4.allows("::ffff:192.0.2.7".parse().expect("ip")));

@@ -27,6 +27,44 @@ pub(crate) fn header_value(args: std::fmt::Arguments<'_>) -> Option<axum::http::
     }
 }
 
+/// A JSON answer that must not be cached (`Cache-Control: no-store`, and `Pragma:
+/// no-cache` where RFC 6749 §5.1 asks for it): token, introspection and key
+/// verification answers.
+///
+/// The body is written into one buffer sized for a typical answer, and the header map
+/// has room for what the edge adds. axum's `Json` writes every piece of the document
+/// (each name, quote and value) through a `BytesMut` writer that starts at 128 bytes
+/// and grows, which cost an introspection answer more than its escaping did.
+pub(crate) fn json_no_store<T: serde::Serialize + ?Sized>(
+    body: &T,
+    pragma: bool,
+) -> axum::response::Response {
+    use axum::http::{header, HeaderValue, StatusCode};
+    use axum::response::IntoResponse;
+    let mut buf = Vec::with_capacity(512);
+    if let Err(e) = serde_json::to_writer(&mut buf, body) {
+        // What axum's `Json` answers when a value cannot be serialized.
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            e.to_string(),
+        )
+            .into_response();
+    }
+    let mut h = axum::http::HeaderMap::with_capacity(12);
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if pragma {
+        h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    }
+    let mut res = axum::response::Response::new(axum::body::Body::from(buf));
+    *res.headers_mut() = h;
+    res
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -254,12 +254,7 @@ pub async fn verify(
             ip: b.ip,
         })
         .await?;
-    let mut res = Json(answer).into_response();
-    res.headers_mut().insert(
-        axum::http::header::CACHE_CONTROL,
-        axum::http::HeaderValue::from_static("no-store"),
-    );
-    Ok(res)
+    Ok(crate::http::json_no_store(&answer, false))
 }
 
 /// `POST /api/v1/keys/{id}/roll` body.

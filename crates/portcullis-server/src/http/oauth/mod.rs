@@ -10,9 +10,8 @@ pub mod userinfo;
 
 use std::sync::Arc;
 
-use axum::http::{header, HeaderMap, HeaderValue};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::http::{header, HeaderMap};
+use axum::response::Response;
 use portcullis_service::clients::Client;
 use serde::Serialize;
 
@@ -72,11 +71,7 @@ pub(crate) async fn authenticate_any(
 
 /// JSON with `Cache-Control: no-store` and `Pragma: no-cache`, as token responses require.
 pub(crate) fn no_store<T: Serialize>(body: T) -> Response {
-    let mut res = Json(body).into_response();
-    let h = res.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    res
+    super::json_no_store(&body, true)
 }
 
 /// Shortens attacker-supplied text before it is echoed in an error description.

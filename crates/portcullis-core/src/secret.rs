@@ -114,7 +114,28 @@ pub fn validate_prefix(prefix: &str) -> Result<(), FormatError> {
 }
 
 fn checksum(head: &str) -> String {
-    pad62(u128::from(crc32fast::hash(head.as_bytes())), CHECKSUM_CHARS)
+    checksum_digits(head)
+        .iter()
+        .map(|&b| char::from(b))
+        .collect()
+}
+
+/// The CRC32 of `head` as six base62 digits, zero-padded (what `pad62` writes for
+/// it), on the stack: every presented secret is checked before any lookup.
+fn checksum_digits(head: &str) -> [u8; CHECKSUM_CHARS] {
+    base62_digits(crc32fast::hash(head.as_bytes()))
+}
+
+/// `n` in six base62 digits, zero-padded, in the `base62` crate's alphabet.
+fn base62_digits(mut n: u32) -> [u8; CHECKSUM_CHARS] {
+    const DIGITS: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut out = [b'0'; CHECKSUM_CHARS];
+    for d in out.iter_mut().rev() {
+        // 62^6 > 2^32: six digits hold any CRC32.
+        *d = DIGITS[(n % 62) as usize];
+        n /= 62;
+    }
+    out
 }
 
 fn pad62(n: u128, width: usize) -> String {
@@ -189,7 +210,7 @@ impl OpaqueSecret {
             return Err(FormatError::Malformed);
         }
         let (head, sum) = whole.split_at(whole.len() - CHECKSUM_CHARS);
-        if checksum(head) != sum {
+        if checksum_digits(head) != sum.as_bytes() {
             return Err(FormatError::BadChecksum);
         }
         Ok(())
@@ -222,6 +243,28 @@ impl fmt::Debug for OpaqueSecret {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        /// The checksum digits written on the stack are the ones `pad62` (the
+        /// `base62` crate) writes, so every secret issued before still parses.
+        #[test]
+        fn checksum_digits_are_the_base62_crates(n in any::<u32>()) {
+            let ours = base62_digits(n);
+            let theirs = pad62(u128::from(n), CHECKSUM_CHARS);
+            prop_assert_eq!(std::str::from_utf8(&ours).ok(), Some(theirs.as_str()));
+        }
+    }
+
+    #[test]
+    fn checksum_digits_at_the_edges_of_a_crc32() {
+        for n in [0, 1, 61, 62, 62 * 62 - 1, u32::MAX - 1, u32::MAX] {
+            assert_eq!(
+                std::str::from_utf8(&base62_digits(n)).ok(),
+                Some(pad62(u128::from(n), CHECKSUM_CHARS).as_str()),
+                "{n}"
+            );
+        }
+    }
 
     #[test]
     fn a_generated_secret_has_the_documented_shape() {

@@ -247,7 +247,7 @@ impl Authority {
                     client_id: Some(r.client_id.clone()),
                     scopes: words(&r.scope),
                     token_id: r.id.clone(),
-                    audiences: serde_json::from_str(&r.audience).unwrap_or_default(),
+                    audiences: r.audience.to_vec(),
                     expires_at: Some(r.expires_at),
                 },
                 self.client_limit(&r.client_id).await?,

@@ -126,7 +126,7 @@ pub struct Authority {
     /// Tokens already verified, for repeated introspection; see [`tokens`].
     jwt_cache: cache::Cache<String, portcullis_core::claims::AccessTokenClaims>,
     /// Opaque access tokens by digest, as issued.
-    opaque_cache: cache::Cache<[u8; 32], portcullis_store::OpaqueTokenRow>,
+    opaque_cache: cache::Cache<[u8; 32], tokens::LiveOpaque>,
     /// Admin principals by token digest.
     admin_cache: cache::Cache<String, admin::AdminPrincipal>,
     /// API keys by digest, for verification.

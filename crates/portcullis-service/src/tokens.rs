@@ -127,12 +127,41 @@ pub enum Revoked {
 /// The token as introspection or revocation sees it.
 pub(crate) enum Known {
     Jwt(Arc<AccessTokenClaims>),
-    Opaque(Arc<OpaqueTokenRow>),
+    Opaque(Arc<LiveOpaque>),
     /// An API key: one bearer, many kinds (with the digest of the presented secret,
     /// so its verification need not compute it again).
     ApiKey(Arc<crate::apikeys::KeyRecord>, [u8; 32]),
     /// A personal access token.
     Pat(Arc<crate::pats::PatRecord>),
+}
+
+/// An opaque access token's row as issued, as the cache keeps it: with its audience
+/// list read once (the row stores it as JSON), not on every use.
+#[derive(Debug)]
+pub(crate) struct LiveOpaque {
+    row: OpaqueTokenRow,
+    pub(crate) audience: Audience,
+}
+
+impl LiveOpaque {
+    fn new(row: OpaqueTokenRow) -> Result<Self, ServiceError> {
+        let mut list: Vec<String> =
+            serde_json::from_str(&row.audience).context("stored token audience")?;
+        let audience = if list.len() == 1 {
+            Audience::One(list.remove(0))
+        } else {
+            Audience::Many(list)
+        };
+        Ok(Self { row, audience })
+    }
+}
+
+impl std::ops::Deref for LiveOpaque {
+    type Target = OpaqueTokenRow;
+
+    fn deref(&self) -> &OpaqueTokenRow {
+        &self.row
+    }
 }
 
 /// Most entries in each verified-token cache; past it the cache starts over.
@@ -346,8 +375,11 @@ impl Authority {
             }
             return Ok(live.then_some(Known::Pat(rec)));
         }
-        let jwt = looks_like_jwt(token);
-        if !jwt && !token.starts_with("pcat_") {
+        // An opaque access token is never a JWT (a JWS starts with `eyJ`), so it is
+        // not scanned for dots.
+        let opaque_access = token.starts_with("pcat_");
+        let jwt = !opaque_access && looks_like_jwt(token);
+        if !jwt && !opaque_access {
             // Any other well-formed opaque secret may be an API key of some keyspace.
             let Ok(secret) = OpaqueSecret::parse_any(token) else {
                 return Ok(None);
@@ -401,7 +433,7 @@ impl Authority {
                 Ok(r) => r,
                 Err(generation) => match self.store.find_opaque_token(digest.as_str()).await? {
                     Some(r) if r.revoked_at.is_none() && r.kind == KIND_ACCESS => {
-                        let r = Arc::new(r);
+                        let r = Arc::new(LiveOpaque::new(r)?);
                         self.opaque_cache.insert(generation, raw, r.clone());
                         r
                     }
@@ -434,25 +466,21 @@ impl Authority {
         let Some(known) = self.find_live(token).await? else {
             return Ok(Introspection::inactive());
         };
-        let (aud, answer) = match known {
-            Known::Jwt(c) => {
-                let a = c.aud.clone();
-                let i = Introspection {
-                    active: true,
-                    scope: Some(c.scope.clone()),
-                    client_id: Some(c.client_id.clone()),
-                    sub: Some(c.sub.clone()),
-                    username: None,
-                    exp: Some(c.exp),
-                    iat: Some(c.iat),
-                    iss: Some(c.iss.clone()),
-                    aud: Some(c.aud.clone()),
-                    jti: Some(c.jti.clone()),
-                    token_type: Some(token_type(c.cnf.is_some()).into()),
-                    cnf: c.cnf.clone(),
-                };
-                (a, i)
-            }
+        let answer = match known {
+            Known::Jwt(c) => Introspection {
+                active: true,
+                scope: Some(c.scope.clone()),
+                client_id: Some(c.client_id.clone()),
+                sub: Some(c.sub.clone()),
+                username: None,
+                exp: Some(c.exp),
+                iat: Some(c.iat),
+                iss: Some(c.iss.clone()),
+                aud: Some(c.aud.clone()),
+                jti: Some(c.jti.clone()),
+                token_type: Some(token_type(c.cnf.is_some()).into()),
+                cnf: c.cnf.clone(),
+            },
             Known::Pat(p) => {
                 // Any authenticated client may introspect a personal access token it holds.
                 return Ok(Introspection {
@@ -488,36 +516,33 @@ impl Authority {
                 };
                 return Ok(i);
             }
-            Known::Opaque(r) => {
-                let list: Vec<String> =
-                    serde_json::from_str(&r.audience).context("stored token audience")?;
-                let a = if list.len() == 1 {
-                    Audience::One(list[0].clone())
-                } else {
-                    Audience::Many(list)
-                };
-                let i = Introspection {
-                    active: true,
-                    scope: Some(r.scope.clone()),
-                    client_id: Some(r.client_id.clone()),
-                    sub: Some(r.subject.clone()),
-                    username: None,
-                    exp: Some(r.expires_at),
-                    iat: Some(r.issued_at),
-                    iss: Some(self.config.issuer.clone()),
-                    aud: Some(a.clone()),
-                    jti: Some(r.id.clone()),
-                    token_type: Some(token_type(r.jkt.is_some()).into()),
-                    cnf: r
-                        .jkt
-                        .clone()
-                        .map(|jkt| portcullis_core::claims::Confirmation { jkt }),
-                };
-                (a, i)
-            }
+            Known::Opaque(r) => Introspection {
+                active: true,
+                scope: Some(r.scope.clone()),
+                client_id: Some(r.client_id.clone()),
+                sub: Some(r.subject.clone()),
+                username: None,
+                exp: Some(r.expires_at),
+                iat: Some(r.issued_at),
+                iss: Some(self.config.issuer.clone()),
+                aud: Some(r.audience.clone()),
+                jti: Some(r.id.clone()),
+                token_type: Some(token_type(r.jkt.is_some()).into()),
+                cnf: r
+                    .jkt
+                    .clone()
+                    .map(|jkt| portcullis_core::claims::Confirmation { jkt }),
+            },
         };
-        let own = answer.client_id.as_deref() == Some(&caller.id.to_string());
-        let audience_of_caller = caller.audiences.iter().any(|a| aud.contains(a));
+        let own = answer
+            .client_id
+            .as_deref()
+            .and_then(|id| id.parse::<portcullis_core::ids::ClientId>().ok())
+            == Some(caller.id);
+        let audience_of_caller = answer
+            .aud
+            .as_ref()
+            .is_some_and(|aud| caller.audiences.iter().any(|a| aud.contains(a)));
         if own || audience_of_caller {
             Ok(answer)
         } else {

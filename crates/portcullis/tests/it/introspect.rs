@@ -85,3 +85,66 @@ async fn introspection_requires_client_authentication_and_a_token() {
         json!({"error": "invalid_request", "error_description": "missing required parameter \"token\""})
     );
 }
+
+#[tokio::test]
+async fn an_opaque_token_is_seen_by_its_client_and_its_audiences_whether_cached_or_not() {
+    let app = TestApp::spawn().await;
+    let op = app
+        .client(NewClient {
+            token_format: Some("opaque".into()),
+            audiences: vec!["https://api.test".into(), "https://two.test".into()],
+            ..TestApp::cc("op")
+        })
+        .await;
+    let rs = app
+        .client(NewClient {
+            audiences: vec!["https://two.test".into()],
+            ..TestApp::cc("rs")
+        })
+        .await;
+    let other = app
+        .client(NewClient {
+            audiences: vec!["https://other.test".into()],
+            ..TestApp::cc("other")
+        })
+        .await;
+    let t = app
+        .token(
+            &op,
+            "&resource=https%3A%2F%2Fapi.test&resource=https%3A%2F%2Ftwo.test",
+        )
+        .await;
+    assert!(t.starts_with("pcat_"), "{t}");
+    // The first answer reads the row from the database, the second from the cache.
+    for round in ["first", "cached"] {
+        let res = app
+            .post_form("/oauth/introspect", &format!("token={t}"), Some(&op))
+            .await;
+        assert_eq!(res.status(), 200, "{round}");
+        assert_eq!(res.headers()["content-type"], "application/json");
+        assert_eq!(res.headers()["cache-control"], "no-store");
+        assert_eq!(res.headers()["pragma"], "no-cache");
+        let own: serde_json::Value = res.json().await.expect("json");
+        assert_eq!(own["active"], true, "{round}: {own}");
+        assert_eq!(
+            own["aud"],
+            json!(["https://api.test", "https://two.test"]),
+            "{round}"
+        );
+        assert_eq!(own["client_id"], op.id.as_str(), "{round}");
+        let seen = app.introspect(&rs, &t).await;
+        assert_eq!(seen, own, "{round}: one of the token's audiences sees it");
+        assert_eq!(
+            app.introspect(&other, &t).await,
+            json!({"active": false}),
+            "{round}"
+        );
+    }
+    let res = app
+        .post_form("/oauth/revoke", &format!("token={t}"), Some(&op))
+        .await;
+    assert_eq!(res.status(), 200);
+    for c in [&op, &rs] {
+        assert_eq!(app.introspect(c, &t).await, json!({"active": false}));
+    }
+}

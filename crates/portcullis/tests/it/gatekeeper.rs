@@ -489,6 +489,52 @@ async fn a_credential_stuffing_burst_blocks_the_address_until_an_admin_lifts_it(
 }
 
 #[tokio::test]
+async fn an_address_blocked_in_ipv4_mapped_form_is_refused_in_either_form() {
+    let app = TestApp::builder()
+        .settings(|s| s.ip.trusted_proxies = vec!["127.0.0.1".into()])
+        .spawn()
+        .await;
+    let admin = app
+        .authority
+        .create_admin_token("sec", &["ipblocks:read".into(), "ipblocks:write".into()])
+        .await
+        .expect("admin")
+        .token;
+    let res = app
+        .http
+        .post(app.url("/api/v1/ip-blocks"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"network": "::ffff:203.0.113.20", "reason": "abuse", "duration": "1h"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(res.status(), 201);
+    let view: serde_json::Value = res.json().await.expect("json");
+    assert_eq!(
+        view["network"], "203.0.113.20/32",
+        "kept in its IPv4 form: {view}"
+    );
+    for spelled in ["203.0.113.20", "::ffff:203.0.113.20"] {
+        let res = fa(&app, None, &[("x-forwarded-for", spelled)]).await;
+        assert_eq!(res.status(), 403, "{spelled}");
+    }
+    let res = fa(&app, None, &[("x-forwarded-for", "203.0.113.21")]).await;
+    assert_eq!(res.status(), 401, "a neighbour is not blocked");
+    // Lifted by either spelling of the network.
+    let res = app
+        .http
+        .delete(app.url("/api/v1/ip-blocks/%3A%3Affff%3A203.0.113.20%2F128"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(res.status(), 204);
+    let res = fa(&app, None, &[("x-forwarded-for", "203.0.113.20")]).await;
+    assert_eq!(res.status(), 401, "lifted");
+    assert_eq!(app.count_rows("ip_blocks").await, 0);
+}
+
+#[tokio::test]
 async fn a_token_used_from_the_other_side_of_the_world_minutes_later_is_flagged() {
     let app = TestApp::builder()
         .settings(|s| {

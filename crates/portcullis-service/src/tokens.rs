@@ -375,8 +375,8 @@ impl Authority {
             }
             return Ok(live.then_some(Known::Pat(rec)));
         }
-        // An opaque access token is never a JWT (a JWS starts with `eyJ`), so it is
-        // not scanned for dots.
+        // A `pcat_` token is never a JWT (a header segment starting `pcat` decodes to
+        // bytes no JSON text starts with), so it is not scanned for dots.
         let opaque_access = token.starts_with("pcat_");
         let jwt = !opaque_access && looks_like_jwt(token);
         if !jwt && !opaque_access {

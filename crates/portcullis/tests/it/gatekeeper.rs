@@ -396,6 +396,35 @@ fn geo_fixture(name: &str) -> std::path::PathBuf {
         .join(name)
 }
 
+/// An admin token that may read and change IP blocks.
+async fn ip_blocks_admin(app: &TestApp) -> String {
+    app.authority
+        .create_admin_token("sec", &["ipblocks:read".into(), "ipblocks:write".into()])
+        .await
+        .expect("admin")
+        .token
+}
+
+async fn post_ip_block(app: &TestApp, admin: &str, body: serde_json::Value) -> reqwest::Response {
+    app.http
+        .post(app.url("/api/v1/ip-blocks"))
+        .bearer_auth(admin)
+        .json(&body)
+        .send()
+        .await
+        .expect("post")
+}
+
+/// Lifts a block; `network` is already percent-encoded for the path.
+async fn delete_ip_block(app: &TestApp, admin: &str, network: &str) -> reqwest::Response {
+    app.http
+        .delete(app.url(&format!("/api/v1/ip-blocks/{network}")))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .expect("delete")
+}
+
 #[tokio::test]
 async fn a_credential_stuffing_burst_blocks_the_address_until_an_admin_lifts_it() {
     use portcullis_service::anomaly::Action;
@@ -447,12 +476,7 @@ async fn a_credential_stuffing_burst_blocks_the_address_until_an_admin_lifts_it(
     assert_eq!(alerts[0].details["failures_this_minute"], 3);
     assert_eq!(alerts[0].details["observed_ip"], "203.0.113.9");
     // An admin sees the deny and lifts it.
-    let admin = app
-        .authority
-        .create_admin_token("sec", &["ipblocks:read".into(), "ipblocks:write".into()])
-        .await
-        .expect("admin")
-        .token;
+    let admin = ip_blocks_admin(&app).await;
     let list: serde_json::Value = app
         .http
         .get(app.url("/api/v1/ip-blocks"))
@@ -465,25 +489,17 @@ async fn a_credential_stuffing_burst_blocks_the_address_until_an_admin_lifts_it(
         .expect("json");
     assert_eq!(list[0]["network"], "203.0.113.9/32", "{list}");
     assert_eq!(list[0]["reason"], "failure_burst");
-    let res = app
-        .http
-        .delete(app.url("/api/v1/ip-blocks/203.0.113.9%2F32"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("delete");
+    let res = delete_ip_block(&app, &admin, "203.0.113.9%2F32").await;
     assert_eq!(res.status(), 204);
     let res = fa(&app, Some("pcat_not-a-real-token"), &attacker).await;
     assert_eq!(res.status(), 401, "lifted");
     // Bad input is refused and changes nothing.
-    let res = app
-        .http
-        .post(app.url("/api/v1/ip-blocks"))
-        .bearer_auth(&admin)
-        .json(&serde_json::json!({"network": "300.1.1.1", "reason": "x", "duration": "1h"}))
-        .send()
-        .await
-        .expect("post");
+    let res = post_ip_block(
+        &app,
+        &admin,
+        serde_json::json!({"network": "300.1.1.1", "reason": "x", "duration": "1h"}),
+    )
+    .await;
     assert_eq!(res.status(), 422);
     assert_eq!(app.count_rows("ip_blocks").await, 0);
 }
@@ -494,20 +510,13 @@ async fn an_address_blocked_in_ipv4_mapped_form_is_refused_in_either_form() {
         .settings(|s| s.ip.trusted_proxies = vec!["127.0.0.1".into()])
         .spawn()
         .await;
-    let admin = app
-        .authority
-        .create_admin_token("sec", &["ipblocks:read".into(), "ipblocks:write".into()])
-        .await
-        .expect("admin")
-        .token;
-    let res = app
-        .http
-        .post(app.url("/api/v1/ip-blocks"))
-        .bearer_auth(&admin)
-        .json(&serde_json::json!({"network": "::ffff:203.0.113.20", "reason": "abuse", "duration": "1h"}))
-        .send()
-        .await
-        .expect("post");
+    let admin = ip_blocks_admin(&app).await;
+    let res = post_ip_block(
+        &app,
+        &admin,
+        serde_json::json!({"network": "::ffff:203.0.113.20", "reason": "abuse", "duration": "1h"}),
+    )
+    .await;
     assert_eq!(res.status(), 201);
     let view: serde_json::Value = res.json().await.expect("json");
     assert_eq!(
@@ -521,13 +530,7 @@ async fn an_address_blocked_in_ipv4_mapped_form_is_refused_in_either_form() {
     let res = fa(&app, None, &[("x-forwarded-for", "203.0.113.21")]).await;
     assert_eq!(res.status(), 401, "a neighbour is not blocked");
     // Lifted by either spelling of the network.
-    let res = app
-        .http
-        .delete(app.url("/api/v1/ip-blocks/%3A%3Affff%3A203.0.113.20%2F128"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("delete");
+    let res = delete_ip_block(&app, &admin, "%3A%3Affff%3A203.0.113.20%2F128").await;
     assert_eq!(res.status(), 204);
     let res = fa(&app, None, &[("x-forwarded-for", "203.0.113.20")]).await;
     assert_eq!(res.status(), 401, "lifted");

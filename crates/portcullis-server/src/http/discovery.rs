@@ -91,11 +91,7 @@ pub async fn preflight() -> Response {
 }
 
 fn json_response(body: axum::body::Bytes, cache: HeaderValue) -> Response {
-    // Room for what the edge adds (security headers, request id) without the map
-    // growing on every answer.
-    let mut h = axum::http::HeaderMap::with_capacity(12);
-    static JSON: HeaderValue = HeaderValue::from_static("application/json");
-    h.insert(header::CONTENT_TYPE, JSON.clone());
+    let mut h = super::json_headers();
     h.insert(header::CACHE_CONTROL, cache);
     h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, ANY_ORIGIN.clone());
     let mut res = Response::new(axum::body::Body::from(body));

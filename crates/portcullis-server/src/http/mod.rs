@@ -27,6 +27,18 @@ pub(crate) fn header_value(args: std::fmt::Arguments<'_>) -> Option<axum::http::
     }
 }
 
+/// The headers of a JSON answer built by hand: `Content-Type`, with room for what the
+/// handler and the edge add (caching, security headers, request id) without the map
+/// growing on every answer.
+pub(crate) fn json_headers() -> axum::http::HeaderMap {
+    let mut h = axum::http::HeaderMap::with_capacity(12);
+    h.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    h
+}
+
 /// A JSON answer that must not be cached (`Cache-Control: no-store`, and `Pragma:
 /// no-cache` where RFC 6749 §5.1 asks for it): token, introspection and key
 /// verification answers.
@@ -51,11 +63,7 @@ pub(crate) fn json_no_store<T: serde::Serialize + ?Sized>(
         )
             .into_response();
     }
-    let mut h = axum::http::HeaderMap::with_capacity(12);
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    let mut h = json_headers();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if pragma {
         h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));

@@ -522,6 +522,9 @@ pub struct ServerSettings {
     /// `Retry-After` (load shedding) instead of queueing. Health probes and the
     /// event stream (which has its own bound) are not counted.
     pub max_inflight_requests: usize,
+    /// Security event streams (`GET /oauth/events`) open at once; one more is
+    /// answered 503 with `Retry-After`. Each holds a connection and a task.
+    pub max_event_streams: usize,
 }
 
 impl Default for ServerSettings {
@@ -538,6 +541,7 @@ impl Default for ServerSettings {
             max_header_bytes: 16 * 1024,
             max_connections: 10_000,
             max_inflight_requests: 1_024,
+            max_event_streams: 1_024,
         }
     }
 }
@@ -817,6 +821,9 @@ impl Settings {
         }
         if self.server.max_inflight_requests == 0 {
             return err("server.max_inflight_requests: must be at least 1".into());
+        }
+        if self.server.max_event_streams == 0 {
+            return err("server.max_event_streams: must be at least 1".into());
         }
         if !self.database.url.starts_with("sqlite:") {
             return err(format!(
@@ -1127,6 +1134,14 @@ mod tests {
             ),
             (&[("IP_DENY", "[\"10.0.0.0/33\"]")], "ip.deny"),
             (&[("REDIS_URL", "http://u:pw@h")], "redis.url"),
+            (
+                &[("SERVER_MAX_INFLIGHT_REQUESTS", "0")],
+                "server.max_inflight_requests",
+            ),
+            (
+                &[("SERVER_MAX_EVENT_STREAMS", "0")],
+                "server.max_event_streams",
+            ),
         ];
         for (vars, key) in cases {
             let e = Settings::load_from(None, env_of(vars))

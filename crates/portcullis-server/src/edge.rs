@@ -33,6 +33,7 @@ use axum::extract::Request;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use portcullis_service::audit::{with_context, AuditContext, RequestLine};
+use portcullis_service::ratelimit::RouteClass;
 use tower::ServiceExt;
 
 use crate::error::Problem;
@@ -200,9 +201,16 @@ where
             Some(v) => v.clone(),
             None => self.ids.next(),
         };
-        let mut res = match tokio::time::timeout(self.timeout, self.admit(&id, req)).await {
+        let class = crate::ratelimit::class_of(req.uri().path());
+        let mut res = match tokio::time::timeout(self.timeout, self.admit(&id, req, class)).await {
             Ok(res) => res,
-            Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+            Err(_) => {
+                self.state.metrics().refused("timeout");
+                crate::ratelimit::unavailable(
+                    class,
+                    "the request did not finish within the server's request timeout",
+                )
+            }
         };
         security_headers(&mut res, self.hsts);
         res.headers_mut().entry(REQUEST_ID).or_insert(id);
@@ -211,12 +219,12 @@ where
 
     /// Sheds load beyond `server.max_inflight_requests`, resolves the client address
     /// and runs the rest of the request in its audit context.
-    async fn admit(&self, id: &HeaderValue, req: Request) -> Response {
+    async fn admit(&self, id: &HeaderValue, req: Request, class: Option<RouteClass>) -> Response {
         let state = &self.state;
         let _permit = match crate::ratelimit::admit(state, req.uri().path()) {
             Ok(p) => p,
             Err(crate::ratelimit::Overloaded) => {
-                return crate::ratelimit::Overloaded::response(req.uri().path())
+                return crate::ratelimit::Overloaded::response(class)
             }
         };
         let peer = req
@@ -234,11 +242,11 @@ where
             id: id.to_str().unwrap_or("-").into(),
         };
         let ctx = Arc::new(AuditContext::new(Some(ip), ua).serving(line));
-        with_context(ctx, self.checked(ip, req)).await
+        with_context(ctx, self.checked(ip, req, class)).await
     }
 
     /// The edge's checks once the request has its context, then the route.
-    async fn checked(&self, ip: IpAddr, mut req: Request) -> Response {
+    async fn checked(&self, ip: IpAddr, mut req: Request, class: Option<RouteClass>) -> Response {
         let state = &self.state;
         let started = tracing::enabled!(tracing::Level::DEBUG).then(std::time::Instant::now);
         let rules = state.ip_rules();
@@ -252,7 +260,7 @@ where
             )
             .into_response();
         }
-        let limited = match crate::ratelimit::class_of(path) {
+        let limited = match class {
             Some(class) => match state.authority().rate_check_ip(class, ip).await {
                 Some(o) if !o.decision.allowed => {
                     tracing::info!(client_ip = %ip, policy = %o.policy, "rate limited");

@@ -138,7 +138,7 @@ impl Metrics {
         let refused = Family::<RefusedLabels, Counter>::default();
         registry.register(
             "requests_refused",
-            "Requests refused before reaching a handler's decision, by reason (ip_rule, rate_limit:<policy>)",
+            "Requests the edge answered itself, by reason: refused before a handler's decision (ip_rule, rate_limit:<policy>, overload) or cut off by server.request_timeout (timeout)",
             refused.clone(),
         );
         registry.register(

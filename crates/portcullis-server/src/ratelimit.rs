@@ -9,10 +9,11 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use portcullis_core::oauth::ErrorCode;
 use portcullis_service::ratelimit::{RateOutcome, RouteClass};
 use serde_json::json;
 
-use crate::error::Problem;
+use crate::error::{OAuthError, Problem};
 use crate::state::AppState;
 
 /// Load shedding, the first thing [`crate::edge`] does: at most
@@ -40,22 +41,21 @@ pub fn admit<'a>(
 pub struct Overloaded;
 
 impl Overloaded {
-    /// The `503` for a request to `path`.
-    pub fn response(path: &str) -> Response {
-        let detail = "the server is at its request limit; retry after 1 s";
-        let mut res = match class_of(path) {
-            Some(RouteClass::Token | RouteClass::Introspect) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(
-                    json!({"error": "temporarily_unavailable", "error_description": detail}),
-                ),
-            )
-                .into_response(),
-            _ => Problem::new(StatusCode::SERVICE_UNAVAILABLE, detail).into_response(),
-        };
-        res.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        res
+    /// The `503` for a request on a route of `class`.
+    pub fn response(class: Option<RouteClass>) -> Response {
+        unavailable(class, "the server is at its request limit; retry after 1 s")
+    }
+}
+
+/// A `503` with `Retry-After: 1` saying `detail`, in the envelope of a route of
+/// `class`: RFC 6749-style JSON (`temporarily_unavailable`) on the OAuth endpoints,
+/// problem+json elsewhere. Load shedding and `server.request_timeout` answer with it.
+pub fn unavailable(class: Option<RouteClass>, detail: &str) -> Response {
+    match class {
+        Some(RouteClass::Token | RouteClass::Introspect) => {
+            OAuthError::new(ErrorCode::TemporarilyUnavailable, detail).into_response()
+        }
+        _ => Problem::new(StatusCode::SERVICE_UNAVAILABLE, detail).into_response(),
     }
 }
 

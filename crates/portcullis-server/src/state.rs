@@ -45,6 +45,9 @@ impl AppState {
             )))
             .unwrap_or(axum::http::HeaderValue::from_static("no-cache"));
         let inflight = tokio::sync::Semaphore::new(settings.server.max_inflight_requests);
+        let event_streams = Arc::new(tokio::sync::Semaphore::new(
+            settings.server.max_event_streams,
+        ));
         Ok(Self(Arc::new(Inner {
             authority,
             settings,
@@ -52,9 +55,7 @@ impl AppState {
             discovery,
             jwks_cache_control,
             ip_rules,
-            event_streams: Arc::new(tokio::sync::Semaphore::new(
-                crate::http::oauth::events::MAX_STREAMS,
-            )),
+            event_streams,
             inflight,
         })))
     }

@@ -131,6 +131,9 @@ impl IntoResponse for OAuthError {
         let h = res.headers_mut();
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if let Some(v) = self
             .dpop_nonce
             .as_deref()
@@ -150,5 +153,67 @@ impl IntoResponse for OAuthError {
             );
         }
         res
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use portcullis_store::StoreError;
+
+    fn database_down() -> ServiceError {
+        ServiceError::Unavailable(StoreError::Unavailable(sqlx::Error::PoolTimedOut))
+    }
+
+    async fn json(res: Response) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(res.into_body(), 4096)
+            .await
+            .expect("body");
+        serde_json::from_slice(&bytes).expect("json")
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_database_is_503_with_retry_after_in_either_envelope() {
+        let res = OAuthError::from_service(database_down(), true).into_response();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
+        assert!(res.headers().get(header::WWW_AUTHENTICATE).is_none());
+        let v = json(res).await;
+        assert_eq!(v["error"], "temporarily_unavailable", "{v}");
+        assert_eq!(
+            v["error_description"], "the server is temporarily unavailable",
+            "the cause stays in the log: {v}"
+        );
+
+        let res = Problem::from_service(database_down()).into_response();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(
+            res.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        let v = json(res).await;
+        assert_eq!(v["status"], 503, "{v}");
+        assert_eq!(v["detail"], "the server is temporarily unavailable", "{v}");
+    }
+
+    #[tokio::test]
+    async fn only_a_503_says_when_to_retry() {
+        for res in [
+            OAuthError::invalid_request("bad").into_response(),
+            OAuthError::invalid_client(true).into_response(),
+            OAuthError::from_service(ServiceError::InvalidGrant("used".into()), false)
+                .into_response(),
+            Problem::new(StatusCode::NOT_FOUND, "no such key").into_response(),
+            Problem::from_service(ServiceError::Conflict("taken".into())).into_response(),
+        ] {
+            assert_ne!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert!(
+                res.headers().get(header::RETRY_AFTER).is_none(),
+                "{}",
+                res.status()
+            );
+        }
     }
 }

@@ -100,6 +100,9 @@ impl IntoResponse for Problem {
             HeaderValue::from_static("application/problem+json"),
         );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if let Some(c) = challenge {
             h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(c));
         }

@@ -267,4 +267,71 @@ async fn past_the_in_flight_limit_requests_are_shed_at_once_with_503() {
         text.starts_with("HTTP/1.1 503"),
         "a slow body is bounded: {text}"
     );
+    // In the token endpoint's own envelope, like every other answer there.
+    let head = text.to_ascii_lowercase();
+    assert!(head.contains("\r\nretry-after: 1\r\n"), "{text}");
+    assert!(
+        head.contains("\r\ncontent-type: application/json"),
+        "{text}"
+    );
+    let body: Value = serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap_or_default())
+        .unwrap_or_else(|e| panic!("a JSON body ({e}): {text}"));
+    assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .is_some_and(|d| d.contains("request timeout")),
+        "{body}"
+    );
+}
+
+async fn open_event_stream(app: &TestApp, c: &portcullis_testkit::TestClient) -> reqwest::Response {
+    app.http
+        .get(app.url("/oauth/events"))
+        .basic_auth(&c.id, Some(&c.secret))
+        .send()
+        .await
+        .expect("events")
+}
+
+#[tokio::test]
+async fn past_the_event_stream_limit_a_new_stream_is_refused_until_one_closes() {
+    let app = TestApp::builder()
+        .settings(|s| s.server.max_event_streams = 2)
+        .spawn()
+        .await;
+    let c = app.client(TestApp::cc("subscriber")).await;
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let res = open_event_stream(&app, &c).await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["content-type"], "text/event-stream");
+        open.push(res);
+    }
+
+    let res = open_event_stream(&app, &c).await;
+    assert_eq!(res.status(), 503, "a third stream is over the limit");
+    assert_eq!(res.headers()["retry-after"], "1");
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let v: Value = res.json().await.expect("json");
+    assert_eq!(v["error"], "temporarily_unavailable", "{v}");
+    // Open streams hold no in-flight slot: other requests are still served.
+    assert_eq!(app.introspect(&c, "not-a-token").await["active"], false);
+
+    // One subscriber goes away: once the server sees the connection closed (at the
+    // latest at the next keep-alive comment), its slot is free for a new stream.
+    drop(open.remove(0));
+    let deadline = Instant::now() + 2 * portcullis_server::http::oauth::events::KEEP_ALIVE;
+    loop {
+        let res = open_event_stream(&app, &c).await;
+        if res.status() == 200 {
+            break;
+        }
+        assert_eq!(res.status(), 503);
+        assert!(
+            Instant::now() < deadline,
+            "the closed stream's slot came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -35,9 +35,6 @@ pub const PATH: &str = "/oauth/events";
 /// How often an idle stream sends a keep-alive comment.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
 
-/// Most streams open at once; more get 503 (each holds a connection and a task).
-pub const MAX_STREAMS: usize = 1_024;
-
 /// Events read from the store per query.
 const PAGE: i64 = 500;
 
@@ -54,7 +51,7 @@ struct Cursor {
     rx: tokio::sync::watch::Receiver<i64>,
     buf: VecDeque<SecurityEvent>,
     ready_sent: bool,
-    /// One of the [`MAX_STREAMS`] slots, given back when the stream ends.
+    /// One of the `server.max_event_streams` slots, given back when the stream ends.
     _slot: tokio::sync::OwnedSemaphorePermit,
 }
 

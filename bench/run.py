@@ -264,7 +264,8 @@ def svg(rows, path, title=None):
     for i, r in enumerate(rows):
         y = top + i * (bar_h + 8)
         w = (width - left - 90) * r["rps"] / peak
-        color = "#888" if r["scenario"].startswith("B") else "#2a6fdb"
+        # Baselines in grey: chart() marks them; the main table's are named B1, B2.
+        color = "#888" if r.get("baseline", r["scenario"].startswith("B")) else "#2a6fdb"
         parts.append(f'<text x="10" y="{y + 15}">{r["scenario"]}</text>')
         parts.append(f'<rect x="{left}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{color}"/>')
         parts.append(f'<text x="{left + w + 6:.1f}" y="{y + 15}">{r["rps"]:.0f}</text>')
@@ -286,7 +287,7 @@ def lap(what):
 def chart(file, title, pairs, connections):
     """Writes bench/results/FILE, a bar chart of (label, req/s, is_baseline) pairs,
     and returns the Markdown line that shows it."""
-    rows = [{"scenario": ("B " if base else "") + label, "rps": rps, "connections": connections}
+    rows = [{"scenario": label, "baseline": base, "rps": rps, "connections": connections}
             for label, rps, base in pairs]
     os.makedirs(RESULTS, exist_ok=True)
     svg(rows, os.path.join(RESULTS, file), title=title)
@@ -300,7 +301,7 @@ def main():
     ap.add_argument("--skip-criterion", action="store_true")
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--only", choices=["load", "signin", "peer", "forward-auth", "light-paths", "verify", "overload", "tls"],
-                    help="run one section only: the main load table, sign-in and refresh, the peer, the interleaved light paths, the library, overload or TLS")
+                    help="run one section only: the main load table, sign-in and refresh, the peer, the interleaved rounds (light paths and tokens), the library, overload or TLS")
     ap.add_argument("--out", help="write BENCHMARKS.md and results/ under this directory instead of the checkout")
     args = ap.parse_args()
     # --quick checks that everything still runs (CI) in under three minutes; the full
@@ -438,11 +439,11 @@ def main():
             pair[anomaly] = row["rps"]
         anomaly_pairs[path].append(pair)
     # One pair of runs can swing by a fifth on a busy virtual machine (seen: 23% "cost"
-    # for a change of 2.7% in instructions), so the full run adds four short pairs per
+    # for a change of 2.7% in instructions), so the full run adds two short pairs per
     # path, alternating which setting goes first, and reports the median paired cost.
     short = argparse.Namespace(**{**vars(args), "duration": max(1, args.duration * 3 // 10),
                                   "warmup": min(1, args.warmup)})
-    for i in range(0 if args.quick else 4):
+    for i in range(0 if args.quick else 2):
         for path in anomaly_pairs:
             pair = {}
             for anomaly in (["off", "on"] if (i + (path == "keys/verify")) % 2 else ["on", "off"]):
@@ -512,7 +513,7 @@ def main():
     write_peer_markdown(peer_bench(args))
     lap("peer")
     write_ab_markdown(ab_bench(args, pairs=1 if args.quick else 3))
-    lap("light paths interleaved")
+    lap("interleaved rounds")
     write_tls_markdown(tls_bench(args))
     lap("TLS")
     print(f"[all sections measured in {time.monotonic() - _START[0]:.0f} s]", flush=True)
@@ -1029,24 +1030,35 @@ def write_peer_markdown(r):
     print("\n".join(lines))
 
 
-# The light paths measured in the interleaved rounds: (key, label, target ratio to B1).
-AB_PATHS = [("jwt", "forward-auth JWT", 0.40), ("key", "forward-auth API key", 0.40),
-            ("introspect", "introspect opaque", 0.50), ("jwks", "JWKS", 0.90), ("bare", JWKS_BARE, None)]
+# What the interleaved rounds measure, in order: (key, label, target ratio, baseline key).
+# Each round starts with B1; each token endpoint run follows its own B2 run.
+AB_PATHS = [("jwt", "forward-auth JWT", 0.40, "B1"), ("key", "forward-auth API key", 0.40, "B1"),
+            ("introspect", "introspect opaque", 0.50, "B1"), ("introspect_jwt", "introspect JWT (ES256)", 0.50, "B1"),
+            ("verify", "keys/verify (cached key)", 0.50, "B1"),
+            ("jwks", "JWKS", 0.90, "B1"), ("bare", JWKS_BARE, None, "B1"),
+            ("B2es", "B2 sign-only ES256", None, None), ("cc_es", "client_credentials ES256", 0.60, "B2es"),
+            ("B2ed", "B2 sign-only EdDSA", None, None), ("cc_ed", "client_credentials EdDSA", 0.60, "B2ed")]
+AB_BASELINES = {"B1": "B1 trivial axum JSON", "B2es": "B2 sign-only ES256", "B2ed": "B2 sign-only EdDSA"}
 
 
 def ab_bench(args, pairs=3):
-    """B1 and the light paths interleaved: B1, forward-auth (JWT, API key), opaque
-    introspection, JWKS and the bare JWKS-shaped answer, then again, `pairs` times, so
-    that the machine's drift hits baseline and scenarios alike. Runs are half as long
-    as the main table's (one round is six runs)."""
-    print("light paths against B1, interleaved", flush=True)
+    """Every ratio target's scenario next to its baseline, interleaved: B1, the light
+    paths (forward-auth with a JWT and an API key, introspection of an opaque token and
+    of a JWT, keys/verify, JWKS and the bare JWKS-shaped answer), then B2 ES256 and
+    `client_credentials` ES256, B2 EdDSA and `client_credentials` EdDSA; `pairs` rounds,
+    so that the machine's drift hits baselines and scenarios alike. Runs are 3 s (the
+    main table's are 10 s)."""
+    print("interleaved rounds: light paths against B1, tokens against B2", flush=True)
     work = tempfile.mkdtemp(prefix="portcullis-bench-ab-")
     pc = Portcullis(work, free_port())
     pc.start()
     es = pc.cli("client", "create", "--name", "ab", "--grant-type", "client_credentials", "--scope", "read",
                 "--access-token-alg", "ES256")
+    ed = pc.cli("client", "create", "--name", "ab-eddsa", "--grant-type", "client_credentials", "--scope", "read",
+                "--access-token-alg", "EdDSA")
     op = pc.cli("client", "create", "--name", "ab-opaque", "--grant-type", "client_credentials", "--scope", "read",
                 "--token-format", "opaque", "--access-token-ttl", "1d")
+    verifier = pc.cli("admin-token", "create", "--scope", "keys:verify", "--name", "ab")["token"]
     pc.cli("keyspace", "create", "--name", "ab", "--prefix", "ab_live", "--scope", "read")
     key = pc.cli("apikey", "create", "--keyspace", "ab", "--owner", "ab", "--scope", "read")["key"]
     time.sleep(1.5)
@@ -1066,18 +1078,25 @@ def ab_bench(args, pairs=3):
     u, b = f"http://127.0.0.1:{pc.port}", f"http://127.0.0.1:{base_port}"
     short = argparse.Namespace(**{**vars(args), "duration": max(1, args.duration * 3 // 10),
                                   "warmup": min(1, args.warmup)})
+    basic = lambda c: f"{c['client_id']}:{c['client_secret']}"
     runs = {
         "jwt": dict(url=f"{u}/auth/verify", bearer=jwt_token),
         "key": dict(url=f"{u}/auth/verify", headers=[f"X-Api-Key: {key}"]),
-        "introspect": dict(url=f"{u}/oauth/introspect", method="POST", body=f"token={opaque_token}",
-                           basic=f"{op['client_id']}:{op['client_secret']}"),
+        "introspect": dict(url=f"{u}/oauth/introspect", method="POST", body=f"token={opaque_token}", basic=basic(op)),
+        "introspect_jwt": dict(url=f"{u}/oauth/introspect", method="POST", body=f"token={jwt_token}", basic=basic(es)),
+        "verify": dict(url=f"{u}/api/v1/keys/verify", method="POST", body=json.dumps({"key": key, "scopes": ["read"]}),
+                       bearer=verifier, content_type="application/json"),
         "jwks": dict(url=f"{u}/jwks.json"),
         "bare": dict(url=f"{b}/jwks-shaped"),
+        "B2es": dict(url=f"{b}/sign/ES256", method="POST", body=""),
+        "cc_es": dict(url=f"{u}/oauth/token", method="POST", body="grant_type=client_credentials", basic=basic(es)),
+        "B2ed": dict(url=f"{b}/sign/EdDSA", method="POST", body=""),
+        "cc_ed": dict(url=f"{u}/oauth/token", method="POST", body="grant_type=client_credentials", basic=basic(ed)),
     }
     rounds = []
     for i in range(pairs):
         r = {"B1": measure_once(f"B1 (round {i + 1})", f"{b}/trivial", short)}
-        for k, label, _ in AB_PATHS:
+        for k, label, _, _ in AB_PATHS:
             kw = dict(runs[k])
             r[k] = measure_once(f"{label} (round {i + 1})", kw.pop("url"), short, **kw)
         rounds.append(r)
@@ -1090,31 +1109,35 @@ def ab_bench(args, pairs=3):
 
 
 def write_ab_markdown(r):
+    n = len(r["rounds"])
     lines = [f"Run {r['date']} on {r['machine']}; oha, {r['connections']} connections, {r['warmup_s']} s warm-up then "
-             f"{r['duration_s']} s per run; each round runs B1, then each light path, rate limiting (unreachable "
-             "budgets) and the audit context on. Ratios are to the same round's B1.", "",
-             "| round | B1 req/s | " + " | ".join(f"{label} req/s | ratio" for _, label, _ in AB_PATHS) + " |",
-             "|---:|---:|" + "---:|---:|" * len(AB_PATHS)]
-    ratios = {k: [] for k, _, _ in AB_PATHS}
-    for i, x in enumerate(r["rounds"], 1):
-        cells = []
-        for k, _, _ in AB_PATHS:
-            ratio = x[k]["rps"] / x["B1"]["rps"]
-            ratios[k].append(ratio)
-            cells.append(f"{x[k]['rps']:.0f} | {ratio:.0%}")
-        lines.append(f"| {i} | {x['B1']['rps']:.0f} | " + " | ".join(cells) + " |")
+             f"{r['duration_s']} s per run; each round runs B1, then each light path, then each B2 followed by its "
+             "token endpoint run; rate limiting (unreachable budgets) and the audit context on. Each ratio is to the "
+             "same round's baseline; cells are ratio (req/s).", "",
+             "| scenario | against | " + " | ".join(f"round {i}" for i in range(1, n + 1)) + " | median | target |",
+             "|---|---|" + "---:|" * n + "---:|---|"]
     med = lambda v: sorted(v)[len(v) // 2]
-    lines += ["", "| path | median ratio to B1 | target |", "|---|---:|---|"]
-    for k, label, target in AB_PATHS:
-        tgt = f"≥ {target:.0%}: {verdict(med(ratios[k]) >= target)}" if target else "— (the ceiling for JWKS)"
-        lines.append(f"| {label} | {med(ratios[k]):.0%} | {tgt} |")
+    lines.append(f"| {AB_BASELINES['B1']} | — | " + " | ".join(f"{x['B1']['rps']:.0f}" for x in r["rounds"])
+                 + f" | {med([x['B1']['rps'] for x in r['rounds']]):.0f} | — |")
+    medians = {}
+    for k, label, target, base in AB_PATHS:
+        if base is None:
+            lines.append(f"| {label} | — | " + " | ".join(f"{x[k]['rps']:.0f}" for x in r["rounds"])
+                         + f" | {med([x[k]['rps'] for x in r['rounds']]):.0f} | — |")
+            continue
+        ratios = [x[k]["rps"] / x[base]["rps"] for x in r["rounds"]]
+        medians[k] = med(ratios)
+        tgt = f"≥ {target:.0%}: {verdict(medians[k] >= target)}" if target else "— (the ceiling for JWKS)"
+        lines.append(f"| {label} | {AB_BASELINES[base]} | "
+                     + " | ".join(f"{q:.0%} ({x[k]['rps']:.0f})" for q, x in zip(ratios, r["rounds"]))
+                     + f" | {medians[k]:.1%} | {tgt} |")
     jw = [x["jwks"]["rps"] / x["bare"]["rps"] for x in r["rounds"]]
     lines += ["", f"JWKS against the same answer served bare: median {med(jw):.0%}.", "",
-              chart("light-paths.svg", "Light paths against B1, median of the rounds (req/s)",
-                    [("B1 trivial axum JSON", med([x["B1"]["rps"] for x in r["rounds"]]), True)]
-                    + [(label, med([x[k]["rps"] for x in r["rounds"]]), False) for k, label, _ in AB_PATHS],
+              chart("light-paths.svg", "Interleaved rounds, median req/s",
+                    [(AB_BASELINES["B1"], med([x["B1"]["rps"] for x in r["rounds"]]), True)]
+                    + [(label, med([x[k]["rps"] for x in r["rounds"]]), base is None) for k, label, _, base in AB_PATHS],
                     r["connections"])]
-    replace_block("ab", "\n".join(lines), "## Light paths against B1, interleaved")
+    replace_block("ab", "\n".join(lines), "## Interleaved rounds: every ratio next to its own baseline")
     print("\n".join(lines))
 
 

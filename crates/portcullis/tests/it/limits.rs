@@ -297,7 +297,12 @@ async fn open_event_stream(app: &TestApp, c: &portcullis_testkit::TestClient) ->
 #[tokio::test]
 async fn past_the_event_stream_limit_a_new_stream_is_refused_until_one_closes() {
     let app = TestApp::builder()
-        .settings(|s| s.server.max_event_streams = 2)
+        .settings(|s| {
+            s.server.max_event_streams = 2;
+            // As many request slots as streams: were an open stream to hold one,
+            // the introspection below would be shed.
+            s.server.max_inflight_requests = 2;
+        })
         .spawn()
         .await;
     let c = app.client(TestApp::cc("subscriber")).await;

@@ -55,6 +55,16 @@ impl Audience {
         }
     }
 
+    /// A list of audiences as a token carries it: a single one as a string, any
+    /// other number as an array.
+    pub fn from_list(mut list: Vec<String>) -> Self {
+        if list.len() == 1 {
+            Self::One(list.remove(0))
+        } else {
+            Self::Many(list)
+        }
+    }
+
     /// The audiences as a list.
     pub fn to_vec(&self) -> Vec<String> {
         match self {

@@ -145,14 +145,12 @@ pub(crate) struct LiveOpaque {
 
 impl LiveOpaque {
     fn new(row: OpaqueTokenRow) -> Result<Self, ServiceError> {
-        let mut list: Vec<String> =
+        let list: Vec<String> =
             serde_json::from_str(&row.audience).context("stored token audience")?;
-        let audience = if list.len() == 1 {
-            Audience::One(list.remove(0))
-        } else {
-            Audience::Many(list)
-        };
-        Ok(Self { row, audience })
+        Ok(Self {
+            audience: Audience::from_list(list),
+            row,
+        })
     }
 }
 
@@ -243,11 +241,7 @@ impl Authority {
                     list.push(r);
                 }
             }
-            if list.len() == 1 {
-                Audience::One(list.remove(0))
-            } else {
-                Audience::Many(list)
-            }
+            Audience::from_list(list)
         };
         let (access_token, jti, ttl) = self
             .mint_access(

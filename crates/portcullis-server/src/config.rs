@@ -819,11 +819,14 @@ impl Settings {
         if self.server.max_connections == 0 {
             return err("server.max_connections: must be at least 1".into());
         }
-        if self.server.max_inflight_requests == 0 {
-            return err("server.max_inflight_requests: must be at least 1".into());
-        }
-        if self.server.max_event_streams == 0 {
-            return err("server.max_event_streams: must be at least 1".into());
+        // Each is a semaphore's permit count (a larger one would abort at start-up).
+        for (key, n) in [
+            ("max_inflight_requests", self.server.max_inflight_requests),
+            ("max_event_streams", self.server.max_event_streams),
+        ] {
+            if !(1..=1_000_000).contains(&n) {
+                return err(format!("server.{key}: must be between 1 and 1000000"));
+            }
         }
         if !self.database.url.starts_with("sqlite:") {
             return err(format!(
@@ -1141,6 +1144,14 @@ mod tests {
             (
                 &[("SERVER_MAX_EVENT_STREAMS", "0")],
                 "server.max_event_streams",
+            ),
+            (
+                &[("SERVER_MAX_EVENT_STREAMS", "18446744073709551615")],
+                "server.max_event_streams",
+            ),
+            (
+                &[("SERVER_MAX_INFLIGHT_REQUESTS", "2305843009213693952")],
+                "server.max_inflight_requests",
             ),
         ];
         for (vars, key) in cases {

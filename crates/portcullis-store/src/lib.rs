@@ -9,7 +9,8 @@
 //!   write survives `kill -9` and power loss alike).
 //! - [`StoreError`]: every backend error converted once.
 //!
-//! Migrations live in `migrations/sqlite` in SQL that PostgreSQL also accepts.
+//! Migrations live in `migrations/sqlite` in SQL that PostgreSQL also accepts once
+//! [`postgres_migration_sql`] has mapped SQLite's 64-bit rowid key to `BIGINT`.
 #![forbid(unsafe_code)]
 
 use std::fmt::Debug;
@@ -31,6 +32,15 @@ pub use signin::{
     SessionRow, SignInStore,
 };
 pub use sqlite::SqliteStore;
+
+/// A migration of `migrations/sqlite` as PostgreSQL must run it. The files are
+/// portable SQL but for one word: SQLite stores an `INTEGER PRIMARY KEY` column as
+/// the table's own 64-bit rowid (no second B-tree, no separate index), and only
+/// that exact type name does it, while PostgreSQL's `INTEGER` is 32 bits. Such a
+/// column becomes `BIGINT PRIMARY KEY`, the same range on both.
+pub fn postgres_migration_sql(sqlite_sql: &str) -> String {
+    sqlite_sql.replace("INTEGER PRIMARY KEY", "BIGINT PRIMARY KEY")
+}
 
 /// Storage failures, converted once from the backend's errors.
 #[derive(Debug, thiserror::Error)]

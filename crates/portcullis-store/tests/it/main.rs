@@ -2,6 +2,7 @@
 //! SQLite always runs (a temp file); PostgreSQL needs `PORTCULLIS_TEST_DATABASE_URL`.
 
 mod contract;
+mod migrations;
 mod postgres_schema;
 
 use portcullis_store::SqliteStore;

@@ -71,29 +71,46 @@ async fn populate(
     let mut kept = Vec::with_capacity(keep);
     let now = 1_800_000_000i64;
     let mut i = 0;
+    // Multi-row INSERTs of 1,000 keys (7 binds each, under SQLite's limit), 10 per
+    // transaction: one statement per key made a round trip to sqlx's SQLite thread
+    // per key, and filling a million took over three minutes on a slow machine.
     while i < n {
         let mut tx = pool.begin().await?;
-        for _ in 0..10_000.min(n - i) {
-            let secret = OpaqueSecret::generate("bench_live");
-            sqlx::query(
+        let in_tx = 10_000.min(n - i);
+        let mut done = 0;
+        while done < in_tx {
+            let rows: Vec<(usize, OpaqueSecret)> = (0..1_000.min(in_tx - done))
+                .map(|k| (i + done + k, OpaqueSecret::generate("bench_live")))
+                .collect();
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "INSERT INTO api_keys (id, keyspace_id, digest, hint, owner, name, scopes, meta, remaining, rate_limit, allow_ips,
-                                       enabled, created_at, updated_at)
-                 VALUES (?, ?, ?, ?, ?, '', 'read', '{}', NULL, NULL, '[]', TRUE, ?, ?)",
-            )
-            .bind(format!("key-{i:08}"))
-            .bind(&ks.id)
-            .bind(pepper.digest(secret.expose()).as_str())
-            .bind(secret.hint())
-            .bind(format!("owner-{}", i % 1000))
-            .bind(now)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            if kept.len() < keep {
-                kept.push(secret.expose().to_owned());
+                                       enabled, created_at, updated_at) ",
+            );
+            q.push_values(&rows, |mut b, (j, secret)| {
+                b.push_bind(format!("key-{j:08}"))
+                    .push_bind(&ks.id)
+                    .push_bind(pepper.digest(secret.expose()).as_str().to_owned())
+                    .push_bind(secret.hint())
+                    .push_bind(format!("owner-{}", j % 1000))
+                    .push("''")
+                    .push("'read'")
+                    .push("'{}'")
+                    .push("NULL")
+                    .push("NULL")
+                    .push("'[]'")
+                    .push("TRUE")
+                    .push_bind(now)
+                    .push_bind(now);
+            });
+            q.build().execute(&mut *tx).await?;
+            for (_, secret) in &rows {
+                if kept.len() < keep {
+                    kept.push(secret.expose().to_owned());
+                }
             }
-            i += 1;
+            done += rows.len();
         }
+        i += in_tx;
         tx.commit().await?;
     }
     Ok((store, mk, auth, kept))

@@ -299,3 +299,33 @@ pub trait WebhookStore: Send + Sync {
 pub type AuditLinker = dyn Fn(&AuditRow) -> String + Send + Sync;
 /// Seals an anchor: (seq, hash, pruned_at_ms) → seal.
 pub type AuditSealer = dyn Fn(i64, &str, i64) -> String + Send + Sync;
+
+#[cfg(test)]
+mod tests {
+    use super::postgres_migration_sql;
+
+    /// The mapping is a plain text replacement, so a rowid key written in another
+    /// case or spacing would reach PostgreSQL as a 32-bit `integer`: none may be left.
+    #[test]
+    fn every_rowid_key_of_the_migrations_reaches_postgres_as_bigint() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+        let mut read = 0;
+        for entry in std::fs::read_dir(dir).expect("migrations") {
+            let path = entry.expect("entry").path();
+            let sql = std::fs::read_to_string(&path).expect("read");
+            let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+            let pg = words(&postgres_migration_sql(&sql)).to_ascii_uppercase();
+            assert!(
+                !pg.contains("INTEGER PRIMARY KEY"),
+                "{}: an integer primary key the PostgreSQL mapping misses",
+                path.display()
+            );
+            read += 1;
+        }
+        assert!(read >= 13, "{read} migrations read");
+        assert_eq!(
+            postgres_migration_sql("seq INTEGER PRIMARY KEY,\nid INTEGER NOT NULL"),
+            "seq BIGINT PRIMARY KEY,\nid INTEGER NOT NULL"
+        );
+    }
+}

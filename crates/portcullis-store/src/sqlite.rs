@@ -937,30 +937,34 @@ impl Store for SqliteStore {
             prev = r.hash.clone();
             out.push(seq);
         }
-        // Multi-row INSERTs: one statement per 64 records (14 binds each, far under
-        // SQLite's limit), so a large group commit costs a few statements, not hundreds.
-        for chunk in rows.chunks(64) {
-            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO audit_events (seq, at_ms, kind, outcome, actor, subject, credential_id, client_id, \
-                 ip, user_agent, reason, details, prev_hash, hash) ",
-            );
-            q.push_values(chunk, |mut b, r| {
-                b.push_bind(r.seq)
-                    .push_bind(r.at_ms)
-                    .push_bind(&r.kind)
-                    .push_bind(&r.outcome)
-                    .push_bind(&r.actor)
-                    .push_bind(&r.subject)
-                    .push_bind(&r.credential_id)
-                    .push_bind(&r.client_id)
-                    .push_bind(&r.ip)
-                    .push_bind(&r.user_agent)
-                    .push_bind(&r.reason)
-                    .push_bind(&r.details)
-                    .push_bind(&r.prev_hash)
-                    .push_bind(&r.hash);
-            });
-            q.build().execute(&mut *tx).await?;
+        // Multi-row INSERTs of 64, 32, 16, 8, 4, 2 or 1 records (14 binds each, far
+        // under SQLite's limit): a large group commit costs a few statements, not
+        // hundreds, and only seven statement texts ever reach the connection, so each
+        // is prepared once and found in its statement cache afterwards (one statement
+        // per batch's remainder, 1 to 63 rows, was a new text to parse on most commits).
+        for chunk in audit_insert_chunks(&rows) {
+            // The statement text is written once per shape, not per commit: building
+            // it with `QueryBuilder` formatted a separator and a placeholder for
+            // every bind, which cost more than binding the values.
+            let mut q = sqlx::query(audit_insert_sql(chunk.len()));
+            for r in chunk {
+                q = q
+                    .bind(r.seq)
+                    .bind(r.at_ms)
+                    .bind(&r.kind)
+                    .bind(&r.outcome)
+                    .bind(&r.actor)
+                    .bind(&r.subject)
+                    .bind(&r.credential_id)
+                    .bind(&r.client_id)
+                    .bind(&r.ip)
+                    .bind(&r.user_agent)
+                    .bind(&r.reason)
+                    .bind(&r.details)
+                    .bind(&r.prev_hash)
+                    .bind(&r.hash);
+            }
+            q.execute(&mut *tx).await?;
         }
         for o in outbox {
             let Some(seq) = out.get(o.row_index) else {
@@ -1253,4 +1257,86 @@ async fn append_event(
     .execute(&mut **tx)
     .await?;
     Ok(seq)
+}
+
+/// The INSERT of `rows` audit records (one of [`audit_insert_chunks`]' sizes: 1, 2,
+/// 4, … 64), built on first use and kept.
+fn audit_insert_sql(rows: usize) -> &'static str {
+    static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        (0..7)
+            .map(|k| {
+                let row = format!("({})", vec!["?"; 14].join(", "));
+                format!(
+                    "INSERT INTO audit_events (seq, at_ms, kind, outcome, actor, subject, \
+                     credential_id, client_id, ip, user_agent, reason, details, prev_hash, hash) \
+                     VALUES {}",
+                    vec![row; 1 << k].join(", ")
+                )
+            })
+            .collect()
+    });
+    debug_assert!(rows.is_power_of_two() && rows <= 64, "{rows} rows");
+    &all[(rows.trailing_zeros() as usize).min(6)]
+}
+
+/// The row counts of one batch's audit INSERTs: as many 64s as fit, then the
+/// remainder by its binary digits (32, 16, 8, 4, 2, 1), so every statement has one of
+/// seven shapes.
+fn audit_insert_chunks<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let n = if rest.len() >= 64 {
+            64
+        } else {
+            1 << rest.len().ilog2()
+        };
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{audit_insert_chunks, audit_insert_sql};
+
+    #[test]
+    fn each_audit_insert_shape_has_fourteen_binds_per_row() {
+        for k in 0..7 {
+            let rows = 1usize << k;
+            let sql = audit_insert_sql(rows);
+            assert_eq!(sql.matches('?').count(), 14 * rows, "{rows} rows");
+            assert_eq!(sql.matches("(?,").count(), rows, "{rows} rows");
+            assert!(sql.starts_with("INSERT INTO audit_events (seq, at_ms,"));
+            assert!(sql.ends_with("?)"));
+        }
+    }
+
+    #[test]
+    fn audit_inserts_come_in_seven_shapes_and_keep_every_row_in_order() {
+        let mut shapes = std::collections::BTreeSet::new();
+        for n in 0..=300usize {
+            let rows: Vec<usize> = (0..n).collect();
+            let chunks: Vec<&[usize]> = audit_insert_chunks(&rows).collect();
+            let flat: Vec<usize> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+            assert_eq!(flat, rows, "{n} rows");
+            // 64s first, then strictly shrinking powers of two.
+            let sizes: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
+            let tail = &sizes[sizes.iter().take_while(|s| **s == 64).count()..];
+            assert!(tail.windows(2).all(|w| w[0] > w[1]), "{n}: {sizes:?}");
+            assert!(
+                tail.iter().all(|s| s.is_power_of_two() && *s < 64),
+                "{n}: {sizes:?}"
+            );
+            shapes.extend(sizes);
+        }
+        assert_eq!(
+            shapes.into_iter().collect::<Vec<_>>(),
+            [1, 2, 4, 8, 16, 32, 64]
+        );
+    }
 }

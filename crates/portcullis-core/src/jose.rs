@@ -139,6 +139,9 @@ pub struct SigningKey {
     alg: SigningAlg,
     pair: Pair,
     jwk: Jwk,
+    /// The header segment of an access token (`typ: at+jwt`), a function of the key:
+    /// written once here instead of serialized and encoded for every token.
+    at_header_b64: String,
 }
 
 impl fmt::Debug for SigningKey {
@@ -235,11 +238,14 @@ impl SigningKey {
             key_id: Some(kid.clone()),
             ..CommonParameters::default()
         };
+        let mut at_header_b64 = String::new();
+        write_header_b64(alg, ACCESS_TOKEN_TYP, &kid, &mut at_header_b64)?;
         Ok(Self {
             kid,
             alg,
             pair,
             jwk,
+            at_header_b64,
         })
     }
 
@@ -285,7 +291,11 @@ impl SigningKey {
     pub fn sign_jwt<C: Serialize>(&self, typ: &str, claims: &C) -> Result<String, JoseError> {
         let claims = serde_json::to_vec(claims).map_err(|_| JoseError::Signing)?;
         let mut out = String::with_capacity(claims.len() * 4 / 3 + 500);
-        write_header_b64(self.alg, typ, &self.kid, &mut out)?;
+        if typ == ACCESS_TOKEN_TYP {
+            out.push_str(&self.at_header_b64);
+        } else {
+            write_header_b64(self.alg, typ, &self.kid, &mut out)?;
+        }
         out.push('.');
         URL_SAFE_NO_PAD.encode_string(&claims, &mut out);
         let sig = self.sign_raw(out.as_bytes())?;
@@ -1178,6 +1188,13 @@ mod tests {
             let header = jsonwebtoken::decode_header(&token).expect("header");
             assert_eq!(header.typ.as_deref(), Some("at+jwt"));
             assert_eq!(header.kid.as_deref(), Some(key.kid()));
+            // Any other typ is written for its token, not taken from the access
+            // token's header kept by the key.
+            let id_token = key.sign_jwt("JWT", &claims(now)).expect("sign");
+            let header = jsonwebtoken::decode_header(&id_token).expect("header");
+            assert_eq!(header.typ.as_deref(), Some("JWT"), "{alg}");
+            assert_eq!(header.kid.as_deref(), Some(key.kid()));
+            assert_ne!(id_token.split('.').next(), token.split('.').next());
         }
     }
 

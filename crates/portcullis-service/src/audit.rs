@@ -358,21 +358,29 @@ pub(crate) fn take_waiting<T>(rx: &mut mpsc::Receiver<T>, batch: &mut Vec<T>, ma
 
 /// The bytes a record's link covers: every field but the links, as a JSON array.
 fn canonical(r: &AuditRow) -> Vec<u8> {
-    serde_json::to_vec(&(
-        r.seq,
-        r.at_ms,
-        &r.kind,
-        &r.outcome,
-        &r.actor,
-        &r.subject,
-        &r.credential_id,
-        &r.client_id,
-        &r.ip,
-        &r.user_agent,
-        &r.reason,
-        &r.details,
-    ))
-    .unwrap_or_default()
+    // Sized for a whole record at once (`to_vec` starts at 128 bytes and grows).
+    let mut buf = Vec::with_capacity(320 + r.details.len());
+    let written = serde_json::to_writer(
+        &mut buf,
+        &(
+            r.seq,
+            r.at_ms,
+            &r.kind,
+            &r.outcome,
+            &r.actor,
+            &r.subject,
+            &r.credential_id,
+            &r.client_id,
+            &r.ip,
+            &r.user_agent,
+            &r.reason,
+            &r.details,
+        ),
+    );
+    match written {
+        Ok(()) => buf,
+        Err(_) => Vec::new(),
+    }
 }
 
 fn anchor_body(seq: i64, hash: &str, pruned_at_ms: i64) -> Vec<u8> {
@@ -506,10 +514,12 @@ impl Authority {
             subject: e.subject,
             credential_id: e.credential_id,
             client_id: e.client_id,
-            ip: ctx.as_ref().and_then(|c| c.ip).map(|ip| ip.to_string()),
+            ip: ctx.as_ref().and_then(|c| c.ip).map(crate::ipfmt::ip_string),
             user_agent: ctx.as_ref().and_then(|c| c.user_agent.clone()),
             reason: e.reason,
-            details: e.details.to_string(),
+            // Into one buffer (`Value`'s `Display` grows a string piece by piece);
+            // the same compact text.
+            details: serde_json::to_string(&e.details).unwrap_or_default(),
             prev_hash: String::new(),
             hash: String::new(),
         }

@@ -25,6 +25,7 @@ pub mod error;
 pub mod events;
 pub mod gate;
 mod grant_writer;
+mod ipfmt;
 pub mod keys;
 pub mod passwords;
 pub mod pats;

@@ -91,9 +91,18 @@ impl MemoryRateStore {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        let d = gcra(rl, g.get(key).copied(), now_us);
+        // A key seen before (the usual case) is hashed once: looked up and updated
+        // in place.
+        if let Some(tat) = g.get_mut(key) {
+            let d = gcra(rl, Some(*tat), now_us);
+            if d.allowed {
+                *tat = d.tat_us;
+            }
+            return d;
+        }
+        let d = gcra(rl, None, now_us);
         if d.allowed {
-            if g.len() >= self.shard_max && !g.contains_key(key) {
+            if g.len() >= self.shard_max {
                 // A drained entry (tat in the past) is the same as no entry.
                 g.retain(|_, tat| *tat > now_us);
                 if g.len() >= self.shard_max {
@@ -105,12 +114,7 @@ impl MemoryRateStore {
                     }
                 }
             }
-            match g.get_mut(key) {
-                Some(tat) => *tat = d.tat_us,
-                None => {
-                    g.insert(key.to_owned(), d.tat_us);
-                }
-            }
+            g.insert(key.to_owned(), d.tat_us);
         }
         d
     }
@@ -374,9 +378,9 @@ struct IpPartition(IpAddr);
 impl std::fmt::Display for IpPartition {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.0 {
-            IpAddr::V4(v4) => v4.fmt(f),
+            IpAddr::V4(v4) => f.write_str(crate::ipfmt::V4Text::new(v4).as_str()),
             IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => v4.fmt(f),
+                Some(v4) => f.write_str(crate::ipfmt::V4Text::new(v4).as_str()),
                 None => {
                     let s = v6.segments();
                     write!(f, "{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])

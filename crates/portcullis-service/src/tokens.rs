@@ -243,18 +243,14 @@ impl Authority {
             }
             Audience::from_list(list)
         };
+        // Written once: the token's subject, the anomaly key and three audit fields.
+        let client_id = client.id.to_string();
         let (access_token, jti, ttl) = self
-            .mint_access(
-                client,
-                &client.id.to_string(),
-                &scope,
-                aud,
-                req.jkt.as_deref(),
-            )
+            .mint_access(client, &client_id, &scope, aud, req.jkt.as_deref())
             .await?;
         self.observe_use(
             &crate::anomaly::CredentialRef::Client {
-                client_id: client.id.to_string(),
+                client_id: client_id.clone(),
                 token: None,
             },
             crate::audit::current_ip(),
@@ -262,9 +258,9 @@ impl Authority {
         .await?;
         let record = crate::audit::AuditEvent::new("token.issued")
             .credential(jti.clone())
-            .client(client.id.to_string())
-            .subject(client.id.to_string())
-            .actor(client.id.to_string())
+            .client(client_id.clone())
+            .subject(client_id.clone())
+            .actor(client_id)
             .details(serde_json::json!({
                 "grant_type": "client_credentials",
                 "scope": scope.to_string(),

@@ -118,7 +118,7 @@ impl ChainKey {
         ctx.update(prev.as_bytes());
         ctx.update(&[0]);
         ctx.update(body);
-        hex_link(ctx.sign().as_ref())
+        lower_hex_32(ctx.sign().as_ref())
     }
 
     /// Checks a stored link in constant time.
@@ -149,15 +149,16 @@ impl Pepper {
         let mut bytes = [0u8; 32];
         bytes.copy_from_slice(tag.as_ref());
         SecretDigest {
-            hex: hex_link(&bytes),
+            hex: lower_hex_32(&bytes),
             bytes,
         }
     }
 }
 
-/// Lowercase hex of a 32-byte tag, written into a buffer of its size (`hex::encode`
-/// collects a `String` one `char` at a time: a quarter of an audit link's cost).
-fn hex_link(tag: &[u8]) -> String {
+/// Lowercase hex of a 32-byte tag (an audit link, a secret digest), written into a
+/// buffer of its size (`hex::encode` collects a `String` one `char` at a time: a
+/// quarter of an audit link's cost).
+fn lower_hex_32(tag: &[u8]) -> String {
     let mut text = [0u8; 64];
     // Neither can fail for a 32-byte tag: 64 is twice 32, and hex digits are ASCII.
     let _ = hex::encode_to_slice(tag, &mut text);

@@ -480,3 +480,68 @@ store_test!(
         assert_eq!(store.purge_key_usage(100).await.expect("purge"), 2);
     }
 );
+
+// One group commit of 127 records goes through every INSERT shape once (64, 32, 16,
+// 8, 4, 2, 1 rows): every record comes back with its own values, in order, each
+// linked to the one before; the next commit continues the chain.
+store_test!(
+    a_large_group_commit_keeps_every_record_in_order_and_linked,
+    |store| {
+        let link = |r: &portcullis_store::AuditRow| {
+            format!(
+                "{:x}:{}",
+                r.seq,
+                r.prev_hash.get(..6).unwrap_or(&r.prev_hash)
+            )
+        };
+        let input: Vec<_> = (1..=127)
+            .map(|i| crate::audit_row(i, "token.issued", Some(&format!("tok-{i}"))))
+            .collect();
+        let seqs = store
+            .append_audit(input.clone(), &[], &link)
+            .await
+            .expect("append 127");
+        assert_eq!(seqs, (1..=127).collect::<Vec<i64>>());
+        let one = crate::audit_row(128, "token.revoked", Some("tok-128"));
+        let seqs = store
+            .append_audit(vec![one.clone()], &[], &link)
+            .await
+            .expect("append 1");
+        assert_eq!(seqs, [128]);
+
+        let got = store
+            .list_audit(&portcullis_store::AuditFilter {
+                limit: 1_000,
+                ..portcullis_store::AuditFilter::default()
+            })
+            .await
+            .expect("list");
+        assert_eq!(got.len(), 128);
+        // The first record links to the anchor's genesis hash.
+        let mut prev = store.audit_anchor().await.expect("anchor").hash;
+        for (want, got) in input.iter().chain([&one]).zip(&got) {
+            assert_eq!(got.seq, want.seq);
+            assert_eq!(
+                (
+                    &got.kind,
+                    &got.subject,
+                    &got.credential_id,
+                    &got.details,
+                    got.at_ms
+                ),
+                (
+                    &want.kind,
+                    &want.subject,
+                    &want.credential_id,
+                    &want.details,
+                    want.at_ms
+                ),
+                "record {}",
+                want.seq
+            );
+            assert_eq!(got.prev_hash, prev, "record {}", want.seq);
+            assert_eq!(got.hash, link(got), "record {}", want.seq);
+            prev = got.hash.clone();
+        }
+    }
+);

@@ -3,24 +3,7 @@
 use portcullis_store::{AuditFilter, AuditRow, SqliteStore, Store, WebhookStore};
 use sqlx::sqlite::SqlitePoolOptions;
 
-fn row(seq: i64, kind: &str, credential: Option<&str>) -> AuditRow {
-    AuditRow {
-        seq,
-        at_ms: 1_700_000_000_000 + seq,
-        kind: kind.to_owned(),
-        outcome: "success".to_owned(),
-        actor: Some("cli".to_owned()),
-        subject: Some(format!("subject-{seq}")),
-        credential_id: credential.map(str::to_owned),
-        client_id: None,
-        ip: Some("192.0.2.1".to_owned()),
-        user_agent: None,
-        reason: (seq == 2).then(|| "why".to_owned()),
-        details: format!("{{\"n\":{seq}}}"),
-        prev_hash: format!("{:064x}", seq - 1),
-        hash: format!("{seq:064x}"),
-    }
-}
+use crate::audit_row as row;
 
 async fn index_names(pool: &sqlx::SqlitePool) -> Vec<String> {
     sqlx::query_scalar(

@@ -55,7 +55,7 @@ pub struct PasswordHasherCfg {
     params: Argon2Params,
     dummy: OnceLock<String>,
     /// One permit per core: the hashes that may run at once.
-    permits: tokio::sync::Semaphore,
+    permits: Arc<tokio::sync::Semaphore>,
     /// Argon2 memory, reused: at most one buffer per permit.
     buffers: std::sync::Mutex<Vec<Vec<Block>>>,
 }
@@ -80,7 +80,7 @@ impl PasswordHasherCfg {
         Ok(Self {
             params,
             dummy: OnceLock::new(),
-            permits: tokio::sync::Semaphore::new(hash_concurrency()),
+            permits: Arc::new(tokio::sync::Semaphore::new(hash_concurrency())),
             buffers: std::sync::Mutex::new(Vec::new()),
         })
     }
@@ -208,18 +208,42 @@ pub fn check_policy(password: &SecretString) -> Result<(), ServiceError> {
     Ok(())
 }
 
-/// Hashes `password` off the runtime.
+/// Runs `work` (one Argon2 computation) on the blocking pool under one of the hash
+/// permits. The permit moves into the blocking job, so it is given back when the
+/// computation ends, not when the caller stops waiting: a request dropped halfway
+/// (the client hung up, the request timed out) cannot hand its permit to the next
+/// one while its hash still runs. Otherwise clients that disconnect right after
+/// sending a sign-in would start hash after hash, each with its own 19 MiB, up to the
+/// blocking pool's 512 threads.
+async fn run_limited<T: Send + 'static>(
+    permits: &Arc<tokio::sync::Semaphore>,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ServiceError> {
+    let permit = permits
+        .clone()
+        .acquire_owned()
+        .await
+        .context("hash permits")?;
+    Ok(tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        work()
+    })
+    .await
+    .context("password hashing task")?)
+}
+
+/// Hashes `password` off the runtime, one hash per core at a time like
+/// verification.
 pub async fn hash(
     cfg: &PasswordHasherCfg,
     password: &SecretString,
 ) -> Result<String, ServiceError> {
     let p = cfg.params;
     let pw = password.clone();
-    Ok(
-        tokio::task::spawn_blocking(move || PasswordHasherCfg::hash_blocking(p, pw.expose()))
-            .await
-            .context("password hashing task")??,
-    )
+    Ok(run_limited(&cfg.permits, move || {
+        PasswordHasherCfg::hash_blocking(p, pw.expose())
+    })
+    .await??)
 }
 
 /// Verifies `password` against `hash`, or against the dummy hash when there is none,
@@ -229,30 +253,29 @@ pub async fn verify(
     hash: Option<&str>,
     password: &SecretString,
 ) -> Result<bool, ServiceError> {
-    let _permit = cfg.permits.acquire().await.context("hash permits")?;
-    let cfg = cfg.clone();
-    let stored = hash.map(str::to_owned);
-    let pw = password.clone();
-    let ok = tokio::task::spawn_blocking(move || -> anyhow::Result<bool> {
-        let real = stored.is_some();
-        let h = match stored {
-            Some(h) => h,
-            None => match cfg.dummy.get() {
-                Some(d) => d.clone(),
-                None => {
-                    let d = PasswordHasherCfg::hash_blocking(cfg.params, "portcullis-dummy")?;
-                    cfg.dummy.get_or_init(|| d).clone()
-                }
-            },
-        };
-        let mut memory = cfg.take_buffer();
-        let ok = PasswordHasherCfg::verify_in(&h, pw.expose(), &mut memory);
-        cfg.give_buffer(memory);
-        Ok(ok && real)
-    })
-    .await
-    .context("password verification task")??;
-    Ok(ok)
+    let job = {
+        let cfg = cfg.clone();
+        let stored = hash.map(str::to_owned);
+        let pw = password.clone();
+        move || -> anyhow::Result<bool> {
+            let real = stored.is_some();
+            let h = match stored {
+                Some(h) => h,
+                None => match cfg.dummy.get() {
+                    Some(d) => d.clone(),
+                    None => {
+                        let d = PasswordHasherCfg::hash_blocking(cfg.params, "portcullis-dummy")?;
+                        cfg.dummy.get_or_init(|| d).clone()
+                    }
+                },
+            };
+            let mut memory = cfg.take_buffer();
+            let ok = PasswordHasherCfg::verify_in(&h, pw.expose(), &mut memory);
+            cfg.give_buffer(memory);
+            Ok(ok && real)
+        }
+    };
+    Ok(run_limited(&cfg.permits, job).await??)
 }
 
 #[cfg(test)]
@@ -340,5 +363,46 @@ mod tests {
         assert!(!verify(&cfg, None, &pw).await.expect("verify"));
         let h = hash(&cfg, &pw).await.expect("hash");
         assert!(verify(&cfg, Some(&h), &pw).await.expect("verify"));
+    }
+
+    /// A request dropped while its hash runs (client gone, request timeout) keeps
+    /// its permit until the hash ends: the next request waits instead of starting a
+    /// second computation beside the orphaned one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dropped_request_keeps_its_permit_until_its_hash_ends() {
+        let permits = Arc::new(tokio::sync::Semaphore::new(1));
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let first = tokio::spawn({
+            let permits = permits.clone();
+            async move {
+                run_limited(&permits, move || {
+                    started_tx.send(()).expect("started");
+                    // Stands in for an Argon2 computation still running.
+                    release_rx.recv().expect("released");
+                })
+                .await
+            }
+        });
+        tokio::task::spawn_blocking(move || started_rx.recv())
+            .await
+            .expect("join")
+            .expect("the job started");
+        first.abort();
+        assert!(first.await.expect_err("aborted").is_cancelled());
+        assert_eq!(
+            permits.available_permits(),
+            0,
+            "the running job still holds the permit"
+        );
+        let second = tokio::spawn({
+            let permits = permits.clone();
+            async move { run_limited(&permits, || 7).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(!second.is_finished(), "the second job waits for the permit");
+        release_tx.send(()).expect("release");
+        assert_eq!(second.await.expect("join").expect("ran"), 7);
+        assert_eq!(permits.available_permits(), 1);
     }
 }

@@ -545,3 +545,191 @@ store_test!(
         }
     }
 );
+
+fn refresh_row(n: usize, family: &str) -> portcullis_store::RefreshRow {
+    portcullis_store::RefreshRow {
+        id: format!("rt-{n:03}"),
+        digest: format!("rt-digest-{n:03}"),
+        family_id: family.to_owned(),
+        client_id: "app".to_owned(),
+        user_id: "u1".to_owned(),
+        session_id: n.is_multiple_of(2).then(|| format!("sess-{n}")),
+        scope: format!("read s{n}"),
+        auth_time: 1_000 + n as i64,
+        amr: "pwd".to_owned(),
+        issued_at: 2_000 + n as i64,
+        expires_at: 3_000 + n as i64,
+        family_expires_at: 4_000 + n as i64,
+        used_at: None,
+        revoked_at: None,
+        jkt: n.is_multiple_of(3).then(|| format!("jkt-{n}")),
+    }
+}
+
+fn grant_token(n: usize, family: &str) -> portcullis_store::GrantTokenRow {
+    portcullis_store::GrantTokenRow {
+        jti: format!("jti-{n:03}"),
+        family_id: family.to_owned(),
+        user_id: "u1".to_owned(),
+        session_id: (n % 2 == 1).then(|| format!("sess-{n}")),
+        client_id: "app".to_owned(),
+        format: if n.is_multiple_of(2) { "jwt" } else { "opaque" }.to_owned(),
+        expires_at: 5_000 + n as i64,
+    }
+}
+
+store_test!(
+    one_batch_of_grants_rotates_each_token_once_and_records_only_what_it_issued,
+    |store| {
+        use portcullis_store::{GrantScope, GrantWrite, RefreshWrite};
+        store
+            .insert_user(&portcullis_store::UserRow {
+                id: "u1".into(),
+                username: "ana".into(),
+                email: None,
+                roles: String::new(),
+                enabled: true,
+                created_at: 1,
+                updated_at: 1,
+                password_hash: None,
+                mfa_required: false,
+                totp_secret_sealed: None,
+                totp_confirmed_at: None,
+                totp_last_step: None,
+            })
+            .await
+            .expect("user");
+        // 80 live tokens (one family each), one already used, one revoked.
+        let first: Vec<GrantWrite> = (0..82)
+            .map(|n| GrantWrite {
+                token: grant_token(n, &format!("fam-{n}")),
+                refresh: RefreshWrite::Insert(refresh_row(n, &format!("fam-{n}"))),
+            })
+            .collect();
+        assert_eq!(
+            store.record_grants(&first).await.expect("first"),
+            [true; 82]
+        );
+        let used = store
+            .record_grants(&[GrantWrite {
+                token: grant_token(200, "fam-80"),
+                refresh: RefreshWrite::Rotate {
+                    old_id: "rt-080".into(),
+                    now: 7_000,
+                    new: refresh_row(200, "fam-80"),
+                },
+            }])
+            .await
+            .expect("rotate 80");
+        assert_eq!(used, [true]);
+        assert_eq!(
+            store
+                .revoke_refresh(GrantScope::Family("fam-81"), 7_001)
+                .await
+                .expect("revoke"),
+            1
+        );
+
+        // One batch over every chunk size (64 + 16 + …): 80 rotations of live tokens,
+        // token 5 presented twice more, the used and the revoked one, a new family and
+        // a grant without a refresh token.
+        let mut batch: Vec<GrantWrite> = (0..80)
+            .map(|n| GrantWrite {
+                token: grant_token(300 + n, &format!("fam-{n}")),
+                refresh: RefreshWrite::Rotate {
+                    old_id: format!("rt-{n:03}"),
+                    now: 8_000 + n as i64,
+                    new: refresh_row(300 + n, &format!("fam-{n}")),
+                },
+            })
+            .collect();
+        for (n, old) in [(400, 5), (401, 5), (402, 80), (403, 81)] {
+            batch.push(GrantWrite {
+                token: grant_token(n, &format!("fam-{old}")),
+                refresh: RefreshWrite::Rotate {
+                    old_id: format!("rt-{old:03}"),
+                    now: 9_000,
+                    new: refresh_row(n, &format!("fam-{old}")),
+                },
+            });
+        }
+        batch.push(GrantWrite {
+            token: grant_token(404, "fam-new"),
+            refresh: RefreshWrite::Insert(refresh_row(404, "fam-new")),
+        });
+        batch.push(GrantWrite {
+            token: grant_token(405, "fam-none"),
+            refresh: RefreshWrite::None,
+        });
+        let done = store.record_grants(&batch).await.expect("batch");
+        let mut want = vec![true; 80];
+        want.extend([false, false, false, false, true, true]);
+        assert_eq!(done, want);
+
+        for n in 0..80 {
+            let old = store
+                .find_refresh(&format!("rt-digest-{n:03}"))
+                .await
+                .expect("old")
+                .expect("old row");
+            assert_eq!(old.used_at, Some(8_000 + n as i64), "token {n}");
+            assert_eq!(
+                store
+                    .find_refresh(&format!("rt-digest-{:03}", 300 + n))
+                    .await
+                    .expect("successor"),
+                Some(refresh_row(300 + n, &format!("fam-{n}"))),
+                "successor of {n}"
+            );
+            let tokens = store
+                .list_grant_tokens(GrantScope::Family(&format!("fam-{n}")), 0)
+                .await
+                .expect("tokens");
+            let jtis: Vec<&str> = tokens.iter().map(|t| t.jti.as_str()).collect();
+            assert_eq!(jtis.len(), 2, "family {n}: {jtis:?}");
+            assert!(tokens.contains(&grant_token(300 + n, &format!("fam-{n}"))));
+        }
+        // The losers left nothing behind, and the used token keeps its first use.
+        for n in 400..404 {
+            assert_eq!(
+                store
+                    .find_refresh(&format!("rt-digest-{n}"))
+                    .await
+                    .expect("loser"),
+                None,
+                "{n}"
+            );
+        }
+        let reused = store
+            .find_refresh("rt-digest-080")
+            .await
+            .expect("80")
+            .expect("row");
+        assert_eq!(reused.used_at, Some(7_000));
+        let revoked = store
+            .find_refresh("rt-digest-081")
+            .await
+            .expect("81")
+            .expect("row");
+        assert_eq!((revoked.used_at, revoked.revoked_at), (None, Some(7_001)));
+        assert_eq!(
+            store
+                .list_grant_tokens(GrantScope::Family("fam-81"), 0)
+                .await
+                .expect("fam-81")
+                .len(),
+            1
+        );
+        assert_eq!(
+            store.find_refresh("rt-digest-404").await.expect("new"),
+            Some(refresh_row(404, "fam-new"))
+        );
+        assert_eq!(
+            store
+                .list_grant_tokens(GrantScope::Family("fam-none"), 0)
+                .await
+                .expect("none"),
+            [grant_token(405, "fam-none")]
+        );
+    }
+);

@@ -8,7 +8,7 @@
 # Build first: cargo build --release --locked -p portcullis -p portcullis-bench-refresh
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-bin="${1:-$root/target/release/portcullis}"
+bin="$(realpath "${1:-$root/target/release/portcullis}")"
 label="${2:-$(basename "$bin")}"
 gen="$root/target/release/portcullis-bench-refresh"
 work="$(mktemp -d)"

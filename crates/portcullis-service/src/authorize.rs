@@ -669,7 +669,7 @@ impl Authority {
             return Err(invalid_grant("the refresh token is invalid"));
         };
         let digest = self.pepper.digest(secret.expose());
-        let Some(row) = self.store.find_refresh(digest.as_str()).await? else {
+        let Some((row, user)) = self.store.find_refresh_with_user(digest.as_str()).await? else {
             return Err(invalid_grant("the refresh token is invalid"));
         };
         if row.client_id != client.id.to_string() {
@@ -719,7 +719,10 @@ impl Authority {
             }
             _ => granted.clone(),
         };
-        let user = self.live_user(&row.user_id).await?;
+        let user = match user {
+            Some(u) if u.enabled => u,
+            _ => return Err(invalid_grant("the user is disabled or gone")),
+        };
         // The successor keeps the original grant's scope (RFC 6749 §6), whatever
         // this access token was narrowed to.
         let (new_secret, new_row) = self.refresh_row(

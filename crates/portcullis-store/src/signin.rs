@@ -236,6 +236,11 @@ pub trait SignInStore: Send + Sync {
 
     /// A refresh token by digest.
     async fn find_refresh(&self, digest: &str) -> StoreResult<Option<RefreshRow>>;
+    /// A refresh token by digest, with its user (one read).
+    async fn find_refresh_with_user(
+        &self,
+        digest: &str,
+    ) -> StoreResult<Option<(RefreshRow, Option<UserRow>)>>;
     /// Records what several grants issued, in one transaction (group commit): for
     /// each, the refresh-token write and the access token. An item whose rotation
     /// finds its old token already used or revoked writes nothing and is `false`.
@@ -513,6 +518,46 @@ impl SignInStore for SqliteStore {
         .await?
         .rows_affected();
         Ok(n > 0)
+    }
+
+    async fn find_refresh_with_user(
+        &self,
+        digest: &str,
+    ) -> StoreResult<Option<(RefreshRow, Option<UserRow>)>> {
+        use sqlx::{FromRow, Row};
+        let Some(row) = sqlx::query(
+            "SELECT r.*, u.id AS u_id, u.username AS u_username, u.email AS u_email, \
+             u.roles AS u_roles, u.enabled AS u_enabled, u.created_at AS u_created_at, \
+             u.updated_at AS u_updated_at, u.password_hash AS u_password_hash, \
+             u.mfa_required AS u_mfa_required, u.totp_secret_sealed AS u_totp_secret_sealed, \
+             u.totp_confirmed_at AS u_totp_confirmed_at, u.totp_last_step AS u_totp_last_step \
+             FROM refresh_tokens r LEFT JOIN users u ON u.id = r.user_id WHERE r.digest = ?",
+        )
+        .bind(digest)
+        .fetch_optional(self.pool())
+        .await?
+        else {
+            return Ok(None);
+        };
+        let token = RefreshRow::from_row(&row)?;
+        let user = match row.try_get::<Option<String>, _>("u_id")? {
+            None => None,
+            Some(id) => Some(UserRow {
+                id,
+                username: row.try_get("u_username")?,
+                email: row.try_get("u_email")?,
+                roles: row.try_get("u_roles")?,
+                enabled: row.try_get("u_enabled")?,
+                created_at: row.try_get("u_created_at")?,
+                updated_at: row.try_get("u_updated_at")?,
+                password_hash: row.try_get("u_password_hash")?,
+                mfa_required: row.try_get("u_mfa_required")?,
+                totp_secret_sealed: row.try_get("u_totp_secret_sealed")?,
+                totp_confirmed_at: row.try_get("u_totp_confirmed_at")?,
+                totp_last_step: row.try_get("u_totp_last_step")?,
+            }),
+        };
+        Ok(Some((token, user)))
     }
 
     async fn find_refresh(&self, digest: &str) -> StoreResult<Option<RefreshRow>> {

@@ -733,3 +733,70 @@ store_test!(
         );
     }
 );
+
+store_test!(
+    a_refresh_token_comes_back_with_its_user_in_one_read,
+    |store| {
+        use portcullis_store::{GrantWrite, RefreshWrite};
+        store
+            .insert_user(&portcullis_store::UserRow {
+                id: "u1".into(),
+                username: "ana".into(),
+                email: Some("ana@example.test".into()),
+                roles: "reader writer".into(),
+                enabled: false,
+                created_at: 11,
+                updated_at: 12,
+                password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
+                mfa_required: true,
+                totp_secret_sealed: None,
+                totp_confirmed_at: None,
+                totp_last_step: None,
+            })
+            .await
+            .expect("user");
+        store
+            .set_totp("u1", Some("sealed-seed"), Some(13))
+            .await
+            .expect("totp");
+        assert!(store.take_totp_step("u1", 14).await.expect("step"));
+        let token = refresh_row(1, "fam-1");
+        let recorded = store
+            .record_grants(&[GrantWrite {
+                token: grant_token(1, "fam-1"),
+                refresh: RefreshWrite::Insert(token.clone()),
+            }])
+            .await
+            .expect("insert");
+        assert_eq!(recorded, [true]);
+
+        // Every column of the user as the user table's own read gives it.
+        let user = store.get_user("u1").await.expect("get").expect("user");
+        assert_eq!(
+            (
+                user.totp_secret_sealed.as_deref(),
+                user.totp_confirmed_at,
+                user.totp_last_step
+            ),
+            (Some("sealed-seed"), Some(13), Some(14))
+        );
+        assert_eq!(
+            store
+                .find_refresh_with_user("rt-digest-001")
+                .await
+                .expect("joined"),
+            Some((token.clone(), Some(user)))
+        );
+        assert_eq!(
+            store.find_refresh("rt-digest-001").await.expect("plain"),
+            Some(token)
+        );
+        assert_eq!(
+            store
+                .find_refresh_with_user("rt-digest-999")
+                .await
+                .expect("unknown"),
+            None
+        );
+    }
+);

@@ -218,6 +218,14 @@ struct GrantContext<'a> {
     jkt: Option<String>,
 }
 
+/// The user a grant is for, if they still exist and are enabled.
+fn live(user: Option<UserRow>) -> Result<UserRow, ServiceError> {
+    match user {
+        Some(u) if u.enabled => Ok(u),
+        _ => Err(invalid_grant("the user is disabled or gone")),
+    }
+}
+
 fn invalid_grant(m: impl Into<String>) -> ServiceError {
     ServiceError::InvalidGrant(m.into())
 }
@@ -644,10 +652,7 @@ impl Authority {
     }
 
     async fn live_user(&self, id: &str) -> Result<UserRow, ServiceError> {
-        match self.store.get_user(id).await? {
-            Some(u) if u.enabled => Ok(u),
-            _ => Err(invalid_grant("the user is disabled or gone")),
-        }
+        live(self.store.get_user(id).await?)
     }
 
     /// `grant_type=refresh_token`: rotates the token; a rotated token used again
@@ -719,10 +724,7 @@ impl Authority {
             }
             _ => granted.clone(),
         };
-        let user = match user {
-            Some(u) if u.enabled => u,
-            _ => return Err(invalid_grant("the user is disabled or gone")),
-        };
+        let user = live(user)?;
         // The successor keeps the original grant's scope (RFC 6749 §6), whatever
         // this access token was narrowed to.
         let (new_secret, new_row) = self.refresh_row(

@@ -18,7 +18,8 @@ pub struct UserUpdate {
     pub roles: Option<Vec<String>>,
     /// Require MFA.
     pub mfa_required: Option<bool>,
-    /// Enable or disable (disabling revokes everything of the user).
+    /// Enable or disable (disabling revokes everything of the user, each time it
+    /// is asked for, even of a user already disabled).
     pub enabled: Option<bool>,
 }
 
@@ -65,7 +66,10 @@ impl Authority {
         if let Some(r) = &change.roles {
             self.check_roles(r).await?;
         }
-        let was_enabled = row.enabled;
+        // Every `enabled: false` revokes, not only the one that flips the flag: the
+        // flag and the revocation are separate writes, so a disable whose revocation
+        // failed halfway is finished by sending it again.
+        let disabling = change.enabled == Some(false);
         if let Some(e) = change.email {
             row.email = e;
         }
@@ -85,7 +89,7 @@ impl Authority {
         self.pat_cache.clear();
         self.audit(AuditEvent::new("user.updated").subject(row.id.clone()))
             .await?;
-        if was_enabled && !row.enabled {
+        if disabling {
             self.revoke_everything_of(&row.id, "user disabled").await?;
         }
         Ok(row.into())

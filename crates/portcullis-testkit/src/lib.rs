@@ -230,6 +230,25 @@ impl TestApp {
         n
     }
 
+    /// Runs one SQL statement on the server's database through a second
+    /// connection, behind the service's back: for putting the store into a state
+    /// the service would only pass through (a step of a two-step change that did
+    /// not happen). Returns the number of rows changed.
+    pub async fn execute_sql(&self, sql: &str) -> u64 {
+        let url = format!(
+            "sqlite://{}",
+            self.dir.path().join("portcullis.db").display()
+        );
+        let pool = sqlx::SqlitePool::connect(&url).await.expect("open db");
+        let n = sqlx::query(sql)
+            .execute(&pool)
+            .await
+            .expect("execute")
+            .rows_affected();
+        pool.close().await;
+        n
+    }
+
     /// The raw bytes of the server's database files (main file and WAL), for
     /// asserting that no secret is stored in clear.
     pub fn database_bytes(&self) -> Vec<u8> {

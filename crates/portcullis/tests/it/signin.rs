@@ -6,7 +6,7 @@
 use base64::Engine;
 use jsonwebtoken::jwk::JwkSet;
 use portcullis_testkit::{
-    field, location, query_param, totp_code, urlencode, TestApp, TestClient, VERIFIER,
+    field, location, query_param, totp_code, urlencode, TestApp, TestBrowser, TestClient, VERIFIER,
 };
 use serde_json::Value;
 
@@ -24,6 +24,17 @@ async fn tokens(app: &TestApp, c: &TestClient, redirect: &str) -> Value {
     let res = app.exchange(c, &code).await;
     assert_eq!(res.status(), 200, "code exchange");
     res.json().await.expect("json")
+}
+
+/// Alice signs in through the code flow in a new browser (openid, offline_access,
+/// read); the browser and the token response.
+async fn signed_in_tokens(app: &TestApp, c: &TestClient) -> (TestBrowser, Value) {
+    let b = app.browser();
+    let redirect = app
+        .code_flow(&b, &c.id, "openid offline_access read", ("alice", PW))
+        .await;
+    let t = tokens(app, c, &redirect).await;
+    (b, t)
 }
 
 /// The status of a refresh grant with `rt` as `c`.
@@ -325,11 +336,7 @@ async fn without_state_the_response_has_none_and_prompt_none_reports_login_requi
 #[tokio::test]
 async fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
     let (app, c, _) = app_with_user().await;
-    let b = app.browser();
-    let redirect = app
-        .code_flow(&b, &c.id, "openid offline_access read", ("alice", PW))
-        .await;
-    let t = tokens(&app, &c, &redirect).await;
+    let (_, t) = signed_in_tokens(&app, &c).await;
     let rt1 = t["refresh_token"].as_str().expect("rt").to_owned();
     let refresh = |rt: String| {
         let app = &app;
@@ -634,11 +641,7 @@ async fn unknown_users_and_wrong_passwords_look_the_same_and_lock_out_alike() {
 #[tokio::test]
 async fn logout_ends_the_session_and_only_redirects_to_registered_uris() {
     let (app, c, _) = app_with_user().await;
-    let b = app.browser();
-    let redirect = app
-        .code_flow(&b, &c.id, "openid offline_access read", ("alice", PW))
-        .await;
-    let t = tokens(&app, &c, &redirect).await;
+    let (b, t) = signed_in_tokens(&app, &c).await;
     let id_token = t["id_token"].as_str().expect("id").to_owned();
     // Unregistered targets: a page, never a redirect, and the session lives on.
     for target in [
@@ -698,11 +701,7 @@ async fn logout_ends_the_session_and_only_redirects_to_registered_uris() {
 #[tokio::test]
 async fn a_password_change_or_disable_revokes_sessions_refresh_tokens_and_pats() {
     let (app, c, uid) = app_with_user().await;
-    let b = app.browser();
-    let redirect = app
-        .code_flow(&b, &c.id, "openid offline_access read", ("alice", PW))
-        .await;
-    let t = tokens(&app, &c, &redirect).await;
+    let (b, t) = signed_in_tokens(&app, &c).await;
     let pat = app
         .authority
         .create_pat(
@@ -769,6 +768,100 @@ async fn a_password_change_or_disable_revokes_sessions_refresh_tokens_and_pats()
             .status(),
         401
     );
+}
+
+/// Disabling a user is two steps: the user row, then revoking what the user
+/// holds. A refresh token that outlives the first step (the second failed or has
+/// not run yet) must still be refused, and the refusal must consume nothing.
+#[tokio::test]
+async fn a_disabled_user_cannot_refresh_even_with_a_live_refresh_token() {
+    let (app, c, uid) = app_with_user().await;
+    let (_, t) = signed_in_tokens(&app, &c).await;
+    let rt = t["refresh_token"].as_str().expect("rt").to_owned();
+    let set_enabled = |on: bool| {
+        let app = &app;
+        let uid = uid.clone();
+        async move {
+            app.execute_sql(&format!(
+                "UPDATE users SET enabled = {on} WHERE id = '{uid}'"
+            ))
+            .await
+        }
+    };
+    assert_eq!(set_enabled(false).await, 1, "one user disabled");
+    let refused = app
+        .post_form(
+            "/oauth/token",
+            &format!("grant_type=refresh_token&refresh_token={rt}"),
+            Some(&c),
+        )
+        .await;
+    assert_eq!(refused.status(), 400);
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(body["error"], "invalid_grant");
+    assert!(body.get("access_token").is_none(), "nothing issued: {body}");
+    // The refusal neither used the token nor revoked its family: once the user is
+    // enabled again, the same token rotates as if the refusal never happened.
+    assert_eq!(set_enabled(true).await, 1);
+    assert_eq!(refresh_status(&app, &c, &rt).await, 200);
+    assert_eq!(
+        refresh_status(&app, &c, &rt).await,
+        400,
+        "and is used up by that rotation"
+    );
+}
+
+/// A disable sent again for a user already disabled revokes what the first one
+/// left live (here: the flag was written, the revocation never ran).
+#[tokio::test]
+async fn disabling_an_already_disabled_user_finishes_the_revocation() {
+    let (app, c, uid) = app_with_user().await;
+    let (b, t) = signed_in_tokens(&app, &c).await;
+    let rt = t["refresh_token"].as_str().expect("rt").to_owned();
+    let pat = app
+        .authority
+        .create_pat(
+            "alice",
+            "cli",
+            &["read".into()],
+            portcullis_service::pats::PatLifetime::Default,
+        )
+        .await
+        .expect("pat");
+    let flag = |on: bool| format!("UPDATE users SET enabled = {on} WHERE id = '{uid}'");
+    assert_eq!(app.execute_sql(&flag(false)).await, 1);
+    let view = app
+        .authority
+        .update_user(
+            &uid,
+            portcullis_service::users::UserUpdate {
+                enabled: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("disable again");
+    assert!(!view.enabled);
+    // Enabled again behind the service's back, nothing of before comes back to life:
+    // the second disable revoked it.
+    assert_eq!(app.execute_sql(&flag(true)).await, 1);
+    assert_eq!(
+        refresh_status(&app, &c, &rt).await,
+        400,
+        "refresh token revoked"
+    );
+    assert_eq!(
+        app.introspect(&c, &pat.token).await["active"],
+        false,
+        "PAT revoked"
+    );
+    assert_eq!(
+        app.introspect(&c, t["access_token"].as_str().expect("at"))
+            .await["active"],
+        false,
+        "access token revoked"
+    );
+    assert_eq!(b.get("/account").await.status(), 303, "session ended");
 }
 
 #[tokio::test]
@@ -1164,11 +1257,7 @@ async fn sessions_end_when_idle_or_too_old() {
 #[tokio::test]
 async fn withdrawing_consent_on_the_account_page_revokes_the_apps_tokens() {
     let (app, c, uid) = app_with_user().await;
-    let b = app.browser();
-    let redirect = app
-        .code_flow(&b, &c.id, "openid offline_access read", ("alice", PW))
-        .await;
-    let t = tokens(&app, &c, &redirect).await;
+    let (b, t) = signed_in_tokens(&app, &c).await;
     let page = b.get("/account").await.text().await.expect("account");
     assert!(page.contains("web"), "the app is listed: {page}");
     let csrf = field(&page, "csrf").expect("csrf");

@@ -27,6 +27,11 @@ GRANTS = """CREATE TABLE grant_tokens (jti TEXT PRIMARY KEY, family_id TEXT NOT 
   user_id TEXT NOT NULL, session_id TEXT, client_id TEXT NOT NULL, format TEXT NOT NULL,
   expires_at BIGINT NOT NULL){tail}"""
 INDEXED = ("family_id", "user_id", "session_id")
+# The layout with a row per family (not written by a rotation, so not modelled): a
+# refresh token has no index but its digest; a grant's access tokens are kept in one
+# b-tree ordered by family, found by a range scan when the family is revoked.
+GRANTS_BY_FAMILY = """CREATE TABLE grant_tokens (family_id TEXT NOT NULL, jti TEXT NOT NULL,
+  format TEXT NOT NULL, expires_at BIGINT NOT NULL, PRIMARY KEY (family_id, jti)) WITHOUT ROWID"""
 
 
 def time_ordered_id():
@@ -34,7 +39,7 @@ def time_ordered_id():
     return f"{time.time_ns():020d}-{secrets.token_hex(6)}"
 
 
-def run(name, batches, per=9, families=32, skip=(), without_rowid=False):
+def run(name, batches, per=9, families=32, skip=(), without_rowid=False, by_family=False):
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "t.db")
         c = sqlite3.connect(path, isolation_level=None)
@@ -42,10 +47,11 @@ def run(name, batches, per=9, families=32, skip=(), without_rowid=False):
             c.execute(f"PRAGMA {p}")
         tail = " WITHOUT ROWID" if without_rowid else ""
         c.execute(REFRESH.format(tail=tail))
-        c.execute(GRANTS.format(tail=tail))
+        c.execute(GRANTS_BY_FAMILY if by_family else GRANTS.format(tail=tail))
         for col in (x for x in INDEXED if x not in skip):
             c.execute(f"CREATE INDEX refresh_tokens_{col} ON refresh_tokens ({col})")
-            c.execute(f"CREATE INDEX grant_tokens_{col} ON grant_tokens ({col})")
+            if not by_family:
+                c.execute(f"CREATE INDEX grant_tokens_{col} ON grant_tokens ({col})")
         start = os.path.getsize(path + "-wal")
         fams = [str(uuid.uuid4()) for _ in range(families)]
         last = {}
@@ -63,8 +69,11 @@ def run(name, batches, per=9, families=32, skip=(), without_rowid=False):
                           (rid, secrets.token_hex(32), fam, "client", "user", None, "read offline_access",
                            1, "pwd", 1, 2, 3, None, None, None))
                 last[fam] = rid
-                c.execute("INSERT INTO grant_tokens VALUES (?,?,?,?,?,?,?)",
-                          (time_ordered_id(), fam, "user", None, "client", "jwt", 5))
+                if by_family:
+                    c.execute("INSERT INTO grant_tokens VALUES (?,?,?,?)", (fam, time_ordered_id(), "jwt", 5))
+                else:
+                    c.execute("INSERT INTO grant_tokens VALUES (?,?,?,?,?,?,?)",
+                              (time_ordered_id(), fam, "user", None, "client", "jwt", 5))
             c.execute("COMMIT")
         page = c.execute("PRAGMA page_size").fetchone()[0]
         frames = (os.path.getsize(path + "-wal") - start) / (page + 24)
@@ -80,6 +89,7 @@ def main():
     run("without the two family_id indexes", a.batches, skip=("family_id",))
     run("without the user_id and session_id indexes", a.batches, skip=("user_id", "session_id"))
     run("WITHOUT ROWID tables", a.batches, without_rowid=True)
+    run("a row per family, access tokens by family", a.batches, skip=INDEXED, by_family=True)
 
 
 if __name__ == "__main__":

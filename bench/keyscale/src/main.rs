@@ -1,11 +1,13 @@
-//! `portcullis-bench-keyscale [--keys N…] [--sample S] [--cached C]`
+//! `portcullis-bench-keyscale [--keys N…] [--sample S] [--cached C] [--rounds R]`
 //!
 //! For each N: a fresh SQLite database with one keyspace and N API keys (bulk
-//! inserted in transactions, with real HMAC digests), then S keys verified once
-//! each through the service's verification path with a cold cache: the latency
-//! distribution of an uncached verification (with fewer than S keys stored, in
-//! repeated passes, each by a new authority). Then C distinct keys verified
-//! to fill the cache, and the process RSS before and after. Prints one JSON document.
+//! inserted in transactions, with real HMAC digests). Then S keys per size verified
+//! once each through the service's verification path with a cold cache and again
+//! warm, in R rounds in which the sizes take turns: the latency distribution of an
+//! uncached and a cached verification (a size with fewer than S keys is read in
+//! repeats, each by a new authority). Then, on the largest size, C distinct keys
+//! verified to fill the cache, and the process RSS before and after. Prints one
+//! JSON document.
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
@@ -124,6 +126,42 @@ async fn populate(
     Ok((store, mk, auth, kept))
 }
 
+/// One size's database and what has been measured on it.
+struct Table {
+    n: usize,
+    store: Arc<SqliteStore>,
+    mk: MasterKey,
+    auth: Authority,
+    /// The keys sampled, spread over the kept ones (repeated for a small table).
+    sample: Vec<String>,
+    kept: Vec<String>,
+    populate_s: f64,
+    cold: Vec<f64>,
+    warm: Vec<f64>,
+}
+
+/// Verifies `keys`, each once, through `auth`; pushes each one's latency in µs.
+async fn verify_each(
+    auth: &Authority,
+    keys: &[String],
+    scopes: &[String],
+    out: &mut Vec<f64>,
+) -> anyhow::Result<()> {
+    for k in keys {
+        let t = Instant::now();
+        let v = auth
+            .verify_api_key(&VerifyRequest {
+                key: k.clone(),
+                scopes: scopes.to_vec(),
+                ip: None,
+            })
+            .await?;
+        out.push(t.elapsed().as_secs_f64() * 1e6);
+        anyhow::ensure!(v.valid, "a stored key failed to verify");
+    }
+    Ok(())
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -139,71 +177,89 @@ async fn main() -> anyhow::Result<()> {
         .collect::<Result<_, _>>()?;
     let sample: usize = arg("--sample", "5000").parse().context("--sample")?;
     let cached: usize = arg("--cached", "100000").parse().context("--cached")?;
-    let mut results = Vec::new();
-    for &n in &sizes {
-        let dir = tempfile::tempdir()?;
+    let rounds: usize = arg("--rounds", "5").parse().context("--rounds")?;
+    anyhow::ensure!(rounds >= 1 && sample >= rounds, "--rounds");
+    let dirs = sizes
+        .iter()
+        .map(|_| tempfile::tempdir())
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut tables = Vec::new();
+    for (&n, dir) in sizes.iter().zip(&dirs) {
         let t0 = Instant::now();
         let keep = sample.max(cached).min(n);
-        let (store, mk, mut auth, keys) = populate(dir.path(), n, keep).await?;
+        let (store, mk, auth, kept) = populate(dir.path(), n, keep).await?;
         let populate_s = t0.elapsed().as_secs_f64();
-        // Cold: each key verified once, spread over the whole table. A table with
-        // fewer keys than the sample is read in repeated passes, each by a new
-        // authority (an empty key cache), so every size's p99 comes from as many
-        // cold verifications (from 1,000 samples it would be the 10th worst alone).
-        let step = (keys.len() / sample.min(keys.len()).max(1)).max(1);
-        let distinct = keys.iter().step_by(step).take(sample).count().max(1);
-        let mut lat = Vec::new();
-        for pass in 0..sample.div_ceil(distinct) {
-            if pass > 0 {
-                auth = authority(&store, &mk).await?;
-            }
-            for k in keys.iter().step_by(step).take(sample - lat.len()) {
-                let t = Instant::now();
-                let v = auth
+        // Spread over the whole table; a table with fewer keys than the sample has
+        // them all, repeated (each repeat is read by a new authority, below).
+        let step = (kept.len() / sample.min(kept.len()).max(1)).max(1);
+        let spread: Vec<String> = kept.iter().step_by(step).cloned().collect();
+        let sample = spread.iter().cycle().take(sample).cloned().collect();
+        tables.push(Table {
+            n,
+            store,
+            mk,
+            auth,
+            sample,
+            kept,
+            populate_s,
+            cold: Vec::new(),
+            warm: Vec::new(),
+        });
+    }
+    // Cold, then warm: in rounds, each size's share of the sample verified by a new
+    // authority (an empty key cache), then again from its cache, the sizes taking
+    // turns (and turns about who goes first), so that this guest's drift over the
+    // run falls on every size alike: with the sizes measured one after the other,
+    // the ratio of their p99s read 1.1× and 2.1× in two runs of the same code. A
+    // small table's repeats never meet a cache that already holds them.
+    let per = sample / rounds;
+    for r in 0..rounds {
+        let mut order: Vec<usize> = (0..tables.len()).collect();
+        if r % 2 == 1 {
+            order.reverse();
+        }
+        for &i in &order {
+            let t = &mut tables[i];
+            let end = if r + 1 == rounds {
+                sample
+            } else {
+                (r + 1) * per
+            };
+            let keys = &t.sample[r * per..end];
+            t.auth = authority(&t.store, &t.mk).await?;
+            verify_each(&t.auth, keys, &["read".into()], &mut t.cold).await?;
+            verify_each(&t.auth, keys, &[], &mut t.warm).await?;
+        }
+    }
+    let mut results = Vec::new();
+    let last = tables.len().saturating_sub(1);
+    for (i, mut t) in tables.into_iter().enumerate() {
+        t.cold.sort_by(f64::total_cmp);
+        t.warm.sort_by(f64::total_cmp);
+        let mut entry = json!({
+            "keys_stored": t.n, "sample": t.cold.len(), "rounds": rounds, "populate_s": t.populate_s,
+            "cold_p50_us": percentile(&t.cold, 0.5), "cold_p99_us": percentile(&t.cold, 0.99),
+            "warm_p50_us": percentile(&t.warm, 0.5), "warm_p99_us": percentile(&t.warm, 0.99),
+        });
+        if i == last && t.n >= cached {
+            // Every other table's pool was closed at the end of its turn in this
+            // loop: the RSS is this table's and the process's own.
+            let before = rss_kb();
+            for k in t.kept.iter().take(cached) {
+                t.auth
                     .verify_api_key(&VerifyRequest {
                         key: k.clone(),
-                        scopes: vec!["read".into()],
+                        scopes: vec![],
                         ip: None,
                     })
                     .await?;
-                lat.push(t.elapsed().as_secs_f64() * 1e6);
-                anyhow::ensure!(v.valid, "a stored key failed to verify");
-            }
-        }
-        lat.sort_by(f64::total_cmp);
-        // Warm: the same keys again, now from the cache.
-        let mut warm = Vec::new();
-        for k in keys.iter().step_by(step).take(sample) {
-            let t = Instant::now();
-            auth.verify_api_key(&VerifyRequest {
-                key: k.clone(),
-                scopes: vec![],
-                ip: None,
-            })
-            .await?;
-            warm.push(t.elapsed().as_secs_f64() * 1e6);
-        }
-        warm.sort_by(f64::total_cmp);
-        let mut entry = json!({
-            "keys_stored": n, "sample": lat.len(), "populate_s": populate_s,
-            "cold_p50_us": percentile(&lat, 0.5), "cold_p99_us": percentile(&lat, 0.99),
-            "warm_p50_us": percentile(&warm, 0.5), "warm_p99_us": percentile(&warm, 0.99),
-        });
-        if n >= cached {
-            let before = rss_kb();
-            for k in keys.iter().take(cached) {
-                auth.verify_api_key(&VerifyRequest {
-                    key: k.clone(),
-                    scopes: vec![],
-                    ip: None,
-                })
-                .await?;
             }
             let after = rss_kb();
             entry["cached_keys"] = json!(cached);
             entry["rss_before_cache_mb"] = json!(before as f64 / 1024.0);
             entry["rss_with_cache_mb"] = json!(after as f64 / 1024.0);
         }
+        t.store.pool().close().await;
         eprintln!("{entry}");
         results.push(entry);
     }

@@ -618,8 +618,8 @@ impl Authority {
             None,
         )
         .await?
-        .context("a grant without rotation is always recorded")
-        .map_err(ServiceError::from)
+        // Signed out or disabled between the checks above and the write.
+        .ok_or_else(|| invalid_grant("the session the code came from has ended"))
     }
 
     fn refuse_grant(&self, kind: &'static str, id: &str, client: &Client, why: &str) {
@@ -850,8 +850,8 @@ impl Authority {
             None,
         )
         .await?
-        .context("a grant without rotation is always recorded")
-        .map_err(ServiceError::from)
+        // Disabled between the sign-in and the write.
+        .ok_or_else(|| invalid_grant("the user is disabled or gone"))
     }
 
     #[expect(clippy::too_many_arguments, reason = "a row's worth of fields")]
@@ -892,7 +892,9 @@ impl Authority {
     /// Mints the tokens of a grant and records them in one transaction. With
     /// `rotate` (the presented refresh token's id and its successor) the rotation is
     /// part of that transaction; `Ok(None)` then means the old token was already
-    /// used (a reuse) and nothing was issued.
+    /// used (a reuse) and nothing was issued. Without `rotate`, `Ok(None)` means the
+    /// user was disabled or the session ended before the write (see
+    /// `SignInStore::record_grants`): nothing was issued either.
     async fn mint_user_tokens(
         &self,
         g: GrantContext<'_>,

@@ -243,7 +243,11 @@ pub trait SignInStore: Send + Sync {
     ) -> StoreResult<Option<(RefreshRow, Option<UserRow>)>>;
     /// Records what several grants issued, in one transaction (group commit): for
     /// each, the refresh-token write and the access token. An item whose rotation
-    /// finds its old token already used or revoked writes nothing and is `false`.
+    /// finds its old token already used or revoked writes nothing and is `false`;
+    /// so does a new grant (no rotation) whose user is disabled or gone, or whose
+    /// session has ended, by the time it is written: a logout or a disable that
+    /// ran between the grant's checks and this write revokes what it can find,
+    /// and this grant's tokens would not have been among them.
     async fn record_grants(&self, items: &[GrantWrite]) -> StoreResult<Vec<bool>>;
     /// Revokes every live refresh token in `scope`; returns how many.
     async fn revoke_refresh(&self, scope: GrantScope<'_>, now: i64) -> StoreResult<u64>;
@@ -574,8 +578,25 @@ impl SignInStore for SqliteStore {
         let mut done = Vec::with_capacity(items.len());
         for GrantWrite { token: t, refresh } in items {
             match refresh {
-                RefreshWrite::None => {}
-                RefreshWrite::Insert(r) => insert_refresh_in(&mut *tx, r).await?,
+                RefreshWrite::None | RefreshWrite::Insert(_) => {
+                    // A rotation needs no such check: its old token is revoked by
+                    // the same logout or disable, and the UPDATE below sees that.
+                    let may_start: bool = sqlx::query_scalar(
+                        "SELECT EXISTS (SELECT 1 FROM users WHERE id = ? AND enabled)
+                            AND NOT EXISTS (SELECT 1 FROM sessions WHERE id = ? AND ended_at IS NOT NULL)",
+                    )
+                    .bind(&t.user_id)
+                    .bind(&t.session_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    if !may_start {
+                        done.push(false);
+                        continue;
+                    }
+                    if let RefreshWrite::Insert(r) = refresh {
+                        insert_refresh_in(&mut *tx, r).await?;
+                    }
+                }
                 RefreshWrite::Rotate { old_id, now, new } => {
                     let n = sqlx::query(
                         "UPDATE refresh_tokens SET used_at = ? WHERE id = ? AND used_at IS NULL AND revoked_at IS NULL",

@@ -578,25 +578,42 @@ fn grant_token(n: usize, family: &str) -> portcullis_store::GrantTokenRow {
     }
 }
 
+/// A plain user `id` (no password, no MFA).
+fn plain_user(id: &str, enabled: bool) -> portcullis_store::UserRow {
+    portcullis_store::UserRow {
+        id: id.into(),
+        username: format!("name-{id}"),
+        email: None,
+        roles: String::new(),
+        enabled,
+        created_at: 1,
+        updated_at: 1,
+        password_hash: None,
+        mfa_required: false,
+        totp_secret_sealed: None,
+        totp_confirmed_at: None,
+        totp_last_step: None,
+    }
+}
+
+/// Grant `n` rotating refresh token `old` of family `fam` at `now`.
+fn rotation(n: usize, old: usize, fam: &str, now: i64) -> portcullis_store::GrantWrite {
+    portcullis_store::GrantWrite {
+        token: grant_token(n, fam),
+        refresh: portcullis_store::RefreshWrite::Rotate {
+            old_id: format!("rt-{old:03}"),
+            now,
+            new: refresh_row(n, fam),
+        },
+    }
+}
+
 store_test!(
     one_batch_of_grants_rotates_each_token_once_and_records_only_what_it_issued,
     |store| {
         use portcullis_store::{GrantScope, GrantWrite, RefreshWrite};
         store
-            .insert_user(&portcullis_store::UserRow {
-                id: "u1".into(),
-                username: "ana".into(),
-                email: None,
-                roles: String::new(),
-                enabled: true,
-                created_at: 1,
-                updated_at: 1,
-                password_hash: None,
-                mfa_required: false,
-                totp_secret_sealed: None,
-                totp_confirmed_at: None,
-                totp_last_step: None,
-            })
+            .insert_user(&plain_user("u1", true))
             .await
             .expect("user");
         // 80 live tokens (one family each), one already used, one revoked.
@@ -611,14 +628,7 @@ store_test!(
             [true; 82]
         );
         let used = store
-            .record_grants(&[GrantWrite {
-                token: grant_token(200, "fam-80"),
-                refresh: RefreshWrite::Rotate {
-                    old_id: "rt-080".into(),
-                    now: 7_000,
-                    new: refresh_row(200, "fam-80"),
-                },
-            }])
+            .record_grants(&[rotation(200, 80, "fam-80", 7_000)])
             .await
             .expect("rotate 80");
         assert_eq!(used, [true]);
@@ -634,24 +644,10 @@ store_test!(
         // token 5 presented twice more, the used and the revoked one, a new family and
         // a grant without a refresh token.
         let mut batch: Vec<GrantWrite> = (0..80)
-            .map(|n| GrantWrite {
-                token: grant_token(300 + n, &format!("fam-{n}")),
-                refresh: RefreshWrite::Rotate {
-                    old_id: format!("rt-{n:03}"),
-                    now: 8_000 + n as i64,
-                    new: refresh_row(300 + n, &format!("fam-{n}")),
-                },
-            })
+            .map(|n| rotation(300 + n, n, &format!("fam-{n}"), 8_000 + n as i64))
             .collect();
         for (n, old) in [(400, 5), (401, 5), (402, 80), (403, 81)] {
-            batch.push(GrantWrite {
-                token: grant_token(n, &format!("fam-{old}")),
-                refresh: RefreshWrite::Rotate {
-                    old_id: format!("rt-{old:03}"),
-                    now: 9_000,
-                    new: refresh_row(n, &format!("fam-{old}")),
-                },
-            });
+            batch.push(rotation(n, old, &format!("fam-{old}"), 9_000));
         }
         batch.push(GrantWrite {
             token: grant_token(404, "fam-new"),
@@ -738,23 +734,21 @@ store_test!(
     a_refresh_token_comes_back_with_its_user_in_one_read,
     |store| {
         use portcullis_store::{GrantWrite, RefreshWrite};
-        store
-            .insert_user(&portcullis_store::UserRow {
-                id: "u1".into(),
-                username: "ana".into(),
-                email: Some("ana@example.test".into()),
-                roles: "reader writer".into(),
-                enabled: false,
-                created_at: 11,
-                updated_at: 12,
-                password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
-                mfa_required: true,
-                totp_secret_sealed: None,
-                totp_confirmed_at: None,
-                totp_last_step: None,
-            })
-            .await
-            .expect("user");
+        let ana = portcullis_store::UserRow {
+            id: "u1".into(),
+            username: "ana".into(),
+            email: Some("ana@example.test".into()),
+            roles: "reader writer".into(),
+            enabled: true,
+            created_at: 11,
+            updated_at: 12,
+            password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into()),
+            mfa_required: true,
+            totp_secret_sealed: None,
+            totp_confirmed_at: None,
+            totp_last_step: None,
+        };
+        store.insert_user(&ana).await.expect("user");
         store
             .set_totp("u1", Some("sealed-seed"), Some(13))
             .await
@@ -769,6 +763,15 @@ store_test!(
             .await
             .expect("insert");
         assert_eq!(recorded, [true]);
+        // Disabled after the grant: the token's read still brings the user.
+        assert!(store
+            .update_user(&portcullis_store::UserRow {
+                enabled: false,
+                updated_at: 15,
+                ..ana
+            })
+            .await
+            .expect("disable"));
 
         // Every column of the user as the user table's own read gives it.
         let user = store.get_user("u1").await.expect("get").expect("user");
@@ -798,5 +801,99 @@ store_test!(
                 .expect("unknown"),
             None
         );
+    }
+);
+
+store_test!(
+    a_new_grant_is_not_written_for_an_ended_session_or_a_disabled_user,
+    |store| {
+        use portcullis_store::{GrantScope, GrantWrite, RefreshWrite, SessionRow};
+        store
+            .insert_user(&plain_user("u1", true))
+            .await
+            .expect("u1");
+        store
+            .insert_user(&plain_user("u2", false))
+            .await
+            .expect("u2");
+        for id in ["sess-live", "sess-ended"] {
+            store
+                .insert_session(&SessionRow {
+                    id: id.into(),
+                    digest: format!("digest-{id}"),
+                    user_id: "u1".into(),
+                    amr: "pwd".into(),
+                    auth_time: 1,
+                    created_at: 1,
+                    last_seen_at: 1,
+                    expires_at: 10_000,
+                    ended_at: None,
+                })
+                .await
+                .expect("session");
+        }
+        assert!(store.end_session("sess-ended", 2).await.expect("end"));
+        // A grant of user `user`, from `session`, starting family `fam`.
+        let grant = |n: usize, user: &str, session: Option<&str>, refresh: bool| {
+            let fam = format!("fam-{n}");
+            let mut token = grant_token(n, &fam);
+            token.user_id = user.into();
+            token.session_id = session.map(str::to_owned);
+            let mut row = refresh_row(n, &fam);
+            row.user_id = user.into();
+            row.session_id = session.map(str::to_owned);
+            GrantWrite {
+                token,
+                refresh: if refresh {
+                    RefreshWrite::Insert(row)
+                } else {
+                    RefreshWrite::None
+                },
+            }
+        };
+        let done = store
+            .record_grants(&[
+                grant(1, "u1", Some("sess-live"), true),
+                grant(2, "u1", Some("sess-ended"), true),
+                grant(3, "u1", Some("sess-ended"), false),
+                grant(4, "u2", None, true),
+                grant(5, "u2", None, false),
+                grant(6, "nobody", None, true),
+                grant(7, "u1", None, false),
+                // A session that is not (or no longer) stored has not ended.
+                grant(8, "u1", Some("sess-purged"), true),
+            ])
+            .await
+            .expect("batch");
+        assert_eq!(done, [true, false, false, false, false, false, true, true]);
+        for (n, written) in [1, 2, 3, 4, 5, 6, 7, 8].into_iter().zip(done) {
+            let fam = format!("fam-{n}");
+            let tokens = store
+                .list_grant_tokens(GrantScope::Family(&fam), 0)
+                .await
+                .expect("tokens");
+            assert_eq!(tokens.len(), usize::from(written), "grant {n}: {tokens:?}");
+            let refresh = store
+                .find_refresh(&format!("rt-digest-{n:03}"))
+                .await
+                .expect("refresh");
+            assert_eq!(
+                refresh.is_some(),
+                written && n != 7,
+                "grant {n}: {refresh:?}"
+            );
+        }
+        // A rotation is not held back by its user's state: the disable that ends a
+        // user revokes their refresh tokens, and a rotation of a revoked token
+        // fails by itself (the service also refuses a disabled user's refresh).
+        store
+            .update_user(&plain_user("u1", false))
+            .await
+            .expect("disable u1");
+        let rotated = store
+            .record_grants(&[rotation(9, 1, "fam-1", 3)])
+            .await
+            .expect("rotate");
+        assert_eq!(rotated, [true]);
     }
 );

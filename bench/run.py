@@ -1251,8 +1251,8 @@ def write_markdown(r):
         ratio = big["cold_p99_us"] / small["cold_p99_us"]
         lines += ["", "API-key verification at scale (`portcullis-bench-keyscale`, in-process through the service's verification path, "
                   "SQLite; each sampled key verified once with a cold cache, then again warm, in "
-                  f"{small.get('rounds', 1)} rounds in which the sizes take turns, each round's share read by a new authority with "
-                  "an empty key cache; a table with fewer keys than the sample is read whole in every round):", "",
+                  f"{small.get('rounds', 1)} rounds, one key of each size in turn, each round's keys read by a new authority "
+                  "per size with an empty key cache; a table with fewer keys than the sample is read whole in every round):", "",
                   "| keys stored | sampled | cold p50 µs | cold p99 µs | warm p50 µs | warm p99 µs |", "|---:|---:|---:|---:|---:|---:|"]
         for x in sc:
             lines.append(f"| {x['keys_stored']:,} | {x['sample']:,} | {x['cold_p50_us']:.0f} | {x['cold_p99_us']:.0f} | "

@@ -3,7 +3,7 @@
 //! For each N: a fresh SQLite database with one keyspace and N API keys (bulk
 //! inserted in transactions, with real HMAC digests). Then S keys per size verified
 //! once each through the service's verification path with a cold cache and again
-//! warm, in R rounds in which the sizes take turns: the latency distribution of an
+//! warm, in R rounds taking one key of each size in turn: the latency distribution of an
 //! uncached and a cached verification (a size with fewer than S keys is read in
 //! repeats, each by a new authority). The largest size is filled first and, before
 //! any other exists, C of its keys verified to fill a cache: the process RSS

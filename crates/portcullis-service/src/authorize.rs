@@ -619,7 +619,9 @@ impl Authority {
         )
         .await?
         // Signed out or disabled between the checks above and the write.
-        .ok_or_else(|| invalid_grant("the session the code came from has ended"))
+        .ok_or_else(|| {
+            invalid_grant("the session the code came from has ended, or its user is disabled")
+        })
     }
 
     fn refuse_grant(&self, kind: &'static str, id: &str, client: &Client, why: &str) {

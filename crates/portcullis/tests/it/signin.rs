@@ -37,6 +37,15 @@ async fn signed_in_tokens(app: &TestApp, c: &TestClient) -> (TestBrowser, Value)
     (b, t)
 }
 
+/// Sets a user's `enabled` flag behind the service's back (no revocation runs):
+/// the state a disable leaves when its second write never happens. Rows changed.
+async fn flag_enabled(app: &TestApp, uid: &str, on: bool) -> u64 {
+    app.execute_sql(&format!(
+        "UPDATE users SET enabled = {on} WHERE id = '{uid}'"
+    ))
+    .await
+}
+
 /// The status of a refresh grant with `rt` as `c`.
 async fn refresh_status(app: &TestApp, c: &TestClient, rt: &str) -> u16 {
     app.post_form(
@@ -778,17 +787,11 @@ async fn a_disabled_user_cannot_refresh_even_with_a_live_refresh_token() {
     let (app, c, uid) = app_with_user().await;
     let (_, t) = signed_in_tokens(&app, &c).await;
     let rt = t["refresh_token"].as_str().expect("rt").to_owned();
-    let set_enabled = |on: bool| {
-        let app = &app;
-        let uid = uid.clone();
-        async move {
-            app.execute_sql(&format!(
-                "UPDATE users SET enabled = {on} WHERE id = '{uid}'"
-            ))
-            .await
-        }
-    };
-    assert_eq!(set_enabled(false).await, 1, "one user disabled");
+    assert_eq!(
+        flag_enabled(&app, &uid, false).await,
+        1,
+        "one user disabled"
+    );
     let refused = app
         .post_form(
             "/oauth/token",
@@ -802,7 +805,7 @@ async fn a_disabled_user_cannot_refresh_even_with_a_live_refresh_token() {
     assert!(body.get("access_token").is_none(), "nothing issued: {body}");
     // The refusal neither used the token nor revoked its family: once the user is
     // enabled again, the same token rotates as if the refusal never happened.
-    assert_eq!(set_enabled(true).await, 1);
+    assert_eq!(flag_enabled(&app, &uid, true).await, 1);
     assert_eq!(refresh_status(&app, &c, &rt).await, 200);
     assert_eq!(
         refresh_status(&app, &c, &rt).await,
@@ -828,8 +831,7 @@ async fn disabling_an_already_disabled_user_finishes_the_revocation() {
         )
         .await
         .expect("pat");
-    let flag = |on: bool| format!("UPDATE users SET enabled = {on} WHERE id = '{uid}'");
-    assert_eq!(app.execute_sql(&flag(false)).await, 1);
+    assert_eq!(flag_enabled(&app, &uid, false).await, 1);
     let view = app
         .authority
         .update_user(
@@ -844,7 +846,7 @@ async fn disabling_an_already_disabled_user_finishes_the_revocation() {
     assert!(!view.enabled);
     // Enabled again behind the service's back, nothing of before comes back to life:
     // the second disable revoked it.
-    assert_eq!(app.execute_sql(&flag(true)).await, 1);
+    assert_eq!(flag_enabled(&app, &uid, true).await, 1);
     assert_eq!(
         refresh_status(&app, &c, &rt).await,
         400,

@@ -474,7 +474,9 @@ def main():
     target_of = {
         "client_credentials ES256": 0.60, "client_credentials EdDSA": 0.60,
         "introspect JWT (ES256)": 0.50, "introspect opaque": 0.50, "JWKS": 0.90, "keys/verify (cached key)": 0.50,
-        "forward-auth JWT (cached)": 0.40, "forward-auth API key (cached)": 0.40,
+        # S4 in issue 6 (≥ 50%, p99 ≤ 1 ms at half load) covers forward-auth and keys/verify too;
+        # issue 8's forward-auth target (≥ 40%) and issue 3's keys/verify p99 (< 2 ms) are looser.
+        "forward-auth JWT (cached)": 0.50, "forward-auth API key (cached)": 0.50,
     }
     for r in rows:
         r["connections"] = args.connections
@@ -1060,7 +1062,7 @@ def write_peer_markdown(r):
 
 # What the interleaved rounds measure, in order: (key, label, target ratio, baseline key).
 # Each round starts with B1; each token endpoint run follows its own B2 run.
-AB_PATHS = [("jwt", "forward-auth JWT", 0.40, "B1"), ("key", "forward-auth API key", 0.40, "B1"),
+AB_PATHS = [("jwt", "forward-auth JWT", 0.50, "B1"), ("key", "forward-auth API key", 0.50, "B1"),
             ("introspect", "introspect opaque", 0.50, "B1"), ("introspect_jwt", "introspect JWT (ES256)", 0.50, "B1"),
             ("verify", "keys/verify (cached key)", 0.50, "B1"),
             ("jwks", "JWKS", 0.90, "B1"), ("bare", JWKS_BARE, None, "B1"),
@@ -1212,7 +1214,9 @@ def write_markdown(r):
         ratio = f"{x['ratio']:.0%} of {x['baseline']}" if x["ratio"] is not None else "baseline"
         tgt = "—"
         if x["target_ratio"] is not None:
-            p99_target = 2.0 if ("client" in x["scenario"] or "keys/verify" in x["scenario"]) else 1.0 if "introspect" in x["scenario"] else None
+            # Issue 6: S1 p99 ≤ 2 ms and S4 p99 ≤ 1 ms at half load; S5 (JWKS) has none.
+            p99_target = (2.0 if x["scenario"].startswith("client_credentials")
+                          else None if x["scenario"] == "JWKS" else 1.0)
             ok = x["ratio"] >= x["target_ratio"] and (p99_target is None or x["p99_half_ms"] <= p99_target)
             lat = f" and p99 ≤ {p99_target:g} ms at half load" if p99_target else ""
             tgt = f"≥ {x['target_ratio']:.0%}{lat}: {verdict(ok)}"

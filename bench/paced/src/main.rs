@@ -271,3 +271,37 @@ async fn main() -> anyhow::Result<()> {
     println!("{out}");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pacer_releases_every_slot_of_the_schedule_in_order_and_marks_the_warm_up() {
+        let (tx, rx) = flume::unbounded();
+        let start = Instant::now();
+        let counted_from = start + Duration::from_millis(50);
+        let end = start + Duration::from_millis(150);
+        let late = pace(tx, start, counted_from, end, 1000.0);
+        let slots: Vec<Slot> = rx.drain().collect();
+        // Slot i is due at start + i ms: 0..150, of which 50..150 are counted.
+        assert_eq!(slots.len(), 150);
+        assert_eq!(slots.iter().filter(|s| s.counted).count(), 100);
+        assert_eq!(late.len(), 100);
+        assert!(slots.windows(2).all(|w| w[0].at < w[1].at));
+        assert!(slots.iter().all(|s| s.counted == (s.at >= counted_from)));
+        assert_eq!(slots[149].at - slots[0].at, Duration::from_millis(149));
+        // No slot left before its instant.
+        assert!(Instant::now() >= slots[149].at);
+    }
+
+    #[test]
+    fn percentiles_are_read_from_the_sorted_samples() {
+        let v: Vec<u32> = (1..=100).collect();
+        assert_eq!(percentile_ms(&v, 0.50), 0.050);
+        assert_eq!(percentile_ms(&v, 0.99), 0.099);
+        assert_eq!(percentile_ms(&v, 1.0), 0.100);
+        assert_eq!(percentile_ms(&[7], 0.99), 0.007);
+        assert_eq!(percentile_ms(&[], 0.99), 0.0);
+    }
+}

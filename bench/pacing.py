@@ -13,8 +13,6 @@ Usage (after `bench/run`, which builds the binaries it needs):
     python3 bench/pacing.py [--rounds 3]
 """
 import argparse
-import base64
-import http.client
 import importlib.util
 import json
 import os
@@ -47,6 +45,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
     for b in (run.BIN, run.BASE_BIN, PACED):
         if not os.path.exists(b):
             raise SystemExit(f"{b} is missing: run bench/run once (it builds the release binaries)")
@@ -59,11 +59,7 @@ def main():
                 "--access-token-alg", "ES256")
     time.sleep(1.5)
     basic = lambda c: f"{c['client_id']}:{c['client_secret']}"
-    conn = http.client.HTTPConnection("127.0.0.1", pc.port)
-    conn.request("POST", "/oauth/token", "grant_type=client_credentials",
-                 {"Authorization": "Basic " + base64.b64encode(basic(op).encode()).decode(),
-                  "Content-Type": "application/x-www-form-urlencoded"})
-    token = json.loads(conn.getresponse().read())["access_token"]
+    token = run.client_token(pc.port, op)
     bp = run.free_port()
     base = subprocess.Popen([run.BASE_BIN, f"127.0.0.1:{bp}"], stderr=subprocess.DEVNULL)
     time.sleep(0.5)

@@ -11,9 +11,9 @@ use portcullis_core::clock::Clock;
 use portcullis_core::keys::MasterKey;
 use portcullis_service::ratelimit::RedisRateStore;
 use portcullis_service::{Authority, AuthorityConfig};
-use portcullis_store::{SqliteStore, Store};
+use portcullis_store::{PgStore, SqliteStore, Store};
 
-use crate::config::Settings;
+use crate::config::{DatabaseBackend, DatabaseSettings, Settings};
 
 /// The service settings derived from the server settings.
 pub fn authority_config(s: &Settings) -> AuthorityConfig {
@@ -39,10 +39,7 @@ pub fn authority_config(s: &Settings) -> AuthorityConfig {
 
 /// Opens the database (creating and migrating it) and the authority over it.
 pub async fn open(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<Authority>> {
-    let store = SqliteStore::connect(&settings.database.url, settings.database.max_connections)
-        .await
-        .with_context(|| format!("opening database {}", settings.database.url))?;
-    let store: Arc<dyn Store> = Arc::new(store);
+    let store = open_store(&settings.database).await?;
     let master = load_or_create_master_key(&settings.keys.master_key_file, store.as_ref()).await?;
     let mut auth = Authority::new(store, clock, &master, authority_config(settings)).await?;
     if let Some(url) = &settings.redis.url {
@@ -56,6 +53,24 @@ pub async fn open(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<
         auth = auth.with_rate_store(Arc::new(redis));
     }
     Ok(Arc::new(auth))
+}
+
+/// Opens the store `database.url` names (SQLite or PostgreSQL), migrating it. The
+/// backend is chosen here, once; everything above sees `dyn Store`.
+pub async fn open_store(db: &DatabaseSettings) -> anyhow::Result<Arc<dyn Store>> {
+    let opened: Result<Arc<dyn Store>, _> = match db.backend() {
+        Some(DatabaseBackend::Postgres) => PgStore::connect(&db.url, db.max_connections)
+            .await
+            .map(|s| Arc::new(s) as Arc<dyn Store>),
+        Some(DatabaseBackend::Sqlite) => SqliteStore::connect(&db.url, db.max_connections)
+            .await
+            .map(|s| Arc::new(s) as Arc<dyn Store>),
+        None => bail!(
+            "database.url: {:?} is neither sqlite://PATH?mode=rwc nor postgres://USER@HOST/DB",
+            db.redacted_url()
+        ),
+    };
+    opened.with_context(|| format!("opening database {}", db.redacted_url()))
 }
 
 /// Reads the master key file, or creates one (mode 0600) when it does not exist and

@@ -550,13 +550,47 @@ impl Default for ServerSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseSettings {
-    /// `sqlite://path?mode=rwc` (PostgreSQL arrives with the cluster work).
+    /// `sqlite://path?mode=rwc` (the embedded default) or `postgres://user@host/db`
+    /// (`postgresql://` too; several nodes may share one PostgreSQL database).
     pub url: String,
     /// Connection pool size.
     pub max_connections: u32,
     /// How often the server looks for client changes made by other processes (the CLI).
     #[serde(with = "dur")]
     pub change_poll_interval: Duration,
+}
+
+/// Which store `database.url` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseBackend {
+    /// `sqlite:`
+    Sqlite,
+    /// `postgres:` or `postgresql:`
+    Postgres,
+}
+
+impl DatabaseSettings {
+    /// The backend the URL's scheme names, or `None` for any other scheme.
+    pub fn backend(&self) -> Option<DatabaseBackend> {
+        let scheme = self
+            .url
+            .split_once(':')
+            .map(|(s, _)| s.to_ascii_lowercase());
+        match scheme.as_deref() {
+            Some("sqlite") => Some(DatabaseBackend::Sqlite),
+            Some("postgres" | "postgresql") => Some(DatabaseBackend::Postgres),
+            _ => None,
+        }
+    }
+
+    /// The URL with any password replaced, for messages.
+    pub fn redacted_url(&self) -> String {
+        if self.backend() == Some(DatabaseBackend::Sqlite) {
+            // A path, not a URL the `url` crate reads the same way; no credentials.
+            return self.url.clone();
+        }
+        redact_url(&self.url)
+    }
 }
 
 impl Default for DatabaseSettings {
@@ -828,9 +862,9 @@ impl Settings {
                 return err(format!("server.{key}: must be between 1 and 1000000"));
             }
         }
-        if !self.database.url.starts_with("sqlite:") {
+        if self.database.backend().is_none() {
             return err(format!(
-                "database.url: {:?} is not supported yet: use sqlite://PATH?mode=rwc",
+                "database.url: {:?} is neither sqlite://PATH?mode=rwc nor postgres://USER@HOST/DB",
                 redact_url(&self.database.url)
             ));
         }
@@ -1163,6 +1197,36 @@ mod tests {
         }
         let e = Settings::load_from(Some(Path::new("/nonexistent/portcullis.toml")), env_of(&[]))
             .expect_err("missing");
+        // Both store schemes are taken, in either case, with their backend named once.
+        for (url, backend) in [
+            ("sqlite://x.db?mode=rwc", DatabaseBackend::Sqlite),
+            (
+                "postgres://u:pw@db.internal/portcullis",
+                DatabaseBackend::Postgres,
+            ),
+            (
+                "PostgreSQL://u@db/p?options[search_path]=auth",
+                DatabaseBackend::Postgres,
+            ),
+        ] {
+            let s = Settings::load_from(None, env_of(&[("DATABASE_URL", url)])).expect(url);
+            assert_eq!(s.database.backend(), Some(backend), "{url}");
+        }
+        let pg = DatabaseSettings {
+            url: "postgres://u:pw@db.internal/portcullis".into(),
+            ..DatabaseSettings::default()
+        };
+        assert_eq!(
+            pg.redacted_url(),
+            "postgres://u:redacted@db.internal/portcullis"
+        );
+        for url in ["postgres", "file:x.db", "", "mysql://u:pw@h/db"] {
+            let s = DatabaseSettings {
+                url: url.into(),
+                ..DatabaseSettings::default()
+            };
+            assert_eq!(s.backend(), None, "{url}");
+        }
         assert!(e.to_string().contains("does not exist"));
     }
 

@@ -18,7 +18,8 @@ use serde_json::{json, Value};
 
 use crate::{Authority, ServiceError};
 
-/// A JWT access token was revoked: refuse it by `jti` until its `exp`.
+/// An access token was revoked: a JWT (subject: its `jti`) or an opaque token
+/// (subject: its id). Refuse it until its `exp`.
 pub const TOKEN_REVOKED: &str = "token_revoked";
 /// An API key or personal access token was revoked (or deleted). With
 /// `all_of_subject: true` the subject is a user, all of whose PATs were revoked.
@@ -123,6 +124,12 @@ impl Authority {
             let Some(last) = rows.last().map(|r| r.seq) else {
                 break;
             };
+            // Opaque tokens are cached by digest, which the event does not carry (it
+            // names the token's id): any revocation drops the whole cache, as a local
+            // revocation by id does. Revocations are rare next to introspections.
+            if rows.iter().any(|r| r.kind == TOKEN_REVOKED) {
+                self.opaque_cache.clear();
+            }
             for r in rows.iter().filter(|r| r.kind == TOKEN_REVOKED) {
                 let exp = serde_json::from_str::<Value>(&r.details)
                     .ok()

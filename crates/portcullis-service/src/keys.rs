@@ -100,6 +100,9 @@ impl RotationReport {
     }
 }
 
+/// The periodic job lock of signing-key creation and rotation.
+const KEYS_JOB: &str = "signing-keys";
+
 impl Authority {
     fn retired_lifetime(&self) -> i64 {
         self.config.max_access_token_ttl.as_secs() as i64 + self.config.leeway
@@ -138,6 +141,17 @@ impl Authority {
 
     /// Creates an active key for every algorithm that has none (first start).
     pub async fn ensure_signing_keys(&self) -> Result<Vec<String>, ServiceError> {
+        // Nodes starting together on an empty database: the first creates the keys,
+        // the others wait for it and then find them.
+        let lock = self.store.lock_job(KEYS_JOB, true).await?;
+        let created = self.ensure_signing_keys_locked().await;
+        if let Some(lock) = lock {
+            lock.release().await;
+        }
+        created
+    }
+
+    async fn ensure_signing_keys_locked(&self) -> Result<Vec<String>, ServiceError> {
         let rows = self.store.list_signing_keys().await?;
         let mut created = Vec::new();
         for alg in SigningAlg::ALL {
@@ -159,6 +173,19 @@ impl Authority {
 
     /// One pass of scheduled rotation at the current time; reloads the key ring after.
     pub async fn rotate_due(&self) -> Result<RotationReport, ServiceError> {
+        // One node at a time: two reaching a due rotation together would each publish
+        // a next key. A node that finds the job taken only reloads what the other
+        // node wrote.
+        let Some(lock) = self.store.lock_job(KEYS_JOB, false).await? else {
+            self.reload_keyring().await?;
+            return Ok(RotationReport::default());
+        };
+        let report = self.rotate_due_locked().await;
+        lock.release().await;
+        report
+    }
+
+    async fn rotate_due_locked(&self) -> Result<RotationReport, ServiceError> {
         let now = self.now();
         let interval = self.config.rotation_interval.as_secs() as i64;
         let ahead = self.config.publish_ahead.as_secs() as i64;

@@ -308,8 +308,29 @@ impl Authority {
     }
 
     /// Housekeeping: removes expired tokens and deny-list entries, and usage counts past retention.
+    /// On a shared database one node at a time purges (the others skip the tick);
+    /// each node still drops its own expired deny-list entries.
     pub async fn purge_expired(&self) -> Result<u64, ServiceError> {
         let now = self.now();
+        let n = match self.store.lock_job("cleanup", false).await? {
+            Some(lock) => {
+                let n = self.purge_store(now).await;
+                lock.release().await;
+                n?
+            }
+            None => 0,
+        };
+        {
+            let mut g = match self.revoked_jtis.write() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            g.retain(|_, e| *e > now);
+        }
+        Ok(n)
+    }
+
+    async fn purge_store(&self, now: i64) -> Result<u64, ServiceError> {
         let mut n = self.store.purge_expired(now - self.config.leeway).await?;
         n += self
             .store
@@ -319,13 +340,6 @@ impl Authority {
         n += self
             .audit_prune(self.config.audit_retention.as_millis() as i64)
             .await?;
-        {
-            let mut g = match self.revoked_jtis.write() {
-                Ok(g) => g,
-                Err(p) => p.into_inner(),
-            };
-            g.retain(|_, e| *e > now);
-        }
         Ok(n)
     }
 }

@@ -582,6 +582,7 @@ impl Authority {
                 self.store.revoke_opaque_token(&r.id, now).await?;
                 self.opaque_cache
                     .remove(&SecretDigest::from_stored(r.digest.clone()).to_bytes());
+                self.events_appended().await?;
                 tracing::info!(jti = %r.id, "access token revoked");
                 self.audit(
                     crate::audit::AuditEvent::new("token.revoked")
@@ -619,7 +620,9 @@ impl Authority {
 
     /// Revokes an opaque access token by id.
     pub(crate) async fn revoke_opaque_by_id(&self, id: &str) -> Result<(), ServiceError> {
-        self.store.revoke_opaque_token(id, self.now()).await?;
+        if self.store.revoke_opaque_token(id, self.now()).await? {
+            self.events_appended().await?;
+        }
         self.opaque_cache.clear();
         Ok(())
     }

@@ -7,20 +7,26 @@
 //! - [`signin`]: sessions, codes, refresh-token families, consent, TOTP state.
 //! - [`sqlite`]: the embedded default (WAL, `synchronous=FULL`, so an acknowledged
 //!   write survives `kill -9` and power loss alike).
+//! - [`postgres`]: the same statements on PostgreSQL, for several nodes on one
+//!   database.
 //! - [`StoreError`]: every backend error converted once.
 //!
 //! Migrations live in `migrations/sqlite` in SQL that PostgreSQL also accepts once
-//! [`postgres_migration_sql`] has mapped SQLite's 64-bit rowid key to `BIGINT`.
+//! [`postgres_migration_sql`] has mapped SQLite's 64-bit `INTEGER` to `BIGINT`; the
+//! statements (`sql`) are one text for both backends.
 #![forbid(unsafe_code)]
 
 use std::fmt::Debug;
 
 use async_trait::async_trait;
 
+pub mod postgres;
 pub mod rows;
 pub mod signin;
+mod sql;
 pub mod sqlite;
 
+pub use postgres::PgStore;
 pub use rows::{
     AdminTokenRow, ApiKeyRow, AttemptResult, AttemptRow, AuditAnchorRow, AuditFilter, AuditRow,
     ClientRow, DueDelivery, IpBlockRow, KeyspaceRow, NewSecurityEvent, OpaqueTokenRow, OutboxDraft,
@@ -34,12 +40,66 @@ pub use signin::{
 pub use sqlite::SqliteStore;
 
 /// A migration of `migrations/sqlite` as PostgreSQL must run it. The files are
-/// portable SQL but for one word: SQLite stores an `INTEGER PRIMARY KEY` column as
-/// the table's own 64-bit rowid (no second B-tree, no separate index), and only
-/// that exact type name does it, while PostgreSQL's `INTEGER` is 32 bits. Such a
-/// column becomes `BIGINT PRIMARY KEY`, the same range on both.
+/// portable SQL but for one word: SQLite's `INTEGER` is 64 bits (and an `INTEGER
+/// PRIMARY KEY` column is the table's own rowid: no second B-tree, no separate
+/// index; only that exact type name does it), while PostgreSQL's `INTEGER` is 32
+/// bits. Every `INTEGER` column becomes `BIGINT`, the same range on both, which is
+/// also what the rows decode (`i64`).
 pub fn postgres_migration_sql(sqlite_sql: &str) -> String {
-    sqlite_sql.replace("INTEGER PRIMARY KEY", "BIGINT PRIMARY KEY")
+    let mut out = String::with_capacity(sqlite_sql.len() + 16);
+    let mut rest = sqlite_sql;
+    while let Some(at) = rest.find("INTEGER") {
+        let (head, tail) = rest.split_at(at);
+        let word_before = head.chars().next_back().is_some_and(is_word_char);
+        let word_after = tail["INTEGER".len()..]
+            .chars()
+            .next()
+            .is_some_and(is_word_char);
+        out.push_str(head);
+        out.push_str(if word_before || word_after {
+            "INTEGER"
+        } else {
+            "BIGINT"
+        });
+        rest = &tail["INTEGER".len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn is_word_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
+/// A periodic job's lock (see [`Store::lock_job`]). On PostgreSQL it is a session
+/// advisory lock on a connection of its own (not one of the pool's, so the job's own
+/// queries never wait for it); releasing it, or dropping the guard, ends that
+/// session and so frees the lock, also when the job failed half-way.
+#[derive(Debug)]
+pub struct JobLock {
+    conn: Option<sqlx::PgConnection>,
+}
+
+impl JobLock {
+    /// A lock that nothing else contends for (SQLite: one node).
+    pub(crate) fn local() -> Self {
+        Self { conn: None }
+    }
+
+    /// Holds `conn`, whose session took the advisory lock.
+    pub(crate) fn session(conn: sqlx::PgConnection) -> Self {
+        Self { conn: Some(conn) }
+    }
+
+    /// Frees the lock (closes its session cleanly).
+    pub async fn release(mut self) {
+        if let Some(conn) = self.conn.take() {
+            use sqlx::Connection;
+            if let Err(e) = conn.close().await {
+                tracing::warn!(error = %e, "closing a job lock's session failed; the server frees the lock when it notices");
+            }
+        }
+    }
 }
 
 /// Storage failures, converted once from the backend's errors.
@@ -94,6 +154,12 @@ pub trait Store: WebhookStore + SignInStore + Send + Sync + Debug + 'static {
     /// Cheap round trip, for `/readyz`.
     async fn ping(&self) -> StoreResult<()>;
 
+    /// Takes the lock of periodic job `job` (key rotation, say) for as long as the
+    /// returned guard lives, so that nodes sharing one database run the job one at a
+    /// time. With `wait` it blocks until the lock is free; without, `None` means
+    /// another node holds it. SQLite serves one node: granted at once.
+    async fn lock_job(&self, job: &str, wait: bool) -> StoreResult<Option<JobLock>>;
+
     /// Adds a signing key.
     async fn insert_signing_key(&self, key: &SigningKeyRow) -> StoreResult<()>;
     /// All signing keys, oldest first.
@@ -127,7 +193,9 @@ pub trait Store: WebhookStore + SignInStore + Send + Sync + Debug + 'static {
     async fn insert_opaque_token(&self, token: &OpaqueTokenRow) -> StoreResult<()>;
     /// Looks an opaque token up by digest.
     async fn find_opaque_token(&self, digest: &str) -> StoreResult<Option<OpaqueTokenRow>>;
-    /// Marks an opaque token revoked; false when it was unknown or already revoked.
+    /// Marks an opaque token revoked and, in the same transaction, appends its
+    /// `token_revoked` event (subject: the token's id), so every node drops the token
+    /// from its cache; false (and no event) when it was unknown or already revoked.
     async fn revoke_opaque_token(&self, id: &str, now: i64) -> StoreResult<bool>;
 
     /// Puts a JWT's `jti` on the deny list until its expiry (idempotent) and, in the
@@ -304,10 +372,10 @@ pub type AuditSealer = dyn Fn(i64, &str, i64) -> String + Send + Sync;
 mod tests {
     use super::postgres_migration_sql;
 
-    /// The mapping is a plain text replacement, so a rowid key written in another
-    /// case or spacing would reach PostgreSQL as a 32-bit `integer`: none may be left.
+    /// The mapping is a plain text replacement, so an integer column written in
+    /// another case would reach PostgreSQL as a 32-bit `integer`: none may be left.
     #[test]
-    fn every_rowid_key_of_the_migrations_reaches_postgres_as_bigint() {
+    fn every_integer_column_of_the_migrations_reaches_postgres_as_bigint() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
         let mut read = 0;
         for entry in std::fs::read_dir(dir).expect("migrations") {
@@ -316,16 +384,20 @@ mod tests {
             let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
             let pg = words(&postgres_migration_sql(&sql)).to_ascii_uppercase();
             assert!(
-                !pg.contains("INTEGER PRIMARY KEY"),
-                "{}: an integer primary key the PostgreSQL mapping misses",
+                !pg.contains("INTEGER PRIMARY KEY")
+                    && !pg.contains(" INTEGER NOT NULL")
+                    && !pg.contains(" INTEGER,"),
+                "{}: an integer column the PostgreSQL mapping misses",
                 path.display()
             );
             read += 1;
         }
         assert!(read >= 13, "{read} migrations read");
         assert_eq!(
-            postgres_migration_sql("seq INTEGER PRIMARY KEY,\nid INTEGER NOT NULL"),
-            "seq BIGINT PRIMARY KEY,\nid INTEGER NOT NULL"
+            postgres_migration_sql(
+                "seq INTEGER PRIMARY KEY,\nn INTEGER NOT NULL, n_INTEGER TEXT, INTEGERS"
+            ),
+            "seq BIGINT PRIMARY KEY,\nn BIGINT NOT NULL, n_INTEGER TEXT, INTEGERS"
         );
     }
 }

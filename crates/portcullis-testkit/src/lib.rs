@@ -274,6 +274,65 @@ impl TestApp {
     }
 }
 
+/// A fresh schema on the PostgreSQL server of `PORTCULLIS_TEST_DATABASE_URL`, for
+/// servers (`settings.database.url = schema.url.clone()`) that share one database, and
+/// for the store's and the service's own PostgreSQL tests (`schema.options()`).
+#[derive(Debug)]
+pub struct PgSchema {
+    /// The database URL with `search_path` set to the schema.
+    pub url: String,
+    base: String,
+    name: String,
+}
+
+impl PgSchema {
+    /// Creates the schema, or returns `None` (printing `skipped:` on stderr, which
+    /// libtest does not capture) when `PORTCULLIS_TEST_DATABASE_URL` is unset.
+    pub async fn create(test: &str) -> Option<PgSchema> {
+        let Ok(base) = std::env::var("PORTCULLIS_TEST_DATABASE_URL") else {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped: postgres (set PORTCULLIS_TEST_DATABASE_URL to run {test})"
+            );
+            return None;
+        };
+        let name = format!("pc_app_{}", uuid::Uuid::new_v4().simple());
+        let pool = sqlx::PgPool::connect(&base)
+            .await
+            .expect("postgres reachable (PORTCULLIS_TEST_DATABASE_URL)");
+        sqlx::query(&format!("CREATE SCHEMA {name}"))
+            .execute(&pool)
+            .await
+            .expect("create schema");
+        pool.close().await;
+        let sep = if base.contains('?') { '&' } else { '?' };
+        Some(PgSchema {
+            url: format!("{base}{sep}options[search_path]={name}"),
+            base,
+            name,
+        })
+    }
+
+    /// Connection options for the schema (the store's own tests connect with these).
+    pub fn options(&self) -> sqlx::postgres::PgConnectOptions {
+        use std::str::FromStr;
+        sqlx::postgres::PgConnectOptions::from_str(&self.base)
+            .expect("postgres url")
+            .options([("search_path", self.name.as_str())])
+    }
+
+    /// Drops the schema (after the servers using it have stopped).
+    pub async fn drop(self) {
+        let pool = sqlx::PgPool::connect(&self.base).await.expect("postgres");
+        sqlx::query(&format!("DROP SCHEMA {} CASCADE", self.name))
+            .execute(&pool)
+            .await
+            .expect("drop schema");
+        pool.close().await;
+    }
+}
+
 /// A browser for sign-in flows: its own cookie jar, no redirects followed.
 #[derive(Debug, Clone)]
 pub struct TestBrowser {

@@ -646,7 +646,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             authority(&settings).await?;
             print(
                 out,
-                &json!({"migrated": true, "database": settings.database.url}),
+                &json!({"migrated": true, "database": settings.database.redacted_url()}),
                 &["migrated", "database"],
             )
         }

@@ -1,4 +1,5 @@
-//! Service tests on a real SQLite file with a manual clock.
+//! Service tests on a real SQLite file with a manual clock (and, where nodes share a
+//! database, on PostgreSQL when `PORTCULLIS_TEST_DATABASE_URL` is set).
 
 mod anomaly;
 mod apikeys;
@@ -71,6 +72,25 @@ async fn authority_with(
     Authority::new(Arc::new(store), Arc::new(clock.clone()), mk, config)
         .await
         .expect("authority")
+}
+
+/// An authority on a PostgreSQL schema: one node of several sharing the database.
+pub(crate) async fn authority_on_postgres(
+    schema: &portcullis_testkit::PgSchema,
+    clock: &ManualClock,
+    mk: &MasterKey,
+) -> Authority {
+    let store = portcullis_store::PgStore::connect_with(schema.options(), 4)
+        .await
+        .expect("store");
+    Authority::new(
+        Arc::new(store),
+        Arc::new(clock.clone()),
+        mk,
+        AuthorityConfig::with_issuer("https://issuer.test"),
+    )
+    .await
+    .expect("authority")
 }
 
 pub(crate) fn cc_client(name: &str) -> NewClient {

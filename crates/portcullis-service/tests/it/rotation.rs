@@ -1,6 +1,10 @@
 use portcullis_core::jose::SigningAlg;
 
-use crate::env;
+use portcullis_core::clock::ManualClock;
+use portcullis_core::keys::MasterKey;
+use portcullis_testkit::PgSchema;
+
+use crate::{authority_on_postgres, env};
 
 const DAY: i64 = 86_400;
 
@@ -108,4 +112,60 @@ async fn manual_rotation_schedules_a_next_key_or_switches_immediately() {
             .kid(),
         next
     );
+}
+
+#[tokio::test]
+async fn two_nodes_on_one_postgres_database_create_and_rotate_each_key_once() {
+    let Some(schema) =
+        PgSchema::create("two_nodes_on_one_postgres_database_create_and_rotate_each_key_once")
+            .await
+    else {
+        return;
+    };
+    let clock = ManualClock::new(1_800_000_000);
+    let mk = MasterKey::generate().expect("master key");
+    let a = authority_on_postgres(&schema, &clock, &mk).await;
+    let b = authority_on_postgres(&schema, &clock, &mk).await;
+
+    // Both start on the empty database at once: one set of keys between them.
+    let (ka, kb) = tokio::join!(a.ensure_signing_keys(), b.ensure_signing_keys());
+    let (ka, kb) = (ka.expect("a"), kb.expect("b"));
+    assert_eq!(ka.len() + kb.len(), 4, "a: {ka:?}, b: {kb:?}");
+    assert_eq!(a.list_signing_keys().await.expect("list").len(), 4);
+
+    // Both reach the due rotation in the same instant: one next key per algorithm.
+    clock.advance(89 * DAY);
+    let (ra, rb) = tokio::join!(a.rotate_due(), b.rotate_due());
+    let (ra, rb) = (ra.expect("a"), rb.expect("b"));
+    assert_eq!(
+        ra.created.len() + rb.created.len(),
+        4,
+        "a: {ra:?}, b: {rb:?}"
+    );
+    assert_eq!(b.list_signing_keys().await.expect("list").len(), 8);
+
+    // And one activation each, seen by both.
+    clock.advance(DAY);
+    let (ra, rb) = tokio::join!(a.rotate_due(), b.rotate_due());
+    let (ra, rb) = (ra.expect("a"), rb.expect("b"));
+    assert_eq!(
+        ra.activated.len() + rb.activated.len(),
+        4,
+        "a: {ra:?}, b: {rb:?}"
+    );
+    // The node that found the job taken reloads at its next check.
+    a.rotate_due().await.expect("a again");
+    b.rotate_due().await.expect("b again");
+    for alg in SigningAlg::ALL {
+        let signer = |n: &portcullis_service::Authority| {
+            n.keyring().signer(alg).expect("signer").kid().to_owned()
+        };
+        assert_eq!(
+            signer(&a),
+            signer(&b),
+            "{alg}: both nodes sign with the same key"
+        );
+    }
+    drop((a, b));
+    schema.drop().await;
 }

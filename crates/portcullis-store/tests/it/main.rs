@@ -3,9 +3,11 @@
 
 mod contract;
 mod migrations;
+mod postgres_nodes;
 mod postgres_schema;
 
-use portcullis_store::SqliteStore;
+use portcullis_store::{PgStore, SqliteStore};
+use portcullis_testkit::PgSchema;
 
 /// An audit record with values derived from `seq` (the store assigns `seq` and the
 /// links itself on append).
@@ -39,17 +41,70 @@ pub(crate) async fn sqlite() -> (SqliteStore, tempfile::TempDir) {
     (SqliteStore::connect(&url, 4).await.expect("connect"), dir)
 }
 
-/// Runs one test body against each backend. Only SQLite has a store so far: the
-/// PostgreSQL store arrives with the cluster issue, and `postgres_schema` already
-/// proves the migrations are PostgreSQL-compatible.
+/// A store on a fresh PostgreSQL schema of `PORTCULLIS_TEST_DATABASE_URL`, or `None`
+/// (with a `skipped:` line on stderr) when the variable is unset. `.ci/run` sets it,
+/// so there a missing or unreachable server fails the test instead.
+pub(crate) async fn postgres(test: &str) -> Option<Pg> {
+    let schema = PgSchema::create(test).await?;
+    let store = PgStore::connect_with(schema.options(), 8)
+        .await
+        .expect("connect and migrate");
+    Some(Pg { store, schema })
+}
+
+/// A PostgreSQL store on its own schema; [`Pg::drop`] removes the schema.
+pub(crate) struct Pg {
+    pub(crate) store: PgStore,
+    schema: PgSchema,
+}
+
+impl Pg {
+    /// Another store on the same schema: a second node of one cluster.
+    pub(crate) async fn another_node(&self) -> PgStore {
+        PgStore::connect_with(self.schema.options(), 8)
+            .await
+            .expect("second node")
+    }
+
+    /// Closes the store and drops its schema (left behind when the test panicked,
+    /// for a look at what it held).
+    pub(crate) async fn drop(self) {
+        self.store.pool().close().await;
+        self.schema.drop().await;
+    }
+}
+
+/// Runs one test body against each backend: `NAME::sqlite` always, `NAME::postgres`
+/// when `PORTCULLIS_TEST_DATABASE_URL` is set (otherwise it prints `skipped:` and
+/// passes). The body sees `store: &dyn Store`.
 #[macro_export]
 macro_rules! store_test {
     ($name:ident, |$store:ident| $body:block) => {
-        #[tokio::test]
-        async fn $name() {
-            let ($store, _dir) = $crate::sqlite().await;
-            let $store: &dyn portcullis_store::Store = &$store;
-            $body
+        mod $name {
+            #[allow(
+                unused_imports,
+                reason = "a body may use none of the contract module's helpers"
+            )]
+            use super::*;
+
+            #[tokio::test]
+            async fn sqlite() {
+                let (owned, _dir) = $crate::sqlite().await;
+                let $store: &dyn portcullis_store::Store = &owned;
+                $body
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                let Some(pg) = $crate::postgres(stringify!($name)).await else {
+                    return;
+                };
+                {
+                    let $store: &dyn portcullis_store::Store = &pg.store;
+                    $body
+                }
+                pg.drop().await;
+            }
         }
     };
 }

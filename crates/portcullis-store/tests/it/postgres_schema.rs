@@ -2,30 +2,19 @@
 //! them (after `postgres_migration_sql`) with 64-bit keys where SQLite has them.
 
 use sqlx::postgres::PgPoolOptions;
-use std::io::Write;
 
-use sqlx::Executor;
+use portcullis_testkit::PgSchema;
 
 #[tokio::test]
 async fn the_migrations_apply_on_postgres() {
-    let Ok(url) = std::env::var("PORTCULLIS_TEST_DATABASE_URL") else {
-        // Straight to the process's stderr: libtest captures eprintln!, and a skip
-        // must be visible in a plain `cargo test` run.
-        let _ = writeln!(std::io::stderr(), "skipped: postgres (set PORTCULLIS_TEST_DATABASE_URL to run the_migrations_apply_on_postgres)");
+    let Some(schema) = PgSchema::create("the_migrations_apply_on_postgres").await else {
         return;
     };
     let pool = PgPoolOptions::new()
         .max_connections(1)
-        .connect(&url)
+        .connect_with(schema.options())
         .await
         .expect("postgres reachable");
-    let schema = format!("pc_mig_{}", uuid::Uuid::new_v4().simple());
-    pool.execute(format!("CREATE SCHEMA {schema}").as_str())
-        .await
-        .expect("schema");
-    pool.execute(format!("SET search_path TO {schema}").as_str())
-        .await
-        .expect("search_path");
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .expect("dir")
@@ -41,19 +30,26 @@ async fn the_migrations_apply_on_postgres() {
             break;
         }
     }
-    // The audit chain's `seq` is a rowid alias on SQLite (64-bit): the same range here.
+    // 64-bit wherever SQLite is: every integer column, the audit chain's `seq` (a rowid
+    // alias on SQLite) among them.
+    let narrow: Vec<(String, String)> = sqlx::query_as(
+        "SELECT table_name::text, column_name::text FROM information_schema.columns
+          WHERE table_schema = current_schema() AND data_type IN ('integer', 'smallint')",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("columns");
     let seq_type: Option<(String,)> = sqlx::query_as(
         "SELECT data_type::text FROM information_schema.columns
-          WHERE table_schema = $1 AND table_name = 'audit_events' AND column_name = 'seq'",
+          WHERE table_schema = current_schema() AND table_name = 'audit_events' AND column_name = 'seq'",
     )
-    .bind(&schema)
     .fetch_optional(&pool)
     .await
     .expect("columns");
-    pool.execute(format!("DROP SCHEMA {schema} CASCADE").as_str())
-        .await
-        .expect("drop");
+    pool.close().await;
+    schema.drop().await;
     assert!(!files.is_empty());
     result.expect("postgres accepts the migration");
     assert_eq!(seq_type, Some(("bigint".to_owned(),)));
+    assert_eq!(narrow, [], "32-bit integer columns on PostgreSQL");
 }

@@ -5,6 +5,7 @@
 mod admin_api;
 mod browser;
 mod cli;
+mod cluster;
 mod crash;
 mod discovery;
 mod gatekeeper;

@@ -138,6 +138,9 @@ async fn lock_job(store: &PgStore, job: &str, wait: bool) -> StoreResult<Option<
     Ok(Some(JobLock::session(conn)))
 }
 
+/// How the audit INSERT writes its placeholders (see [`crate::sql::Binds`]).
+const AUDIT_BINDS: crate::sql::Binds = crate::sql::Binds::Numbered;
+
 /// The backend [`crate::sql::sql_store!`] implements the store traits for.
 type Backend = PgStore;
 /// Its database.

@@ -78,6 +78,9 @@ async fn lock_job(_: &SqliteStore, _job: &str, _wait: bool) -> StoreResult<Optio
     Ok(Some(crate::JobLock::local()))
 }
 
+/// How the audit INSERT writes its placeholders (see [`crate::sql::Binds`]).
+const AUDIT_BINDS: crate::sql::Binds = crate::sql::Binds::Positional;
+
 /// The backend [`crate::sql::sql_store!`] implements the store traits for.
 type Backend = SqliteStore;
 /// Its database.

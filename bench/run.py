@@ -542,6 +542,17 @@ def loadgen(*argv):
     return json.loads(out.stdout)
 
 
+def login_client(pc, password):
+    """The sign-in and refresh scenarios' fixtures, made with the CLI on `pc`'s database:
+    a role, the user `bench` with `password`, and a confidential client for the
+    password and refresh grants (ES256). Returns the client (id and secret)."""
+    pc.cli("role", "put", "--name", "reader", "--scope", "read")
+    subprocess.run([BIN, "user", "create", "--username", "bench", "--role", "reader", "--password-stdin"],
+                   env=pc.env, cwd=pc.workdir, input=password + "\n", capture_output=True, text=True, check=True)
+    return pc.cli("client", "create", "--name", "bench-login", "--grant-type", "password", "--grant-type",
+                  "refresh_token", "--scope", "read", "--scope", "offline_access", "--access-token-alg", "ES256")
+
+
 def signin_bench(args):
     """Password sign-in against raw Argon2id (B3 over HTTP), and the refresh grant
     against the sign-only baseline (B2), each pair in the same run."""
@@ -551,12 +562,8 @@ def signin_bench(args):
     for k in ["LOGIN_PER_IP", "LOGIN_PER_ACCOUNT"]:
         pc.env[f"PORTCULLIS_RATELIMIT_{k}"] = "off"
     pc.start()
-    pc.cli("role", "put", "--name", "reader", "--scope", "read")
     password = "bench-password-1"
-    subprocess.run([BIN, "user", "create", "--username", "bench", "--role", "reader", "--password-stdin"],
-                   env=pc.env, cwd=work, input=password + "\n", capture_output=True, text=True, check=True)
-    c = pc.cli("client", "create", "--name", "bench-login", "--grant-type", "password", "--grant-type",
-               "refresh_token", "--scope", "read", "--scope", "offline_access", "--access-token-alg", "ES256")
+    c = login_client(pc, password)
     cc = pc.cli("client", "create", "--name", "bench-cc", "--grant-type", "client_credentials", "--scope", "read",
                 "--access-token-alg", "ES256")
     time.sleep(1.5)
@@ -672,11 +679,7 @@ def refresh_on_postgres(args, password):
         pc.env[f"PORTCULLIS_RATELIMIT_{k}"] = "off"
     try:
         pc.start()
-        pc.cli("role", "put", "--name", "reader", "--scope", "read")
-        subprocess.run([BIN, "user", "create", "--username", "bench", "--role", "reader", "--password-stdin"],
-                       env=pc.env, cwd=work, input=password + "\n", capture_output=True, text=True, check=True)
-        c = pc.cli("client", "create", "--name", "bench-login", "--grant-type", "password", "--grant-type",
-                   "refresh_token", "--scope", "read", "--scope", "offline_access", "--access-token-alg", "ES256")
+        c = login_client(pc, password)
         time.sleep(1.5)
         print(f"  refresh on PostgreSQL {settings.get('server_version')} (fsync {settings.get('fsync')}, "
               f"synchronous_commit {settings.get('synchronous_commit')})", flush=True)

@@ -65,10 +65,7 @@ pub async fn open_store(db: &DatabaseSettings) -> anyhow::Result<Arc<dyn Store>>
         Some(DatabaseBackend::Sqlite) => SqliteStore::connect(&db.url, db.max_connections)
             .await
             .map(|s| Arc::new(s) as Arc<dyn Store>),
-        None => bail!(
-            "database.url: {:?} is neither sqlite://PATH?mode=rwc nor postgres://USER@HOST/DB",
-            db.redacted_url()
-        ),
+        None => bail!(db.unsupported()),
     };
     opened.with_context(|| format!("opening database {}", db.redacted_url()))
 }

@@ -583,6 +583,14 @@ impl DatabaseSettings {
         }
     }
 
+    /// The error message for a URL of neither backend.
+    pub fn unsupported(&self) -> String {
+        format!(
+            "database.url: {:?} is neither sqlite://PATH?mode=rwc nor postgres://USER@HOST/DB",
+            self.redacted_url()
+        )
+    }
+
     /// The URL with any password replaced, for messages.
     pub fn redacted_url(&self) -> String {
         if self.backend() == Some(DatabaseBackend::Sqlite) {
@@ -863,10 +871,7 @@ impl Settings {
             }
         }
         if self.database.backend().is_none() {
-            return err(format!(
-                "database.url: {:?} is neither sqlite://PATH?mode=rwc nor postgres://USER@HOST/DB",
-                redact_url(&self.database.url)
-            ));
+            return err(self.database.unsupported());
         }
         if self.database.max_connections == 0 {
             return err("database.max_connections: must be at least 1".into());

@@ -101,7 +101,16 @@ pub(crate) fn http() -> reqwest::blocking::Client {
 }
 
 pub(crate) fn create_client(dir: &Path, format: &str) -> (String, String) {
-    let v = json_ok(&run(cli(dir).args([
+    create_client_with(dir, format, &[])
+}
+
+/// [`create_client`] with extra environment (another database).
+pub(crate) fn create_client_with(
+    dir: &Path,
+    format: &str,
+    envs: &[(&str, &str)],
+) -> (String, String) {
+    let v = json_ok(&run(cli(dir).envs(envs.iter().copied()).args([
         "client",
         "create",
         "--name",
@@ -158,10 +167,40 @@ fn active(s: &Server, id: &str, secret: &str, token: &str) -> bool {
 #[test]
 fn an_acknowledged_revocation_survives_kill_9() {
     let dir = tempfile::tempdir().expect("tmp");
-    let (jid, jsec) = create_client(dir.path(), "jwt");
-    let (oid, osec) = create_client(dir.path(), "opaque");
+    revocation_survives_kill_9(dir.path(), &[]);
+    let check = std::process::Command::new("sqlite3")
+        .arg(dir.path().join("p.db"))
+        .arg("PRAGMA integrity_check")
+        .output();
+    if let Ok(o) = check {
+        if o.status.success() {
+            assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "ok");
+        }
+    }
+}
+
+/// Invariant 3 on PostgreSQL: the server answers after the commit there as on SQLite.
+#[test]
+fn an_acknowledged_revocation_survives_kill_9_on_postgres() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let Some(schema) = rt.block_on(portcullis_testkit::PgSchema::create(
+        "an_acknowledged_revocation_survives_kill_9_on_postgres",
+    )) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    revocation_survives_kill_9(dir.path(), &[("PORTCULLIS_DATABASE_URL", &schema.url)]);
+    rt.block_on(schema.drop());
+}
+
+/// Revokes a JWT and an opaque token, kills the server with SIGKILL right after the
+/// 200s, restarts it on the same database (`envs` names another than `dir`'s SQLite
+/// file) and checks the revocations, the other token and their audit records.
+fn revocation_survives_kill_9(dir: &Path, envs: &[(&str, &str)]) {
+    let (jid, jsec) = create_client_with(dir, "jwt", envs);
+    let (oid, osec) = create_client_with(dir, "opaque", envs);
     let port = free_port();
-    let s = Server::start(dir.path(), port, &[]);
+    let s = Server::start(dir, port, envs);
     let jwt = token(&s, &jid, &jsec);
     let keep = token(&s, &jid, &jsec);
     let opaque = token(&s, &oid, &osec);
@@ -172,7 +211,7 @@ fn an_acknowledged_revocation_survives_kill_9() {
     );
     // SIGKILL right after the 200s: no shutdown hook runs.
     s.kill9();
-    let s = Server::start(dir.path(), port, &[]);
+    let s = Server::start(dir, port, envs);
     assert!(
         !active(&s, &jid, &jsec, &jwt),
         "revoked JWT still revoked after kill -9"
@@ -187,7 +226,9 @@ fn an_acknowledged_revocation_survives_kill_9() {
     );
     // Their audit records were acknowledged with them, so they survived too, and
     // the chain still verifies.
-    let out = run(cli(dir.path()).args(["audit", "export", "--format", "json"]));
+    let out = run(cli(dir)
+        .envs(envs.iter().copied())
+        .args(["audit", "export", "--format", "json"]));
     let records = json_ok(&out);
     let records = records.as_array().expect("array");
     let of = |kind: &str| -> Vec<&Value> { records.iter().filter(|r| r["kind"] == kind).collect() };
@@ -201,17 +242,10 @@ fn an_acknowledged_revocation_survives_kill_9() {
     assert!(of("client.created")
         .iter()
         .all(|r| r["actor"].as_str().is_some_and(|a| a.starts_with("cli"))));
-    let v = json_ok(&run(cli(dir.path()).args(["audit", "verify"])));
+    let v = json_ok(&run(cli(dir)
+        .envs(envs.iter().copied())
+        .args(["audit", "verify"])));
     assert_eq!(v["ok"], true, "{v}");
-    let check = std::process::Command::new("sqlite3")
-        .arg(dir.path().join("p.db"))
-        .arg("PRAGMA integrity_check")
-        .output();
-    if let Ok(o) = check {
-        if o.status.success() {
-            assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "ok");
-        }
-    }
 }
 
 #[test]
